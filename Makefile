@@ -1,0 +1,60 @@
+# djllm — see README.md. Every target bootstraps what it needs, so a fresh clone only needs `make run` / `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+WEB_CONCURRENCY ?= 2
+export DJANGO_SETTINGS_MODULE ?= config.settings.local
+
+.PHONY: run serve test lint schema-check bench deps dev-deps browser migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.deps
+
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+# Headless Chromium for the page tests (Debian's package; the tests never download a browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
+	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+migrate: deps
+	$(BIN)/python manage.py migrate --noinput -v 0
+
+# Fresh machine -> venv, install, migrate, admin user + token printed (first run only), server on 127.0.0.1:8000.
+run: migrate
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT)
+
+# Production ASGI server: gunicorn with uvicorn workers.
+serve: migrate
+	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} \
+	$(BIN)/gunicorn config.asgi:application -k uvicorn_worker.UvicornWorker \
+	  --workers $(WEB_CONCURRENCY) --bind $${HOST:-127.0.0.1}:$(PORT) --access-logfile - --graceful-timeout 30
+
+test: dev-deps browser
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/pytest
+
+lint: dev-deps
+	$(BIN)/ruff check .
+
+schema-check: dev-deps
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+bench: dev-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

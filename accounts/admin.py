@@ -1,0 +1,121 @@
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from accounts import services
+from accounts.forms import AdminTokenForm
+from accounts.models import APIToken, UserPreferences
+
+User = get_user_model()
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked"), ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.exclude(revoked_at__lte=now).exclude(expires_at__lte=now)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__lte=now)
+        if self.value() == "expired":
+            return queryset.filter(expires_at__lte=now)
+        return queryset
+
+
+@admin.register(APIToken)
+class APITokenAdmin(admin.ModelAdmin):
+    form = AdminTokenForm
+    list_display = ["display_prefix", "name", "user", "scope_list", "last_used_at", "expires_at", "status"]
+    list_filter = [StatusFilter, "created_at", "user"]
+    search_fields = ["prefix", "name", "user__username", "user__email"]
+    list_select_related = ["user"]
+    readonly_fields = ["display_prefix", "created_at", "last_used_at", "revoked_at", "status"]
+    actions = ["revoke_tokens", "rotate_tokens"]
+    # The digest is never displayed: it is in no field list, list column or search field.
+
+    @admin.display(description="prefix", ordering="prefix")
+    def display_prefix(self, obj):
+        return f"{obj.display_prefix}…"
+
+    @admin.display(description="scopes")
+    def scope_list(self, obj):
+        return ", ".join(obj.scopes)
+
+    def get_fields(self, request, obj=None):
+        editable = ["user", "name", "scopes", "expires_at", "rate_limit", "monthly_budget_usd"]
+        return (
+            editable
+            if obj is None
+            else ["display_prefix", *editable, "created_at", "last_used_at", "revoked_at", "status"]
+        )
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_revoked:
+            return False  # revoked tokens are read-only
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            services.api_token_changed(token=obj)
+            return
+        token, plaintext = services.api_token_create(
+            user=form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=form.cleaned_data["expires_at"],
+            rate_limit=form.cleaned_data["rate_limit"],
+            monthly_budget_usd=form.cleaned_data["monthly_budget_usd"],
+        )
+        obj.pk = token.pk
+        request._djllm_new_tokens = [(token, plaintext)]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._show_plaintexts(request, "Token created")
+
+    def _show_plaintexts(self, request, title):
+        # Rendered in this one response, stored nowhere: the plaintext is shown once.
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "new_tokens": getattr(request, "_djllm_new_tokens", []),
+        }
+        return TemplateResponse(request, "admin/accounts/apitoken/plaintext.html", context)
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        count = 0
+        for token in queryset.exclude(revoked_at__lte=timezone.now()):
+            services.api_token_revoke(token=token)
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+    @admin.action(description="Rotate selected tokens (new token, old one revoked now)", permissions=["change"])
+    def rotate_tokens(self, request, queryset):
+        request._djllm_new_tokens = [
+            services.api_token_rotate(token=token) for token in queryset.exclude(revoked_at__lte=timezone.now())
+        ]
+        return self._show_plaintexts(request, "Tokens rotated")
+
+
+class PreferencesInline(admin.StackedInline):
+    model = UserPreferences
+    can_delete = False
+    extra = 0
+    min_num = 1
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    inlines = [PreferencesInline]

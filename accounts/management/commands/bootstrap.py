@@ -1,0 +1,25 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from accounts import services
+
+
+class Command(BaseCommand):
+    help = "First-run setup for `make run`: an admin user with a generated password and one API token."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="admin")
+
+    def handle(self, *args, username, **options):
+        User = get_user_model()
+        if User.objects.filter(is_superuser=True).exists():
+            self.stdout.write("An admin user exists already; skipping (use `manage.py createtoken` for tokens).")
+            return
+        password = secrets.token_urlsafe(12)
+        user = services.user_create(username=username, password=password, is_superuser=True)
+        _, plaintext = services.api_token_create(user=user, name="make run")
+        self.stdout.write(self.style.SUCCESS("Created the admin user. Keep these; they are shown only now:"))
+        self.stdout.write(f"  admin login:  http://127.0.0.1:8000/admin/   user {username}   password {password}")
+        self.stdout.write(f"  API token:    {plaintext}")

@@ -1,0 +1,104 @@
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Scope(models.TextChoices):
+    LLM = "llm", "LLM"
+    CALENDAR = "calendar", "Calendar"
+
+
+ALL_SCOPES = [choice.value for choice in Scope]
+
+rate_limit_validator = RegexValidator(
+    r"^\d+/\d*[smhd]$", "Use the form N/unit, e.g. 60/m, 1000/h, 10/5s (units: s, m, h, d)."
+)
+
+
+class APIToken(models.Model):
+    """A database-backed API token. Only a SHA-256 digest of the token is stored.
+
+    The token looks like `djl_<prefix>_<secret>`; the prefix is visible, unique and used for lookup.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar.")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rate_limit = models.CharField(
+        max_length=20, blank=True, validators=[rate_limit_validator], help_text="Like 60/m. Blank: the default."
+    )
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Blank: no budget."
+    )
+    rotated_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "revoked_at"])]
+
+    def __str__(self) -> str:
+        return f"djl_{self.prefix}… ({self.name or 'unnamed'})"
+
+    @property
+    def display_prefix(self) -> str:
+        return f"djl_{self.prefix}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None and self.revoked_at <= timezone.now()
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def status(self) -> str:
+        if self.is_revoked:
+            return "revoked"
+        if self.revoked_at is not None:
+            return "rotating"
+        if self.is_expired:
+            return "expired"
+        return "active"
+
+    def clean(self) -> None:
+        unknown = set(self.scopes or []) - set(ALL_SCOPES)
+        if unknown:
+            raise ValidationError({"scopes": f"Unknown scopes: {', '.join(sorted(unknown))}."})
+
+
+def validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA timezone name (like Europe/Berlin).")
+
+
+class Provider(models.TextChoices):
+    OPENAI = "openai", "OpenAI"
+    ANTHROPIC = "anthropic", "Anthropic"
+    LOCAL = "local", "Local (OpenAI-compatible)"
+
+
+class UserPreferences(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
+    default_provider = models.CharField(max_length=20, choices=Provider.choices, blank=True)
+    default_model = models.CharField(max_length=100, blank=True)
+    language = models.CharField(max_length=50, blank=True, help_text="Output language, e.g. English, German.")
+    timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+
+    class Meta:
+        verbose_name = "preferences"
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user}"

@@ -1,0 +1,22 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class APITokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.APITokenAuthentication"
+    name = ["bearerAuth", "apiTokenHeader"]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "djl_<prefix>_<secret>",
+                "description": "A djllm API token: `Authorization: Bearer djl_...`.",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-API-Token",
+                "description": "The same token in `X-API-Token` (for clients of the Flask version).",
+            },
+        ]

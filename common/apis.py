@@ -1,0 +1,82 @@
+import logging
+
+from django.core.cache import cache
+from django.db import connection
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from common.errors import ServiceUnavailable
+from common.responses import api_error_body
+
+logger = logging.getLogger(__name__)
+
+
+class HealthApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Liveness",
+        description="Answers 200 while the process serves requests. Touches neither the database nor the cache.",
+        responses=inline_serializer("Health", {"status": serializers.CharField()}),
+        examples=[OpenApiExample("OK", value={"status": "ok"})],
+    )
+    def get(self, request):
+        return Response({"status": "ok"})
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache() -> None:
+    cache.set("health:ready", "1", 5)
+    if cache.get("health:ready") != "1":
+        raise RuntimeError("the cache did not return what was written")
+
+
+class ReadinessApi(APIView):
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Readiness",
+        description="Checks the database and the cache. 503 names each failing check.",
+        responses={
+            200: inline_serializer("Ready", {"status": serializers.CharField(), "checks": serializers.DictField()})
+        },
+        examples=[
+            OpenApiExample("Ready", value={"status": "ok", "checks": {"database": "ok", "cache": "ok"}}),
+            OpenApiExample(
+                "Not ready",
+                status_codes=["503"],
+                value={
+                    "error": {
+                        "code": "not_ready",
+                        "message": "Failing checks: database.",
+                        "details": {"database": "connection refused", "cache": "ok"},
+                        "request_id": "…",
+                    }
+                },
+            ),
+        ],
+    )
+    def get(self, request):
+        checks, failing = {}, []
+        for name, check in (("database", _check_database), ("cache", _check_cache)):
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # any failure is the answer, not a crash
+                logger.warning("Readiness check %s failed: %s", name, exc)
+                checks[name] = f"{type(exc).__name__}: {exc}"[:300]
+                failing.append(name)
+        if failing:
+            error = ServiceUnavailable(f"Failing checks: {', '.join(failing)}.", code="not_ready", details=checks)
+            return Response(api_error_body(error), status=503)
+        return Response({"status": "ok", "checks": checks})

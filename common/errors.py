@@ -1,0 +1,81 @@
+"""The one exception hierarchy of djllm. Services raise these; the API layer renders them.
+
+`/api/` renders `{"error": {"code", "message", "details", "request_id"}}`; the OpenAI-compatible `/v1/`
+endpoints render the same error in OpenAI's shape (see `common.responses`).
+"""
+
+from typing import Any
+
+
+class AppError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+    message: str = "The request could not be processed."
+    # OpenAI's `error.type` for the same failure, so SDKs raise their usual exception.
+    openai_type: str = "invalid_request_error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ) -> None:
+        self.message = message or self.message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.details = details or {}
+        self.headers = headers or {}
+        self.param = param
+        super().__init__(self.message)
+
+
+class InvalidRequest(AppError):
+    status, code = 400, "invalid_request"
+
+
+class NotAuthenticated(AppError):
+    status, code, openai_type = 401, "token_missing", "authentication_error"
+    message = "Authentication required: send `Authorization: Bearer <token>` or `X-API-Token: <token>`."
+
+
+class InsufficientScope(AppError):
+    status, code, openai_type = 403, "insufficient_scope", "permission_error"
+    message = "This token does not have the scope this endpoint needs."
+
+
+class PermissionDenied(AppError):
+    status, code, openai_type = 403, "permission_denied", "permission_error"
+    message = "You do not have permission to do this."
+
+
+class NotFound(AppError):
+    status, code, openai_type = 404, "not_found", "not_found_error"
+    message = "Not found."
+
+
+class Conflict(AppError):
+    status, code = 409, "conflict"
+
+
+class BudgetExceeded(AppError):
+    status, code, openai_type = 402, "budget_exceeded", "insufficient_quota"
+    message = "The monthly budget is used up."
+
+
+class RateLimited(AppError):
+    status, code, openai_type = 429, "rate_limited", "rate_limit_error"
+    message = "Too many requests."
+
+
+class ServiceUnavailable(AppError):
+    status, code, openai_type = 503, "service_unavailable", "api_error"
+    message = "The service is not available."
+
+
+class UpstreamError(AppError):
+    status, code, openai_type = 502, "upstream_error", "api_error"
+    message = "The upstream provider failed."

@@ -1,0 +1,26 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from common import exceptions
+from common.apis import HealthApi, ReadinessApi
+
+api_v1 = [
+    path("health", HealthApi.as_view(), name="health"),
+    path("health/ready", ReadinessApi.as_view(), name="health-ready"),
+    path("", include("accounts.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("account/", include("accounts.page_urls")),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    # Anything else under the API answers JSON in the documented shape, never an HTML page or a redirect.
+    re_path(r"^(?:api|v1)/", exceptions.api_not_found),
+]
+
+handler404 = "common.exceptions.handler404"
+handler500 = "common.exceptions.handler500"

@@ -1,0 +1,59 @@
+import os
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts import services, token_cache
+from tests.factories import UserFactory
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+
+
+def pytest_collection_modifyitems(config, items):
+    if REDIS_URL:
+        return
+    skip = pytest.mark.skip(reason="needs REDIS_URL (runs in the PostgreSQL + Redis pass of CI)")
+    for item in items:
+        if "redis" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    token_cache.clear()
+    cache.clear()
+    yield
+    token_cache.clear()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def make_token(db):
+    def _make(user=None, **kwargs):
+        user = user or UserFactory()
+        return services.api_token_create(user=user, **kwargs)
+
+    return _make
+
+
+@pytest.fixture
+def token(user, make_token):
+    """(APIToken, plaintext) for `user` with every scope."""
+    return make_token(user=user, name="test")
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def auth_client(token):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token[1]}")
+    return client
