@@ -142,7 +142,7 @@ SPECTACULAR_SETTINGS = {
 
 # --- API tokens -----------------------------------------------------------------------------------
 # How long one worker may trust a token it has looked up before it asks again (revocation latency).
-API_TOKEN_LOCAL_CACHE_SECONDS = env.float("API_TOKEN_LOCAL_CACHE_SECONDS", default=1.0)
+API_TOKEN_LOCAL_CACHE_SECONDS = env.float("API_TOKEN_LOCAL_CACHE_SECONDS", default=0.5)
 API_TOKEN_SHARED_CACHE_SECONDS = env.int("API_TOKEN_SHARED_CACHE_SECONDS", default=300)
 
 # --- CORS: open (`*`, no credentials) on the API only; Office Scripts need `*`. ---------------------
