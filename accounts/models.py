@@ -95,6 +95,9 @@ class UserPreferences(models.Model):
     default_model = models.CharField(max_length=100, blank=True)
     language = models.CharField(max_length=50, blank=True, help_text="Output language, e.g. English, German.")
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="Budget across all tokens. Blank: none."
+    )
 
     class Meta:
         verbose_name = "preferences"

@@ -4,17 +4,20 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from common import exceptions
 from common.apis import HealthApi, ReadinessApi
+from llm import urls as llm_urls
 
 api_v1 = [
     path("health", HealthApi.as_view(), name="health"),
     path("health/ready", ReadinessApi.as_view(), name="health-ready"),
     path("", include("accounts.urls")),
+    path("", include(llm_urls.api_urlpatterns)),
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("account/", include("accounts.page_urls")),
     path("api/v1/", include(api_v1)),
+    path("v1/", include(llm_urls.openai_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

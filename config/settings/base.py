@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "common",
     "accounts",
     "llm",
+    "calendars",
 ]
 
 MIDDLEWARE = [
@@ -172,6 +173,30 @@ if env.bool("USE_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^api/v1/health"]
 
+# Fernet keys (comma list, first encrypts) for secrets in the database, e.g. provider keys on model routes.
+# Blank: a key derived from DJANGO_SECRET_KEY (fine for development; set real keys in production).
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+
+# --- Google Calendar (see docs/google-calendar.md) -------------------------------------------------
+# The OAuth client: a downloaded "Web application" client secrets file, or its id and secret.
+GOOGLE_CLIENT_SECRETS_FILE = env.str("GOOGLE_CLIENT_SECRETS_FILE", default="")
+GOOGLE_CLIENT_ID = env.str("GOOGLE_CLIENT_ID", default="")
+GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET", default="")
+# Fernet keys (comma list; the first encrypts, all decrypt) for the stored Google tokens. Not derived from SECRET_KEY.
+GOOGLE_TOKEN_ENCRYPTION_KEYS = env_list("GOOGLE_TOKEN_ENCRYPTION_KEYS")
+# Blank: PUBLIC_URL + /api/v1/calendar/oauth2callback. Must be registered on the OAuth client.
+GOOGLE_OAUTH_REDIRECT_URI = env.str("GOOGLE_OAUTH_REDIRECT_URI", default="")
+# Google's endpoints. Blank: the client secrets file's value, else Google's. Tests point them at a fake Google.
+GOOGLE_OAUTH_AUTH_URI = env.str("GOOGLE_OAUTH_AUTH_URI", default="")
+GOOGLE_OAUTH_TOKEN_URI = env.str("GOOGLE_OAUTH_TOKEN_URI", default="")
+GOOGLE_OAUTH_REVOKE_URI = env.str("GOOGLE_OAUTH_REVOKE_URI", default="https://oauth2.googleapis.com/revoke")
+GOOGLE_CALENDAR_API_ENDPOINT = env.str("GOOGLE_CALENDAR_API_ENDPOINT", default="")  # blank: the library's default
+GOOGLE_API_TIMEOUT = env.float("GOOGLE_API_TIMEOUT", default=30.0)
+# Google rate limits (429, 403 rateLimitExceeded): this many retries with exponential backoff, then 429.
+GOOGLE_API_MAX_RETRIES = env.int("GOOGLE_API_MAX_RETRIES", default=2)
+GOOGLE_API_RETRY_BACKOFF_SECONDS = env.float("GOOGLE_API_RETRY_BACKOFF_SECONDS", default=1.0)
+GOOGLE_API_RETRY_MAX_SECONDS = env.float("GOOGLE_API_RETRY_MAX_SECONDS", default=10.0)
+
 # --- Flask-era settings kept under their old names ------------------------------------------------
 LLM_PROVIDER = env.str("LLM_PROVIDER", default="openai")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
@@ -219,3 +244,11 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+
+# --- LLM gateway ----------------------------------------------------------------------------------
+ANTHROPIC_DEFAULT_MAX_TOKENS = env.int("ANTHROPIC_DEFAULT_MAX_TOKENS", default=4096)  # Anthropic requires one
+RESPONSE_CACHE_ENABLED = env.bool("RESPONSE_CACHE_ENABLED", default=True)
+RESPONSE_CACHE_TTL = env.int("RESPONSE_CACHE_TTL", default=30 * 24 * 3600)  # seconds; 30 days
+LLM_RETRY_ATTEMPTS = env.int("LLM_RETRY_ATTEMPTS", default=3)  # attempts per route, before its fallback
+LLM_RETRY_BASE_DELAY = env.float("LLM_RETRY_BASE_DELAY", default=0.5)  # seconds, doubled each attempt, jittered
+LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=20.0)  # cap, also on a Retry-After

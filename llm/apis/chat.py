@@ -1,0 +1,236 @@
+"""`POST /v1/chat/completions` and `GET /v1/models`: OpenAI-compatible, so unmodified OpenAI SDKs just work."""
+
+import json
+import time
+import uuid
+from contextlib import aclosing
+from typing import Any, Literal
+
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.errors import AppError, InvalidRequest
+from common.request_id import current_request_id
+from common.responses import openai_error_body, openai_error_response
+from llm import pipeline
+from llm.apis.common import (
+    authenticate,
+    check_method,
+    check_prompt_length,
+    no_cache_requested,
+    parse_json,
+    sse,
+    validate,
+)
+from llm.providers import ChatRequest, Message, Usage
+from llm.routing import aroutable_models
+
+PASSTHROUGH = (
+    "seed",
+    "user",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "metadata",
+    "service_tier",
+)
+
+
+class ChatMessageIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChatCompletionIn(BaseModel):
+    """OpenAI's chat completion request. `cache` is djllm's own switch for the response cache."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, max_length=200)
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: str | list[str] | None = None
+    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    cache: bool | None = Field(default=None, description="djllm: force (true) or bypass (false) the response cache.")
+
+
+def usage_json(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _chat_request(body: ChatCompletionIn) -> ChatRequest:
+    extra = {name: value for name, value in (body.model_extra or {}).items() if name in PASSTHROUGH}
+    stop = [body.stop] if isinstance(body.stop, str) else body.stop
+    return ChatRequest(
+        model="",
+        messages=[
+            Message(
+                role=m.role,
+                content=m.content if m.content is not None else "",
+                name=m.name,
+                tool_call_id=m.tool_call_id,
+                tool_calls=m.tool_calls,
+            )
+            for m in body.messages
+        ],
+        temperature=body.temperature,
+        top_p=body.top_p,
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        stop=stop,
+        response_format=body.response_format,
+        tools=body.tools,
+        tool_choice=body.tool_choice,
+        extra=extra,
+    )
+
+
+def _prompt_chars(body: ChatCompletionIn) -> int:
+    total = 0
+    for message in body.messages:
+        if isinstance(message.content, str):
+            total += len(message.content)
+        elif message.content:
+            total += sum(len(part.get("text", "")) for part in message.content if isinstance(part, dict))
+    return total
+
+
+def _headers(response: HttpResponse, result_rate, cached: bool | None = None, cost=None) -> HttpResponse:
+    if result_rate is not None:
+        for name, value in result_rate.headers().items():
+            response[name] = value
+    if cached is not None:
+        response["X-Djllm-Cached"] = "true" if cached else "false"
+    if cost is not None:
+        response["X-Djllm-Cost-USD"] = str(cost)
+    return response
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    try:
+        check_method(request, "POST")
+        cached_token = await authenticate(request)
+        body = validate(ChatCompletionIn, parse_json(request))
+        check_prompt_length(_prompt_chars(body))
+        call = pipeline.GatewayCall(
+            cached=cached_token,
+            endpoint="chat.completions",
+            request_id=current_request_id(),
+            chat=_chat_request(body),
+            requested_model=body.model,
+            cache_flag=body.cache,
+            no_cache_header=no_cache_requested(request),
+        )
+        if body.stream:
+            session = await pipeline.open_stream(call)
+            include_usage = bool((body.stream_options or {}).get("include_usage"))
+            response = StreamingHttpResponse(
+                _sse_chunks(session, body.model, include_usage), content_type="text/event-stream"
+            )
+            response["Cache-Control"] = "no-cache"
+            response["X-Accel-Buffering"] = "no"
+            return _headers(response, session.rate, cached=session.cached)
+        result = await pipeline.complete(call)
+    except AppError as error:
+        return openai_error_response(error)
+    completion = result.completion
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+    if completion.tool_calls:
+        message["tool_calls"] = completion.tool_calls
+    payload = {
+        "id": completion.response_id or f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": completion.model,
+        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason, "logprobs": None}],
+        "usage": usage_json(result.usage),
+        "system_fingerprint": None,
+    }
+    return _headers(JsonResponse(payload), result.rate, cached=result.cached, cost=result.cost_usd)
+
+
+async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, include_usage: bool):
+    chunk_id, created, sent_role = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), False
+
+    def frame(delta: dict, finish_reason=None, model=None) -> bytes:
+        return sse(
+            json.dumps(
+                {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model or requested_model,
+                    "system_fingerprint": None,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+                }
+            )
+        )
+
+    model = None
+    async with aclosing(session.chunks()) as chunks:
+        async for chunk in chunks:
+            model = chunk.model or model
+            delta: dict[str, Any] = {}
+            if not sent_role:
+                delta["role"], sent_role = "assistant", True
+            if chunk.text:
+                delta["content"] = chunk.text
+            if chunk.tool_calls:
+                delta["tool_calls"] = chunk.tool_calls
+            if delta or chunk.finish_reason:
+                yield frame(delta, chunk.finish_reason, model)
+    if session.error is not None:
+        yield sse(json.dumps(openai_error_body(session.error)))
+        return
+    if include_usage and session.usage is not None:
+        yield sse(
+            json.dumps(
+                {
+                    "id": chunk_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model or requested_model,
+                    "choices": [],
+                    "usage": usage_json(session.usage),
+                }
+            )
+        )
+    yield b"data: [DONE]\n\n"
+
+
+async def models(request: HttpRequest) -> HttpResponse:
+    try:
+        check_method(request, "GET")
+        await authenticate(request)
+        data = [
+            {"id": m["id"], "object": "model", "created": 0, "owned_by": m["owned_by"]}
+            for m in await aroutable_models()
+        ]
+    except AppError as error:
+        return openai_error_response(error)
+    return JsonResponse({"object": "list", "data": data})
+
+
+__all__ = ["ChatCompletionIn", "InvalidRequest", "chat_completions", "models"]

@@ -1,0 +1,138 @@
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Provider
+from common.fields import EncryptedTextField
+
+
+class ModelRoute(models.Model):
+    """An admin-managed alias: `alias` -> provider + upstream model (+ base URL, key, fallback)."""
+
+    alias = models.CharField(max_length=100, unique=True, help_text="The model name clients send, e.g. `fast`.")
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    upstream_model = models.CharField(max_length=100)
+    base_url = models.URLField(blank=True, help_text="Blank: the provider's configured base URL.")
+    api_key = EncryptedTextField(blank=True, help_text="Blank: the provider's key from the environment.")
+    fallback = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, help_text="Tried when this route keeps failing."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["alias"]
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.provider}/{self.upstream_model}"
+
+
+class ModelPrice(models.Model):
+    """List price per 1M tokens in USD, valid from `effective_from` until the next row for the model."""
+
+    provider = models.CharField(max_length=20, choices=Provider.choices)
+    model = models.CharField(max_length=100, help_text="The upstream model name (prefix match on dated snapshots).")
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
+    cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    effective_from = models.DateField(default=timezone.localdate)
+
+    class Meta:
+        ordering = ["provider", "model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model", "effective_from"], name="uniq_price_per_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} from {self.effective_from}"
+
+
+class PromptTemplate(models.Model):
+    """The instruction for a webhook `type`, tailored by `source`. Seeded by a data migration."""
+
+    type = models.CharField(max_length=40)
+    source = models.CharField(max_length=40, blank=True, help_text="Blank: any source.")
+    system = models.TextField(help_text="System instruction. {language} is replaced by the output language.")
+    user_template = models.TextField(default="{prompt}", help_text="{prompt} is replaced by the user's text.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["type", "source"], name="uniq_template_type_source")]
+        ordering = ["type", "source"]
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.source or '*'}"
+
+
+class UsageStatus(models.TextChoices):
+    OK = "ok"
+    CACHED = "cached"
+    UPSTREAM_ERROR = "upstream_error"
+    CLIENT_ERROR = "client_error"
+    CANCELLED = "cancelled"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    RATE_LIMITED = "rate_limited"
+
+
+class UsageRecord(models.Model):
+    """One row per request, whatever happened."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    request_id = models.CharField(max_length=128, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    token = models.ForeignKey("accounts.APIToken", null=True, on_delete=models.SET_NULL, related_name="+")
+    endpoint = models.CharField(max_length=40)
+    provider = models.CharField(max_length=20, blank=True)
+    requested_model = models.CharField(max_length=100, blank=True)
+    upstream_model = models.CharField(max_length=100, blank=True)
+    type = models.CharField(max_length=40, blank=True)
+    source = models.CharField(max_length=40, blank=True)
+    batch_id = models.CharField(max_length=64, blank=True, db_index=True)
+
+    status = models.CharField(max_length=20, choices=UsageStatus.choices)
+    http_status = models.PositiveSmallIntegerField()
+    error_code = models.CharField(max_length=60, blank=True)
+
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False)
+
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+
+    latency_ms = models.PositiveIntegerField(default=0)
+    upstream_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    stream = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="usage_user_time"),
+            models.Index(fields=["token", "created_at"], name="usage_token_time"),
+            models.Index(fields=["status", "created_at"], name="usage_status_time"),
+            models.Index(fields=["upstream_model", "created_at"], name="usage_model_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.status}"
+
+
+class SpendCounter(models.Model):
+    """Running monthly spend per token and per user, updated with each usage record so budget checks never sum
+    the usage table. `scope` is "token" or "user"; `month` is the first day of the month (UTC)."""
+
+    scope = models.CharField(max_length=10)
+    key = models.BigIntegerField()
+    month = models.DateField()
+    spent_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["scope", "key", "month"], name="uniq_spend_counter")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key} {self.month:%Y-%m} ${self.spent_usd}"

@@ -1,0 +1,404 @@
+"""The hot path: token -> rate limit -> route -> budget -> cache -> provider (retries, fallback) -> usage record.
+
+Every request that got past authentication leaves exactly one UsageRecord, whatever happens: success, cache hit,
+a refusal (rate limit, budget, bad model), an upstream failure, or a client hanging up mid-stream.
+"""
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.token_cache import CachedToken
+from common.aio import shielded
+from common.errors import AppError, BudgetExceeded, RateLimited, UpstreamError
+from llm import response_cache
+from llm.limits import RateState, budget_check, month_start, rate_limit_hit
+from llm.models import UsageStatus
+from llm.pricing import Price, aprice_for, cost_of
+from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
+from llm.routing import Route, aresolve
+from llm.services import UsageDraft, usage_record_create
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayCall:
+    cached: CachedToken
+    endpoint: str
+    request_id: str
+    chat: ChatRequest  # `model` is filled in by routing
+    requested_model: str | None = None
+    provider_hint: str | None = None
+    cache_flag: bool | None = None
+    no_cache_header: bool = False
+    type: str = ""
+    source: str = ""
+    batch_id: str = ""
+
+
+@dataclass
+class GatewayResult:
+    completion: Completion
+    route: Route
+    usage: Usage
+    cached: bool
+    cost_usd: Decimal | None
+    latency_ms: int
+    rate: RateState | None
+    usage_estimated: bool = False
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count (~4 characters a token) for when the upstream reported none."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def _prompt_text(request: ChatRequest) -> str:
+    parts = []
+    for message in request.messages:
+        content = message.content
+        parts.append(content if isinstance(content, str) else str(content))
+    return "\n".join(parts)
+
+
+def _upstream_error(error: ProviderError) -> AppError:
+    if error.code == "upstream_rate_limited":
+        headers = {"Retry-After": str(math.ceil(error.retry_after))} if error.retry_after else {}
+        return RateLimited(f"The upstream provider is rate limiting: {error.message}", code=error.code, headers=headers)
+    if error.code == "upstream_bad_request":
+        return AppError(error.message, code=error.code, status=400)
+    status = 504 if error.code == "upstream_timeout" else 502
+    return UpstreamError(error.message, code=error.code, status=status)
+
+
+def _retry_delay(attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), settings.LLM_RETRY_MAX_DELAY)
+    backoff = settings.LLM_RETRY_BASE_DELAY * (2 ** (attempt - 1))
+    return min(backoff * random.uniform(0.5, 1.5), settings.LLM_RETRY_MAX_DELAY)
+
+
+async def _with_retries(operation: Callable[[], Awaitable]):
+    attempts = max(settings.LLM_RETRY_ATTEMPTS, 1)
+    for attempt in range(1, attempts + 1):
+        try:
+            return await operation()
+        except ProviderError as error:
+            if not error.retryable or attempt >= attempts:
+                raise
+            delay = _retry_delay(attempt, error.retry_after)
+            logger.warning("Upstream %s (attempt %d/%d); retrying in %.2fs", error.code, attempt, attempts, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+async def _over_routes(route: Route, request: ChatRequest, operation):
+    """Retries on each route, then its fallback. A non-retryable error (a bad request) is not retried anywhere."""
+    current, last_error = route, None
+    while current is not None:
+        provider = provider_for(current.provider, base_url=current.base_url, api_key=current.api_key)
+        routed = replace(request, model=current.model)
+        try:
+            return current, await _with_retries(lambda p=provider, r=routed: operation(p, r))
+        except ProviderError as error:
+            if not error.retryable:
+                raise
+            last_error = error
+            if current.fallback is not None:
+                logger.warning(
+                    "Route %s failed (%s); falling back to %s",
+                    current.requested,
+                    error.code,
+                    current.fallback.requested,
+                )
+            current = current.fallback
+    raise last_error
+
+
+def _draft(call: GatewayCall, *, stream: bool) -> UsageDraft:
+    return UsageDraft(
+        request_id=call.request_id,
+        endpoint=call.endpoint,
+        user_id=call.cached.token.user_id,
+        token_id=call.cached.token.pk,
+        requested_model=call.requested_model or "",
+        type=call.type,
+        source=call.source,
+        batch_id=call.batch_id,
+        stream=stream,
+    )
+
+
+def _fail(draft: UsageDraft, error: AppError) -> None:
+    if isinstance(error, RateLimited) and not error.code.startswith("upstream"):
+        draft.status = UsageStatus.RATE_LIMITED
+    elif isinstance(error, BudgetExceeded):
+        draft.status = UsageStatus.BUDGET_EXCEEDED
+    elif error.code.startswith("upstream"):
+        draft.status = UsageStatus.UPSTREAM_ERROR
+    else:
+        draft.status = UsageStatus.CLIENT_ERROR
+    draft.http_status = error.status
+    draft.error_code = error.code
+
+
+def _elapsed_ms(start: float) -> int:
+    return int((time.perf_counter() - start) * 1000)
+
+
+async def record(draft: UsageDraft) -> None:
+    await shielded(sync_to_async(usage_record_create)(draft=draft))
+
+
+@dataclass
+class _Prepared:
+    route: Route
+    request: ChatRequest
+    rate: RateState | None
+    cache_key: str | None
+    price: Price | None
+
+
+async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
+    rate = await rate_limit_hit(call.cached)
+    route = await aresolve(call.requested_model, provider=call.provider_hint, preferences=call.cached.preferences)
+    draft.provider, draft.upstream_model = route.provider, route.model
+    draft.requested_model = draft.requested_model or route.requested
+    await budget_check(call.cached, month_start(timezone.now().date()))
+    request = replace(call.chat, model=route.model)
+    use_cache = response_cache.wanted(
+        cache_flag=call.cache_flag, temperature=request.temperature, no_cache_header=call.no_cache_header
+    )
+    key = response_cache.key_for(route.provider, request) if use_cache else None
+    price = await aprice_for(route.provider, route.model)
+    return _Prepared(route=route, request=request, rate=rate, cache_key=key, price=price)
+
+
+def _cost(usage: Usage, price: Price | None) -> Decimal | None:
+    return cost_of(usage, price) if price is not None else None
+
+
+async def complete(call: GatewayCall) -> GatewayResult:
+    start = time.perf_counter()
+    draft = _draft(call, stream=False)
+    try:
+        prepared = await _prepare(call, draft)
+        if prepared.cache_key:
+            hit = await response_cache.get(prepared.cache_key)
+            if hit is not None:
+                usage = hit.usage or Usage()
+                draft.status, draft.usage, draft.cost_usd = UsageStatus.CACHED, usage, Decimal("0")
+                draft.saved_usd = _cost(usage, prepared.price) or Decimal("0")
+                draft.latency_ms = _elapsed_ms(start)
+                await record(draft)
+                return GatewayResult(hit, prepared.route, usage, True, Decimal("0"), draft.latency_ms, prepared.rate)
+        upstream_start = time.perf_counter()
+        route, completion = await _over_routes(
+            prepared.route, prepared.request, lambda provider, request: provider.complete(request)
+        )
+        draft.upstream_latency_ms = _elapsed_ms(upstream_start)
+        draft.provider, draft.upstream_model = route.provider, completion.model or route.model
+        usage, estimated = completion.usage, False
+        if usage is None:
+            usage = Usage(
+                input_tokens=estimate_tokens(_prompt_text(prepared.request)),
+                output_tokens=estimate_tokens(completion.text),
+            )
+            estimated = True
+        price = prepared.price if route is prepared.route else await aprice_for(route.provider, route.model)
+        draft.usage, draft.usage_estimated, draft.cost_usd = usage, estimated, _cost(usage, price)
+        if prepared.cache_key:
+            await response_cache.put(prepared.cache_key, completion)
+        draft.latency_ms = _elapsed_ms(start)
+        await record(draft)
+        return GatewayResult(
+            completion, route, usage, False, draft.cost_usd, draft.latency_ms, prepared.rate, usage_estimated=estimated
+        )
+    except ProviderError as error:
+        app_error = _upstream_error(error)
+        _fail(draft, app_error)
+        draft.latency_ms = _elapsed_ms(start)
+        await record(draft)
+        raise app_error from error
+    except AppError as error:
+        _fail(draft, error)
+        draft.latency_ms = _elapsed_ms(start)
+        await record(draft)
+        raise
+
+
+@dataclass
+class StreamSession:
+    """A stream whose checks passed and whose first chunk has arrived. Iterate `chunks()` exactly once; the usage
+    record is written when it ends, however it ends."""
+
+    route: Route
+    rate: RateState | None
+    cached: bool
+    _draft: UsageDraft
+    _start: float
+    _first: Chunk
+    _rest: AsyncIterator[Chunk] | None
+    _prompt: str
+    _price: Price | None
+    _cache_key: str | None
+    error: AppError | None = None
+    usage: Usage | None = None
+    cost_usd: Decimal | None = None
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def upstream_model(self) -> str:
+        return self._draft.upstream_model
+
+    @property
+    def usage_estimated(self) -> bool:
+        return self._draft.usage_estimated
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        draft = self._draft
+        usage, finish, completed, model, response_id = None, None, False, None, None
+        tool_parts: list[dict] = []
+        try:
+            chunk = self._first
+            draft.time_to_first_token_ms = _elapsed_ms(self._start)
+            while True:
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                model, response_id = chunk.model or model, chunk.response_id or response_id
+                if chunk.tool_calls:
+                    tool_parts.extend(chunk.tool_calls)
+                if chunk.text:
+                    self.text.append(chunk.text)
+                yield chunk
+                if self._rest is None:
+                    break
+                try:
+                    chunk = await self._rest.__anext__()
+                except StopAsyncIteration:
+                    break
+            completed = True
+        except ProviderError as error:
+            self.error = _upstream_error(error)
+            _fail(draft, self.error)
+            draft.http_status = 200  # the 200 and the first bytes were already sent
+        except (asyncio.CancelledError, GeneratorExit):
+            draft.status, draft.error_code, draft.http_status = UsageStatus.CANCELLED, "client_disconnected", 499
+            raise
+        finally:
+            if self._rest is not None:
+                await self._rest.aclose()
+            await self._finish(usage, completed, finish, model, response_id)
+
+    async def _finish(self, usage, completed, finish, model, response_id) -> None:
+        draft = self._draft
+        text = "".join(self.text)
+        if self.cached:
+            pass  # status, cost 0 and saved_usd were set when the hit was found
+        elif usage is None or not completed:
+            # Cut short, or no count from upstream: keep what the upstream reported (Anthropic's input tokens
+            # arrive first), estimate the rest from the text actually streamed.
+            reported = usage or Usage()
+            usage = Usage(
+                input_tokens=reported.input_tokens or estimate_tokens(self._prompt),
+                output_tokens=max(reported.output_tokens, estimate_tokens(text)),
+                cached_input_tokens=reported.cached_input_tokens,
+                cache_write_tokens=reported.cache_write_tokens,
+                reasoning_tokens=reported.reasoning_tokens,
+            )
+            draft.usage_estimated = True
+        if not self.cached:
+            draft.cost_usd = _cost(usage, self._price)
+            if completed and self._cache_key and not draft.usage_estimated:
+                await response_cache.put(
+                    self._cache_key,
+                    Completion(
+                        text=text,
+                        model=model or self.route.model,
+                        finish_reason=finish,
+                        response_id=response_id,
+                        usage=usage,
+                    ),
+                )
+        draft.usage = usage
+        draft.upstream_model = model or draft.upstream_model
+        draft.latency_ms = _elapsed_ms(self._start)
+        self.usage, self.cost_usd = usage, draft.cost_usd
+        await record(draft)
+
+
+async def open_stream(call: GatewayCall) -> StreamSession:
+    """Run the checks and open the upstream stream (retrying until its first chunk). Errors before the first
+    chunk raise AppError, recorded, so the view can still answer with a proper status code."""
+    start = time.perf_counter()
+    draft = _draft(call, stream=True)
+    try:
+        prepared = await _prepare(call, draft)
+        common = {
+            "rate": prepared.rate,
+            "_draft": draft,
+            "_start": start,
+            "_prompt": _prompt_text(prepared.request),
+            "_price": prepared.price,
+            "_cache_key": prepared.cache_key,
+        }
+        if prepared.cache_key:
+            hit = await response_cache.get(prepared.cache_key)
+            if hit is not None:
+                usage = hit.usage or Usage()
+                draft.status, draft.cost_usd = UsageStatus.CACHED, Decimal("0")
+                draft.saved_usd = _cost(usage, prepared.price) or Decimal("0")
+                first = Chunk(
+                    text=hit.text,
+                    finish_reason=hit.finish_reason,
+                    usage=usage,
+                    model=hit.model,
+                    response_id=hit.response_id,
+                    tool_calls=hit.tool_calls,
+                )
+                return StreamSession(route=prepared.route, cached=True, _first=first, _rest=None, **common)
+
+        async def open_upstream(provider, request):
+            iterator = aiter(provider.stream(request))
+            try:
+                return iterator, await anext(iterator)
+            except StopAsyncIteration:
+                return None, Chunk()
+            except BaseException:
+                await iterator.aclose()
+                raise
+
+        upstream_start = time.perf_counter()
+        route, (rest, first) = await _over_routes(prepared.route, prepared.request, open_upstream)
+        draft.upstream_latency_ms = _elapsed_ms(upstream_start)
+        draft.provider, draft.upstream_model = route.provider, route.model
+        if route is not prepared.route:
+            common["_price"] = await aprice_for(route.provider, route.model)
+        return StreamSession(route=route, cached=False, _first=first, _rest=rest, **common)
+    except ProviderError as error:
+        app_error = _upstream_error(error)
+        _fail(draft, app_error)
+        draft.latency_ms = _elapsed_ms(start)
+        await record(draft)
+        raise app_error from error
+    except AppError as error:
+        _fail(draft, error)
+        draft.latency_ms = _elapsed_ms(start)
+        await record(draft)
+        raise
+
+
+__all__ = ["GatewayCall", "GatewayResult", "StreamSession", "aclosing", "complete", "open_stream"]

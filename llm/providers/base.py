@@ -1,0 +1,89 @@
+"""The one provider interface. Providers *return* usage; only the service *records* it."""
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0  # all prompt tokens, cached ones included (OpenAI's `prompt_tokens` convention)
+    output_tokens: int = 0
+    cached_input_tokens: int = 0  # of input_tokens, read from the provider's prompt cache
+    cache_write_tokens: int = 0  # of input_tokens, written to the provider's prompt cache
+    reasoning_tokens: int = 0  # of output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return max(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens, 0)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # system | user | assistant | tool
+    content: Any  # str, or a list of OpenAI content parts
+    name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: list[dict] | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str  # the upstream model name
+    messages: list[Message]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    response_format: dict | None = None  # OpenAI shape: {"type": "json_schema", "json_schema": {...}} or json_object
+    tools: list[dict] | None = None  # OpenAI shape
+    tool_choice: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other OpenAI params passed through (seed, user, ...)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    finish_reason: str | None
+    response_id: str | None
+    usage: Usage | None  # None when the upstream gave no count
+    tool_calls: list[dict] | None = None  # OpenAI shape
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None  # set on the chunk that carries the (cumulative) usage
+    model: str | None = None
+    response_id: str | None = None
+    tool_calls: list[dict] | None = None  # OpenAI delta shape
+
+
+class Provider(Protocol):
+    name: str
+
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
+
+
+class ProviderError(Exception):
+    """An upstream failure, already classified. `retryable` drives djllm's own retry loop."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str = "upstream_error",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after

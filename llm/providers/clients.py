@@ -1,0 +1,49 @@
+"""SDK clients, created once per process (per event loop) and reused, so connections are pooled.
+
+Under ASGI there is one event loop per worker, hence one client per (provider, base URL, key). Under WSGI each
+request runs its async view in a fresh loop, and an httpx pool cannot outlive its loop, so clients are keyed by
+loop too (slower, but correct).
+"""
+
+import asyncio
+import weakref
+
+import anthropic
+import httpx
+import openai
+from django.conf import settings
+
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+
+
+def _limits() -> httpx.Limits:
+    return httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
+
+
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(settings.REQUEST_TIMEOUT, connect=min(settings.REQUEST_TIMEOUT, 10.0))
+
+
+def _make(kind: str, base_url: str | None, api_key: str):
+    http_client = httpx.AsyncClient(limits=_limits(), timeout=_timeout())
+    if kind == "anthropic":
+        return anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=_timeout(), http_client=http_client
+        )
+    # OpenAI-compatible servers often need no key, but the SDK insists on one.
+    return openai.AsyncOpenAI(
+        api_key=api_key or "not-needed", base_url=base_url, max_retries=0, timeout=_timeout(), http_client=http_client
+    )
+
+
+def client_for(kind: str, base_url: str | None, api_key: str):
+    """`kind` is "openai" (OpenAI and compatible servers) or "anthropic"."""
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.get(loop)
+    if per_loop is None:
+        per_loop = _clients[loop] = {}
+    key = (kind, base_url, api_key, settings.REQUEST_TIMEOUT)
+    client = per_loop.get(key)
+    if client is None:
+        client = per_loop[key] = _make(kind, base_url, api_key)
+    return client

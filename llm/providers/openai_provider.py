@@ -1,0 +1,99 @@
+"""OpenAI and any OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter) through `AsyncOpenAI`."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
+from llm.providers.clients import client_for
+from llm.providers.errors import from_sdk_error
+
+
+def usage_from_openai(usage) -> Usage | None:
+    if usage is None:
+        return None
+    prompt_details = getattr(usage, "prompt_tokens_details", None)
+    completion_details = getattr(usage, "completion_tokens_details", None)
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cached_input_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
+        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
+    )
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    data: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.name:
+        data["name"] = message.name
+    if message.tool_call_id:
+        data["tool_call_id"] = message.tool_call_id
+    if message.tool_calls:
+        data["tool_calls"] = message.tool_calls
+    return data
+
+
+def _params(request: ChatRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": request.model, "messages": [_message_dict(m) for m in request.messages]}
+    for name in ("temperature", "top_p", "max_tokens", "stop", "response_format", "tools", "tool_choice"):
+        value = getattr(request, name)
+        if value is not None:
+            params[name] = value
+    params.update(request.extra)
+    return params
+
+
+class OpenAIProvider:
+    def __init__(self, *, name: str, base_url: str | None, api_key: str) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.api_key = api_key
+
+    def _client(self):
+        return client_for("openai", self.base_url, self.api_key)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        try:
+            response = await self._client().chat.completions.create(**_params(request))
+        except Exception as exc:
+            raise from_sdk_error(exc, self.name) from exc
+        if not getattr(response, "choices", None):
+            raise ProviderError(f"{self.name} sent a response without choices.", code="upstream_bad_response")
+        choice = response.choices[0]
+        tool_calls = [call.model_dump() for call in choice.message.tool_calls] if choice.message.tool_calls else None
+        return Completion(
+            text=choice.message.content or "",
+            model=response.model or request.model,
+            finish_reason=choice.finish_reason,
+            response_id=response.id,
+            usage=usage_from_openai(response.usage),
+            tool_calls=tool_calls,
+        )
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        params = _params(request)
+        params["stream"] = True
+        # Ask for usage ourselves: without it a streamed request cannot be billed exactly.
+        params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
+        try:
+            upstream = await self._client().chat.completions.create(**params)
+            async for event in upstream:
+                usage = usage_from_openai(getattr(event, "usage", None))
+                if not event.choices:
+                    if usage is not None:
+                        yield Chunk(usage=usage, model=event.model, response_id=event.id)
+                    continue
+                choice = event.choices[0]
+                delta = choice.delta
+                tool_calls = [c.model_dump(exclude_none=True) for c in delta.tool_calls] if delta.tool_calls else None
+                yield Chunk(
+                    text=delta.content or "",
+                    finish_reason=choice.finish_reason,
+                    usage=usage,
+                    model=event.model,
+                    response_id=event.id,
+                    tool_calls=tool_calls,
+                )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise from_sdk_error(exc, self.name) from exc

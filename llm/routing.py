@@ -1,0 +1,154 @@
+"""Model routing: which provider and upstream model serve a requested model name.
+
+Order: an explicit `openai/`, `anthropic/` or `local/` prefix; an admin-managed `ModelRoute` alias; the model name's
+family (`gpt-*`, `o1`/`o3`/`o4`…, `chatgpt-*` -> OpenAI; `claude-*` -> Anthropic); the caller's explicit provider.
+With no model at all: the user's preferences, then `LLM_PROVIDER` / `OPENAI_MODEL` (or `ANTHROPIC_MODEL`).
+"""
+
+import re
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from common.errors import AppError, InvalidRequest, ServiceUnavailable
+from llm.models import ModelRoute
+
+EXPLICIT_PREFIXES = ("openai", "anthropic", "local")
+_OPENAI_FAMILY = re.compile(r"^(gpt-|chatgpt-|o\d(?:$|-)|text-|davinci|babbage|ft:gpt)")
+_ANTHROPIC_FAMILY = re.compile(r"^claude-")
+_ROUTE_CACHE_SECONDS = 5.0
+_MAX_FALLBACK_DEPTH = 3
+
+
+class UnknownModel(InvalidRequest):
+    code = "unknown_model"
+
+
+class ProviderNotConfigured(ServiceUnavailable):
+    code = "provider_not_configured"
+
+
+@dataclass(frozen=True)
+class Route:
+    requested: str  # what the client asked for (alias or model)
+    provider: str
+    model: str  # upstream model
+    base_url: str | None
+    api_key: str
+    fallback: "Route | None" = None
+
+
+_table: dict[str, ModelRoute] = {}
+_loaded_at = -1e9
+
+
+def _load_table() -> dict[str, ModelRoute]:
+    return {r.alias: r for r in ModelRoute.objects.filter(is_active=True).select_related("fallback")}
+
+
+async def aroutes() -> dict[str, ModelRoute]:
+    """The alias table, re-read at most every few seconds per process (and at once after an admin save here)."""
+    global _table, _loaded_at
+    if time.monotonic() - _loaded_at > _ROUTE_CACHE_SECONDS:
+        _table = await sync_to_async(_load_table)()
+        _loaded_at = time.monotonic()
+    return _table
+
+
+def routes_changed() -> None:
+    global _loaded_at
+    _loaded_at = -1e9
+
+
+def _provider_defaults(provider: str) -> tuple[str | None, str, str]:
+    """(base URL, key, env variable to name when the key is missing) for a provider."""
+    if provider == "openai":
+        return settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, "OPENAI_API_KEY"
+    if provider == "anthropic":
+        return settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY, "ANTHROPIC_API_KEY"
+    return settings.LOCAL_LLM_BASE_URL, settings.LOCAL_LLM_API_KEY, "LOCAL_LLM_BASE_URL"
+
+
+def _direct(requested: str, provider: str, model: str, base_url: str = "", api_key: str = "") -> Route:
+    default_url, default_key, env_name = _provider_defaults(provider)
+    url, key = base_url or default_url, api_key or default_key
+    if provider == "local" and not url:
+        raise ProviderNotConfigured(
+            f"No local model server configured: set {env_name}.", details={"provider": provider, "env": env_name}
+        )
+    if provider != "local" and not key:
+        raise ProviderNotConfigured(
+            f"The {provider} provider has no API key: set {env_name}.", details={"provider": provider, "env": env_name}
+        )
+    return Route(requested=requested, provider=provider, model=model, base_url=url or None, api_key=key)
+
+
+def _from_alias(route: ModelRoute, table: dict[str, ModelRoute], depth: int = 0) -> Route:
+    fallback = None
+    if route.fallback_id and depth < _MAX_FALLBACK_DEPTH:
+        target = table.get(route.fallback.alias) if route.fallback else None
+        if target is not None and target.pk != route.pk:
+            try:
+                fallback = _from_alias(target, table, depth + 1)
+            except AppError:
+                fallback = None  # an unconfigured fallback is skipped, not fatal
+    primary = _direct(route.alias, route.provider, route.upstream_model, route.base_url, route.api_key)
+    return Route(primary.requested, primary.provider, primary.model, primary.base_url, primary.api_key, fallback)
+
+
+def default_model(provider: str) -> str:
+    return settings.ANTHROPIC_MODEL if provider == "anthropic" else settings.OPENAI_MODEL
+
+
+async def aresolve(requested: str | None, *, provider: str | None = None, preferences=None) -> Route:
+    if provider and provider not in EXPLICIT_PREFIXES:
+        raise InvalidRequest(
+            f"Unknown provider {provider!r}; use one of {', '.join(EXPLICIT_PREFIXES)}.",
+            code="unknown_provider",
+            param="provider",
+        )
+    if not requested:
+        provider = provider or (preferences.default_provider if preferences else "") or settings.LLM_PROVIDER
+        requested = (preferences.default_model if preferences and preferences.default_model else "") or default_model(
+            provider
+        )
+    head, sep, rest = requested.partition("/")
+    if sep and head in EXPLICIT_PREFIXES and rest:
+        return _direct(requested, head, rest)
+    table = await aroutes()
+    if requested in table:
+        return _from_alias(table[requested], table)
+    if _ANTHROPIC_FAMILY.match(requested):
+        return _direct(requested, "anthropic", requested)
+    if _OPENAI_FAMILY.match(requested):
+        return _direct(requested, "openai", requested)
+    if provider:
+        return _direct(requested, provider, requested)
+    raise UnknownModel(
+        f"No route for model {requested!r}. Use a gpt-*/o*/claude-* name, a prefix (openai/, anthropic/, local/), "
+        "or an alias defined in the admin.",
+        param="model",
+        details={"model": requested},
+    )
+
+
+async def aroutable_models() -> list[dict]:
+    """For `GET /v1/models`: the aliases, plus the configured default models of each configured provider."""
+    models = []
+    for alias, route in (await aroutes()).items():
+        models.append({"id": alias, "owned_by": route.provider})
+    for provider in EXPLICIT_PREFIXES:
+        try:
+            _direct("", provider, "")
+        except AppError:
+            continue
+        if provider != "local":
+            models.append({"id": default_model(provider), "owned_by": provider})
+    seen, unique = set(), []
+    for model in models:
+        if model["id"] not in seen:
+            seen.add(model["id"])
+            unique.append(model)
+    return unique

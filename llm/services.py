@@ -1,0 +1,92 @@
+"""Writes for the gateway: usage records and the running spend totals that budgets read."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from llm.limits import month_start
+from llm.models import SpendCounter, UsageRecord, UsageStatus
+from llm.providers.base import Usage
+
+
+@dataclass
+class UsageDraft:
+    """What the pipeline learned about one request; turned into exactly one UsageRecord."""
+
+    request_id: str
+    endpoint: str
+    user_id: int | None = None
+    token_id: int | None = None
+    provider: str = ""
+    requested_model: str = ""
+    upstream_model: str = ""
+    type: str = ""
+    source: str = ""
+    batch_id: str = ""
+    status: str = UsageStatus.OK
+    http_status: int = 200
+    error_code: str = ""
+    usage: Usage | None = None
+    usage_estimated: bool = False
+    cost_usd: Decimal | None = None
+    saved_usd: Decimal = Decimal("0")
+    latency_ms: int = 0
+    upstream_latency_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+    stream: bool = False
+
+
+def _add_spend(scope: str, key: int, month, amount: Decimal) -> None:
+    updated = SpendCounter.objects.filter(scope=scope, key=key, month=month).update(spent_usd=F("spent_usd") + amount)
+    if updated:
+        return
+    try:
+        with transaction.atomic():
+            SpendCounter.objects.create(scope=scope, key=key, month=month, spent_usd=amount)
+    except IntegrityError:  # another worker created it first
+        SpendCounter.objects.filter(scope=scope, key=key, month=month).update(spent_usd=F("spent_usd") + amount)
+
+
+def usage_record_create(*, draft: UsageDraft) -> UsageRecord:
+    """Write the record and, in the same transaction, add its cost to the token's and the user's monthly totals."""
+    usage = draft.usage or Usage()
+    now = timezone.now()
+    with transaction.atomic():
+        record = UsageRecord.objects.create(
+            created_at=now,
+            request_id=draft.request_id,
+            user_id=draft.user_id,
+            token_id=draft.token_id,
+            endpoint=draft.endpoint,
+            provider=draft.provider,
+            requested_model=draft.requested_model[:100],
+            upstream_model=draft.upstream_model[:100],
+            type=draft.type,
+            source=draft.source,
+            batch_id=draft.batch_id,
+            status=draft.status,
+            http_status=draft.http_status,
+            error_code=draft.error_code[:60],
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            usage_estimated=draft.usage_estimated,
+            cost_usd=draft.cost_usd,
+            saved_usd=draft.saved_usd,
+            latency_ms=draft.latency_ms,
+            upstream_latency_ms=draft.upstream_latency_ms,
+            time_to_first_token_ms=draft.time_to_first_token_ms,
+            stream=draft.stream,
+        )
+        if draft.cost_usd:
+            month = month_start(now.date())
+            if draft.token_id:
+                _add_spend("token", draft.token_id, month, draft.cost_usd)
+            if draft.user_id:
+                _add_spend("user", draft.user_id, month, draft.cost_usd)
+    return record
