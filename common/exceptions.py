@@ -37,6 +37,9 @@ def _from_drf(exc: drf.APIException) -> errors.AppError:
         detail_code = getattr(exc.detail, "code", None)
         if detail_code and detail_code not in ("authentication_failed", "permission_denied"):
             code = detail_code
+    if isinstance(exc, drf.NotAuthenticated):
+        # DRF's "credentials were not provided" does not say how; ours names both headers.
+        return errors.NotAuthenticated(headers={"WWW-Authenticate": 'Bearer realm="api"'})
     headers = {}
     if isinstance(exc, drf.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(int(exc.wait) + 1)

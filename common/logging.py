@@ -3,6 +3,8 @@
 import logging
 import re
 
+import pythonjsonlogger.json
+
 from common.request_id import current_request_id
 
 # djllm tokens, provider keys, and whatever follows an auth header or a `token=`-like assignment.
@@ -26,6 +28,31 @@ def redact(text: str) -> str:
     return text
 
 
+_JSON_NATIVE = (str, int, float, bool, type(None), dict, list, tuple)
+
+
+def _scrub(value):
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _scrub(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item) for item in value]
+    return value
+
+
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """JSON lines, scrubbed as a whole: python-json-logger formats `exc_info` afresh (not the filtered `exc_text`)
+    and writes every `extra=` value, and objects such as Django's request as their `str()`, which includes the
+    query string. So every value is redacted here, just before it is serialized."""
+
+    def process_log_record(self, log_data):
+        return {
+            key: _scrub(value if isinstance(value, _JSON_NATIVE) else str(value))
+            for key, value in super().process_log_record(log_data).items()
+        }
+
+
 class RequestIDFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
@@ -47,4 +74,6 @@ class RedactSecretsFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

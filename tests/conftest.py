@@ -11,6 +11,9 @@ from rest_framework.test import APIClient
 from accounts import services, token_cache
 from tests.factories import UserFactory
 
+# `browser_page` (headless Chromium on `live_server`) and friends: see tests/browser.py.
+pytest_plugins = ["tests.browser"]
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 
 
