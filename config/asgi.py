@@ -1,7 +1,7 @@
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
-application = get_asgi_application()
+from common.asgi import build_application  # noqa: E402  (settings module must be chosen first)
+
+application = build_application()

@@ -12,7 +12,7 @@ from accounts import services, token_cache
 from tests.factories import UserFactory
 
 # `browser_page` (headless Chromium on `live_server`) and friends: see tests/browser.py.
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.gateway_fixtures", "tests.live", "tests.fake_upstream_fixtures"]
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 

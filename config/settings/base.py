@@ -41,6 +41,13 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The token-authenticated API paths are served under ASGI by a lean, fully async stack (see common/asgi.py).
+API_MIDDLEWARE = [
+    "common.middleware.RequestIDMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+]
+API_FAST_PATHS = ["/v1/", "/api/v1/webhook", "/api/v1/batch", "/api/v1/health"]
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
@@ -139,6 +146,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "OAS_VERSION": "3.1.0",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "llm.schema.add_llm_paths"],
 }
 
 # --- API tokens -----------------------------------------------------------------------------------
@@ -242,6 +251,8 @@ LOGGING = {
         # Replace Django's own console handler so each line is written once, filtered and formatted as above.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},  # one line per upstream call is noise; djllm logs what matters itself
+        "httpcore": {"level": "WARNING"},
     },
 }
 

@@ -18,6 +18,7 @@ from llm.apis.common import (
     authenticate,
     check_method,
     check_prompt_length,
+    money,
     no_cache_requested,
     parse_json,
     sse,
@@ -123,7 +124,7 @@ def _headers(response: HttpResponse, result_rate, cached: bool | None = None, co
     if cached is not None:
         response["X-Djllm-Cached"] = "true" if cached else "false"
     if cost is not None:
-        response["X-Djllm-Cost-USD"] = str(cost)
+        response["X-Djllm-Cost-USD"] = money(cost)
     return response
 
 

@@ -74,5 +74,10 @@ def check_method(request: HttpRequest, *allowed: str) -> None:
         )
 
 
+def money(value) -> str | None:
+    """A Decimal amount as a plain decimal string without trailing zeros (None stays None: no price known)."""
+    return None if value is None else format(value.normalize(), "f")
+
+
 def sse(data: str) -> bytes:
     return f"data: {data}\n\n".encode()

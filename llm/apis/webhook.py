@@ -16,6 +16,7 @@ from llm.apis.common import (
     authenticate,
     check_method,
     check_prompt_length,
+    money,
     no_cache_requested,
     parse_json,
     sse,
@@ -54,10 +55,6 @@ def usage_out(usage: Usage) -> dict[str, int]:
         "reasoning_tokens": usage.reasoning_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
     }
-
-
-def _money(value) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
 
 
 async def build_call(
@@ -108,7 +105,7 @@ def result_payload(result: pipeline.GatewayResult, request_id: str) -> dict[str,
         "model": result.completion.model or result.route.model,
         "usage": usage_out(result.usage),
         "usage_estimated": result.usage_estimated,
-        "cost_usd": _money(result.cost_usd),
+        "cost_usd": money(result.cost_usd),
         "cached": result.cached,
         "latency_ms": result.latency_ms,
     }
@@ -160,7 +157,7 @@ async def _events(session: pipeline.StreamSession, request_id: str):
                 "model": session.upstream_model,
                 "usage": usage_out(session.usage or Usage()),
                 "usage_estimated": session.usage_estimated,
-                "cost_usd": _money(session.cost_usd),
+                "cost_usd": money(session.cost_usd),
                 "cached": session.cached,
             }
         )
