@@ -1,6 +1,7 @@
 """Map each SDK's exceptions onto ProviderError, once, for both providers."""
 
 import anthropic
+import httpx
 import openai
 
 from llm.providers.base import ProviderError
@@ -53,6 +54,13 @@ def from_sdk_error(exc: Exception, provider: str) -> ProviderError:
             return ProviderError(message, status=status, code="upstream_bad_request")
         if isinstance(exc, sdk.APIResponseValidationError | sdk.APIError):
             return ProviderError(f"{provider} sent a response djllm could not read.", code="upstream_bad_response")
-    if isinstance(exc, ValueError):  # malformed JSON from upstream
-        return ProviderError(f"{provider} sent a response djllm could not read.", code="upstream_bad_response")
-    raise exc
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(f"{provider} stopped answering mid-response.", code="upstream_timeout", retryable=True)
+    if isinstance(exc, httpx.TransportError):  # e.g. the connection dropped mid-stream (SDKs don't wrap these)
+        return ProviderError(
+            f"The connection to {provider} broke mid-response: {exc}", code="upstream_interrupted", retryable=True
+        )
+    # Anything else (malformed JSON, an unexpected shape) is the upstream's answer being unreadable.
+    return ProviderError(
+        f"{provider} sent a response djllm could not read ({type(exc).__name__}).", code="upstream_bad_response"
+    )
