@@ -10,6 +10,7 @@ api_v1 = [
     path("health", HealthApi.as_view(), name="health"),
     path("health/ready", ReadinessApi.as_view(), name="health-ready"),
     path("", include("accounts.urls")),
+    path("calendar/", include("calendars.urls")),
     path("", include(llm_urls.api_urlpatterns)),
 ]
 

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from calendars import apis
+
+app_name = "calendar"
+
+urlpatterns = [
+    path("auth", apis.CalendarAuthApi.as_view(), name="auth"),
+    path("oauth2callback", apis.CalendarOAuthCallbackApi.as_view(), name="oauth2callback"),
+    path("status", apis.CalendarStatusApi.as_view(), name="status"),
+    path("revoke", apis.CalendarRevokeApi.as_view(), name="revoke"),
+    path("events", apis.CalendarEventsApi.as_view(), name="events"),
+    path("events/<str:event_id>", apis.CalendarEventDetailApi.as_view(), name="event-detail"),
+]
