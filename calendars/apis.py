@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -258,6 +259,8 @@ class CalendarStatusApi(CalendarApi):
 class CalendarRevokeApi(APIView):
     authentication_classes = [APITokenAuthentication, SessionAuthentication]
     permission_classes = [CalendarTokenOrSession]
+    # The account page's Disconnect button posts a form (its CSRF token is read from it); the body is not used.
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
 
     class CalendarRevokeSerializer(serializers.Serializer):
         deleted = serializers.BooleanField(help_text="Whether local credentials existed and were deleted.")

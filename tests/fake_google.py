@@ -9,8 +9,10 @@ google-auth-oauthlib, google-auth and google-api-python-client run unmodified ag
 `auth_uri`, `token_uri`, the revoke URL and the API client's `api_endpoint` here. Faults are switchable per test
 (`fake.fail(...)`), and every request is logged (`fake.requests`).
 
-Use it with `pytest_plugins = ["tests.fake_google"]` in a test module: fixtures `fake_google` (the server) and
-`google_settings` (djllm configured against it, fresh encryption keys).
+Use it with `pytest_plugins = ["tests.fake_google"]` in a test module (and import nothing from it there, so
+pytest can still rewrite its asserts): fixtures `fake_google` (the server), `google_settings` (djllm configured
+against it, a fresh encryption key), `google_connect` (the consent flow without a browser) and `connected`
+(the `user` fixture has connected).
 """
 
 import base64
@@ -72,6 +74,9 @@ class Grant:
 
 
 class FakeGoogle:
+    client_id = CLIENT_ID
+    client_secret = CLIENT_SECRET
+
     def __init__(self):
         self.account_email = "alice.calendar@gmail.example"
         self.access_token_lifetime = 3600
@@ -87,7 +92,7 @@ class FakeGoogle:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> "FakeGoogle":
@@ -544,6 +549,16 @@ def connect_via_browserless_flow(client, fake, user, *, granted=None, deny=False
     assert start.status_code == 302, start.content
     callback_url = fake.consent(start["Location"], granted=granted, deny=deny)
     return client.get(callback_url)
+
+
+@pytest.fixture
+def google_connect(google_settings, fake_google):
+    """`google_connect(client, user, granted=None, deny=False)` -> the callback's response."""
+
+    def _connect(client, user, **kwargs):
+        return connect_via_browserless_flow(client, fake_google, user, **kwargs)
+
+    return _connect
 
 
 @pytest.fixture
