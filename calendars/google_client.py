@@ -91,7 +91,10 @@ def credentials_refresh(credentials: Credentials) -> None:
 
 def service_build(config: GoogleConfig, credentials: Credentials):
     """The Calendar v3 client, from the discovery document bundled with the library (no network fetch)."""
-    http = google_auth_httplib2.AuthorizedHttp(credentials, http=httplib2.Http(timeout=settings.GOOGLE_API_TIMEOUT))
+    # On a 401 the client refreshes once and retries once; a second 401 means the grant is gone (no retry loop).
+    http = google_auth_httplib2.AuthorizedHttp(
+        credentials, http=httplib2.Http(timeout=settings.GOOGLE_API_TIMEOUT), max_refresh_attempts=1
+    )
     client_options = {"api_endpoint": config.api_endpoint} if config.api_endpoint else None
     return build(
         "calendar",

@@ -383,8 +383,15 @@ def calendar_event_create(
 def calendar_event_update(
     *, user, event_id: str, fields: dict, calendar_id: str = "primary", send_updates: str = "none"
 ) -> dict:
-    body = mapping.event_patch_body_build(fields, default_timezone=calendar_timezone_resolve(user=user))
+    default_tz = calendar_timezone_resolve(user=user)
+    body = mapping.event_patch_body_build(fields, default_timezone=default_tz)  # invalid input never reaches Google
     connection = calendar_connection_open(user=user)
+    if {"start", "end"} & fields.keys() and not fields.get("timezone"):
+        # A new wall-clock time without a zone is meant in the event's own zone, not the user's default.
+        current = connection.call(lambda service: service.events().get(calendarId=calendar_id, eventId=event_id))
+        own_tz = (current.get("start") or {}).get("timeZone")
+        if own_tz and own_tz != default_tz and mapping.is_valid_timezone(own_tz):
+            body = mapping.event_patch_body_build(fields, default_timezone=own_tz)
     event = connection.call(
         lambda service: service.events().patch(
             calendarId=calendar_id, eventId=event_id, body=body, sendUpdates=send_updates
