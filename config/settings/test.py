@@ -13,3 +13,12 @@ RATE_LIMIT_ENABLED = True
 _test_db_name = env.str("TEST_DATABASE_NAME", default="")
 if _test_db_name:
     DATABASES["default"]["TEST"] = {"NAME": _test_db_name}  # noqa: F405
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not shared-cache memory: concurrent requests in tests then lock like they do in production (WAL and
+    # busy_timeout waits) instead of failing at once with "database table is locked". One file per test process.
+    import os
+    import tempfile
+
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"djllm-test-{os.getpid()}.sqlite3")
+    }
