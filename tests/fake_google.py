@@ -62,6 +62,7 @@ class Fault:
     method: str | None
     path_contains: str
     times: int
+    after: int = 0  # matching requests let through before the fault applies
 
 
 @dataclass
@@ -120,11 +121,11 @@ class FakeGoogle:
         return f"{self.url}/calendar/v3/"
 
     # --- test controls -------------------------------------------------------------------------------------
-    def fail(self, status, body=None, *, method=None, path_contains="", headers=None, times=1) -> None:
-        """The next `times` matching requests answer `status` with `body` (JSON if a dict)."""
+    def fail(self, status, body=None, *, method=None, path_contains="", headers=None, times=1, after=0) -> None:
+        """After `after` matching requests, the next `times` ones answer `status` with `body` (JSON if a dict)."""
         with self.lock:
             self.faults.append(
-                Fault(status, body if body is not None else {}, headers or {}, method, path_contains, times)
+                Fault(status, body if body is not None else {}, headers or {}, method, path_contains, times, after)
             )
 
     def events(self, calendar_id: str = "primary") -> dict[str, dict]:
@@ -200,6 +201,9 @@ class FakeGoogle:
                 with fake.lock:
                     for fault in fake.faults:
                         if fault.times > 0 and (fault.method in (None, method)) and fault.path_contains in self.path:
+                            if fault.after > 0:
+                                fault.after -= 1
+                                continue
                             fault.times -= 1
                             return self._send(fault.status, fault.body, fault.headers)
                 url = urlparse(self.path)
