@@ -1,0 +1,107 @@
+"""Real djllm server processes (uvicorn, `config.asgi:application`) for tests about what several workers share:
+revocation, rate limits. They use pytest-django's *test* database, so the test must use `transactional_db` (rows
+are committed and visible to them) and a database two processes can share (PostgreSQL)."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def require_shared_database() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("several server processes need a shared database: run with a PostgreSQL DATABASE_URL")
+
+
+def shared_database_url() -> str:
+    db = connection.settings_dict  # after pytest-django's setup, NAME is the test database
+    auth = quote(db["USER"] or "", safe="")
+    if db.get("PASSWORD"):
+        auth += ":" + quote(db["PASSWORD"], safe="")
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Worker:
+    """One `uvicorn config.asgi:application` process on a free 127.0.0.1 port."""
+
+    def __init__(self, name: str, env: dict, log_dir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"worker-{name}.log"
+        self._log = self.log_path.open("w")
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ]
+        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_until_serving(self, timeout: float = 30.0) -> "Worker":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {self.name} did not start in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def start_workers(names, env: dict, log_dir: Path) -> list[Worker]:
+    workers: list[Worker] = []
+    try:
+        for name in names:
+            workers.append(Worker(name, env, log_dir))
+        for worker in workers:
+            worker.wait_until_serving()
+    except BaseException:
+        for worker in workers:
+            worker.stop()
+        raise
+    return workers
