@@ -10,6 +10,9 @@ Registered for the whole suite through `pytest_plugins` in `tests/conftest.py`, 
 Chromium is Debian's `/usr/bin/chromium` (override with `CHROMIUM_PATH`); nothing is ever downloaded.
 It is launched once per session; each test gets a fresh context (its own cookies) and page.
 
+Prefer `page.evaluate("fetch(...)")` to `page.request` for raw HTTP calls: the latter is sent by the Playwright
+driver, which keeps its connections to the live server open until the session ends.
+
 Playwright's sync API keeps an asyncio loop marked as running in this thread. While a page test runs, Django's
 ORM therefore needs `DJANGO_ALLOW_ASYNC_UNSAFE`; between page tests the loop is hidden again so that the rest
 of the suite (async tests, Django's async-safety guard) behaves exactly as without a browser.
@@ -18,8 +21,11 @@ of the suite (async tests, Django's async-safety guard) behaves exactly as witho
 import asyncio
 import os
 import re
+import threading
+import time
 
 import pytest
+from django.db import connections
 
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,6 +64,20 @@ class _Chromium:
         finally:
             self.playwright.stop()
             self.hide_loop()
+        _wait_for_live_server_connections()
+
+
+def _wait_for_live_server_connections(timeout: float = 5.0) -> None:
+    """Let the live server's per-connection threads finish now that the browser's sockets are closed.
+
+    Django's threaded test server runs them as daemon threads that its shutdown does not join; one still closing
+    its database connection while `live_server` and the test database are torn down fails with "DatabaseWrapper
+    objects created in a thread can only be used in that same thread" (SQLite) or "database is being accessed by
+    other users" (PostgreSQL)."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.endswith("(process_request_thread)"):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 @pytest.fixture(scope="session")
@@ -82,6 +102,9 @@ def browser_page(chromium, live_server, monkeypatch):
         yield page
     finally:
         context.close()
+        # While the loop shows, Django keeps this thread's database connections in a separate (async) slot; close
+        # them before hiding it, or the connection opened during the test stays open for the rest of the session.
+        connections.close_all()
         chromium.hide_loop()
 
 

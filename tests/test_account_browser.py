@@ -95,11 +95,14 @@ def test_preferences_reject_a_bad_timezone_and_store_a_good_one(browser_page, ca
 def test_a_post_without_the_csrf_token_is_refused(browser_page, carol):
     page = browser_page
     log_in(page, "carol", PASSWORD)
-    # Same browser session cookie, but no csrfmiddlewaretoken: what a cross-site form would send.
-    response = page.request.post("/account/tokens/create", form={"name": "sneaky", "scopes": "llm"})
-    assert response.status == 403
-    response = page.request.post("/account/preferences", form={"timezone": "Asia/Tokyo"})
-    assert response.status == 403
+    # The browser sends its session cookie but no csrfmiddlewaretoken: what a forged form would send.
+    post_without_csrf = """([url, fields]) => fetch(url, {method: "POST", body: new URLSearchParams(fields)})
+        .then(r => r.status)"""
+    assert page.evaluate(post_without_csrf, ["/account/tokens/create", {"name": "sneaky", "scopes": "llm"}]) == 403
+    assert page.evaluate(post_without_csrf, ["/account/preferences", {"timezone": "Asia/Tokyo"}]) == 403
+    # ... while the session itself is fine: the page still shows the user's account.
+    page.goto("/account/")
+    assert "Your account" in page.inner_text("h1")
     assert not APIToken.objects.filter(user=carol).exists()
     assert UserPreferences.objects.get(user=carol).timezone == "UTC"
 
