@@ -17,6 +17,7 @@ api_v1 = [
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("account/", include("accounts.page_urls")),
+    path("excel/", include("excel.urls")),  # the Excel add-in's files and manifest (not API endpoints)
     path("api/v1/", include(api_v1)),
     path("v1/", include(llm_urls.openai_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

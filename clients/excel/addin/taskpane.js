@@ -1,0 +1,130 @@
+/*
+ * The djllm task pane: saves the API token (and default language and model) in OfficeRuntime.storage, which the
+ * custom functions in functions.js read from the same shared runtime. The token never goes into the workbook.
+ * "Check connection" calls GET /v1/models with the token: free, and it lists the models for the Model field.
+ */
+(function (root) {
+  "use strict";
+
+  var keys = root.djllmFunctions.STORAGE;
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  function storage() {
+    return root.OfficeRuntime.storage;
+  }
+
+  function show(id, message, kind) {
+    var el = $(id);
+    el.textContent = message;
+    el.className = "state" + (kind ? " " + kind : "");
+  }
+
+  /** What the pane may show of a token: its public part (`djl_<prefix>_`), as the account page does. */
+  function tokenLabel(token) {
+    var parts = token.split("_");
+    return parts.length >= 3 ? parts[0] + "_" + parts[1] + "_…" : token.slice(0, 4) + "…";
+  }
+
+  function server() {
+    return root.location.origin;
+  }
+
+  async function refresh() {
+    var values = await Promise.all([
+      storage().getItem(keys.token),
+      storage().getItem(keys.language),
+      storage().getItem(keys.model),
+    ]);
+    var token = values[0];
+    if (token) {
+      show("token-state", "Token saved: " + tokenLabel(token), "ok");
+    } else {
+      show("token-state", "No token saved: the functions answer #N/A NO TOKEN until you save one.", "bad");
+    }
+    $("language").value = values[1] || "";
+    $("model").value = values[2] || "";
+    return token;
+  }
+
+  async function checkConnection() {
+    var token = await storage().getItem(keys.token);
+    if (!token) {
+      show("status", "Save a token first.", "bad");
+      return;
+    }
+    show("status", "Checking…");
+    try {
+      var response = await root.fetch(server() + "/v1/models", { headers: { Authorization: "Bearer " + token } });
+      var body = await response.json().catch(function () {
+        return null;
+      });
+      if (response.ok && body && Array.isArray(body.data)) {
+        var list = $("models");
+        list.textContent = "";
+        body.data.forEach(function (model) {
+          var option = document.createElement("option");
+          option.value = model.id;
+          list.appendChild(option);
+        });
+        show("status", "Connected: token accepted, " + body.data.length + " models available.", "ok");
+      } else {
+        var error = (body && body.error) || {};
+        var message = error.message || response.statusText;
+        show("status", (response.status === 401 ? "Token rejected: " : "Error " + response.status + ": ") + message, "bad");
+      }
+    } catch (error) {
+      show("status", "The server did not answer: " + error, "bad");
+    }
+  }
+
+  async function saveToken(event) {
+    event.preventDefault();
+    var token = $("token").value.trim();
+    if (!token) {
+      show("token-state", "Paste a token first.", "bad");
+      return;
+    }
+    await storage().setItem(keys.token, token);
+    $("token").value = "";
+    await refresh();
+    await checkConnection();
+  }
+
+  async function forgetToken() {
+    await storage().removeItem(keys.token);
+    show("status", "");
+    await refresh();
+  }
+
+  async function saveDefaults(event) {
+    event.preventDefault();
+    var language = $("language").value.trim();
+    var model = $("model").value.trim();
+    await (language ? storage().setItem(keys.language, language) : storage().removeItem(keys.language));
+    await (model ? storage().setItem(keys.model, model) : storage().removeItem(keys.model));
+    show("status", "Defaults saved. Recalculate (Ctrl+Alt+F9) to apply them to existing cells.", "ok");
+  }
+
+  function start() {
+    $("server").textContent = server();
+    $("account-link").href = server() + "/account/";
+    if (!root.OfficeRuntime || !root.OfficeRuntime.storage) {
+      show("token-state", "Open this page from Excel: it is the djllm add-in's task pane.", "bad");
+      return;
+    }
+    $("token-form").addEventListener("submit", saveToken);
+    $("forget-token").addEventListener("click", forgetToken);
+    $("defaults-form").addEventListener("submit", saveDefaults);
+    $("check").addEventListener("click", checkConnection);
+    refresh();
+  }
+
+  if (root.Office && root.Office.onReady) {
+    root.Office.onReady(start);
+  } else {
+    start();
+  }
+})(self);
