@@ -1,14 +1,200 @@
+"""`GET /api/v1/usage`: the caller's requests, tokens, cost and cache savings, per day, model or token."""
+
+import calendar
+import zoneinfo
+from datetime import date
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasTokenScope
+from common.errors import InvalidRequest
+from llm.apis.common import money
+from llm.selectors import GROUP_BY_CHOICES, usage_summary_for_user
+
+
+def _month_bounds(day: date) -> tuple[date, date]:
+    return day.replace(day=1), day.replace(day=calendar.monthrange(day.year, day.month)[1])
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "example": "0.000021"})
+class MoneyField(serializers.Field):
+    """A Decimal amount as a plain decimal string (`"0.000021"`), never a float."""
+
+    def to_representation(self, value):
+        return money(value)
+
+
+def _error_example(name: str, status: int, code: str, message: str, details: dict | None = None):
+    return OpenApiExample(
+        name,
+        status_codes=[str(status)],
+        response_only=True,
+        value={"error": {"code": code, "message": message, "details": details or {}, "request_id": "3f2c…"}},
+    )
+
+
+_ERROR = inline_serializer(
+    "UsageError",
+    fields={
+        "error": inline_serializer(
+            "UsageErrorBody",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.DictField(),
+                "request_id": serializers.CharField(),
+            },
+        )
+    },
+)
+
+_GROUP_EXAMPLE = {
+    "requests": 120,
+    "input_tokens": 48210,
+    "output_tokens": 9120,
+    "cached_input_tokens": 12032,
+    "cache_write_tokens": 0,
+    "reasoning_tokens": 0,
+    "cost_usd": "0.0124311",
+    "saved_usd": "0.00042",
+    "cached": 7,
+    "errors": 2,
+    "unpriced": 0,
+}
 
 
 class UsageApi(APIView):
-    """Placeholder being replaced by the usage summary (in progress)."""
+    """The caller's usage summary."""
 
     permission_classes = [HasTokenScope]
     required_scope = "llm"
 
+    class InputSerializer(serializers.Serializer):
+        date_from = serializers.DateField(
+            required=False,
+            help_text="First day (YYYY-MM-DD, inclusive). Default: the first day of the month of `to`.",
+        )
+        to = serializers.DateField(
+            required=False, help_text="Last day (YYYY-MM-DD, inclusive). Default: the last day of the current month."
+        )
+        group_by = serializers.ChoiceField(
+            choices=GROUP_BY_CHOICES, default="day", help_text="Group per `day`, per `model` or per `token`."
+        )
+
+        def get_fields(self):
+            # `from` is a Python keyword, so the field is declared as `date_from` and exposed as `from`.
+            fields = super().get_fields()
+            return {"from": fields.pop("date_from"), **fields}
+
+    @extend_schema_serializer(component_name="UsageSummary")
+    class OutputSerializer(serializers.Serializer):
+        class UsageCountsSerializer(serializers.Serializer):
+            requests = serializers.IntegerField()
+            input_tokens = serializers.IntegerField(help_text="All prompt tokens, cached ones included.")
+            output_tokens = serializers.IntegerField()
+            cached_input_tokens = serializers.IntegerField(help_text="Prompt tokens read from the provider's cache.")
+            cache_write_tokens = serializers.IntegerField(help_text="Prompt tokens written to the provider's cache.")
+            reasoning_tokens = serializers.IntegerField(help_text="Of the output tokens.")
+            cost_usd = MoneyField(help_text="Decimal string, USD. Requests without a known price count as 0.")
+            saved_usd = MoneyField(help_text="Decimal string, USD: what djllm's response cache saved.")
+            cached = serializers.IntegerField(help_text="Requests answered from djllm's response cache.")
+            errors = serializers.IntegerField(
+                help_text="Requests that did not complete: errors, budget or rate-limit stops, cancelled streams."
+            )
+            unpriced = serializers.IntegerField(help_text="Requests with tokens but no price for their model.")
+
+        class UsageGroupSerializer(UsageCountsSerializer):
+            key = serializers.CharField(
+                allow_null=True,
+                help_text="The day (YYYY-MM-DD), the model, or the token's prefix (null: a deleted token).",
+            )
+            provider = serializers.CharField(allow_null=True, help_text="With `group_by=model`; otherwise null.")
+            token_name = serializers.CharField(allow_null=True, help_text="With `group_by=token`; otherwise null.")
+
+        date_from = serializers.DateField()
+        to = serializers.DateField(source="date_to")
+        group_by = serializers.CharField()
+        timezone = serializers.CharField(help_text="Days are counted in this timezone (your preferences').")
+        totals = UsageCountsSerializer()
+        groups = UsageGroupSerializer(many=True)
+
+        def get_fields(self):
+            fields = super().get_fields()
+            date_from = fields.pop("date_from")
+            date_from.source = "date_from"
+            return {"from": date_from, **fields}
+
+    @extend_schema(
+        summary="Usage summary",
+        operation_id="usage_summary",
+        description=(
+            "Your requests, tokens, cost and cache savings between `from` and `to` (both inclusive; default: the "
+            "current month), grouped per `day`, per `model` (the upstream model that answered) or per `token`. "
+            "Only requests made by the caller's user are counted, through any of the user's tokens. Days follow "
+            "the timezone in your preferences. Money amounts are decimal strings in USD, exact to the last digit; "
+            "requests whose model has no price count as 0 and are counted in `unpriced`."
+        ),
+        tags=["usage"],
+        parameters=[InputSerializer],
+        responses={
+            200: OutputSerializer,
+            400: OpenApiResponse(_ERROR, description="Bad `from`, `to` or `group_by`."),
+            401: OpenApiResponse(_ERROR, description="Missing, invalid, revoked or expired token."),
+            403: OpenApiResponse(_ERROR, description="The token lacks the `llm` scope."),
+        },
+        examples=[
+            OpenApiExample(
+                "Per model",
+                response_only=True,
+                status_codes=["200"],
+                value={
+                    "from": "2025-03-01",
+                    "to": "2025-03-31",
+                    "group_by": "model",
+                    "timezone": "Europe/Berlin",
+                    "totals": _GROUP_EXAMPLE,
+                    "groups": [{"key": "gpt-4o-mini", "provider": "openai", "token_name": None, **_GROUP_EXAMPLE}],
+                },
+            ),
+            _error_example(
+                "Bad date",
+                400,
+                "invalid_request",
+                "Invalid `from`: Date has wrong format. Use one of these formats instead: YYYY-MM-DD.",
+                {"from": ["Date has wrong format. Use one of these formats instead: YYYY-MM-DD."]},
+            ),
+        ],
+    )
     def get(self, request):
-        return Response({"detail": "not implemented yet"}, status=501)
+        serializer = self.InputSerializer(data=request.query_params)
+        if not serializer.is_valid():
+            field, messages = next(iter(serializer.errors.items()))
+            raise InvalidRequest(f"Invalid `{field}`: {messages[0]}", details=serializer.errors, param=field)
+        data = serializer.validated_data
+
+        preferences = request.auth.preferences
+        tz = zoneinfo.ZoneInfo(preferences.timezone if preferences else settings.DEFAULT_TIMEZONE)
+        date_to = data.get("to") or _month_bounds(timezone.localtime(timezone=tz).date())[1]
+        date_from = data.get("from") or _month_bounds(date_to)[0]
+        if date_from > date_to:
+            raise InvalidRequest(
+                f"`from` ({date_from}) is after `to` ({date_to}).",
+                details={"from": ["Must not be after `to`."]},
+                param="from",
+            )
+        summary = usage_summary_for_user(
+            user=request.user, date_from=date_from, date_to=date_to, group_by=data["group_by"], tz=tz
+        )
+        return Response(self.OutputSerializer(summary).data)

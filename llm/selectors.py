@@ -1,0 +1,138 @@
+"""Reads for the gateway: the caller's usage summary."""
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, When
+from django.db.models.functions import TruncDate
+
+from llm.models import UsageRecord, UsageStatus
+
+GROUP_BY_CHOICES = ("day", "model", "token")
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+COUNT_FIELDS = ("requests", *TOKEN_FIELDS, "cached", "errors", "unpriced")
+MONEY_FIELDS = ("cost_usd", "saved_usd")
+
+# A request "without a price" used tokens but has no cost: its model is missing from ModelPrice.
+PRICE_MISSING = Q(cost_usd__isnull=True) & (Q(input_tokens__gt=0) | Q(output_tokens__gt=0))
+# Requests that did not complete: upstream or client errors, budget and rate limit stops, cancelled streams.
+NOT_COMPLETED = ~Q(status__in=[UsageStatus.OK, UsageStatus.CACHED])
+
+
+@dataclass
+class UsageGroup:
+    key: str | None  # the day (ISO date), the model, or the token's prefix (None: a deleted token)
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    saved_usd: Decimal = Decimal("0")
+    cached: int = 0
+    errors: int = 0
+    unpriced: int = 0
+    provider: str | None = None  # with group_by=model
+    token_name: str | None = None  # with group_by=token
+
+
+@dataclass
+class UsageSummary:
+    date_from: date
+    date_to: date
+    group_by: str
+    timezone: str
+    totals: UsageGroup
+    groups: list[UsageGroup]
+
+
+def usage_aggregates() -> dict:
+    """The aggregate expressions shared by the usage summary and the admin's totals."""
+    return {
+        "requests": Count("id"),
+        # Aliased: an annotation may not take the name of a model field.
+        **{f"sum_{name}": Sum(name) for name in (*TOKEN_FIELDS, *MONEY_FIELDS)},
+        "cached": Count("id", filter=Q(status=UsageStatus.CACHED)),
+        "errors": Count("id", filter=NOT_COMPLETED),
+        "unpriced": Count("id", filter=PRICE_MISSING),
+    }
+
+
+def _group_from_row(key, row: dict, **labels) -> UsageGroup:
+    return UsageGroup(
+        key=key,
+        requests=row["requests"],
+        cached=row["cached"],
+        errors=row["errors"],
+        unpriced=row["unpriced"],
+        **{name: row[f"sum_{name}"] or 0 for name in TOKEN_FIELDS},
+        **{name: row[f"sum_{name}"] or Decimal("0") for name in MONEY_FIELDS},
+        **labels,
+    )
+
+
+def usage_totals(queryset: QuerySet[UsageRecord]) -> UsageGroup:
+    """Requests, tokens, cost and savings of a set of records, in one aggregate query."""
+    return _group_from_row(None, queryset.aggregate(**usage_aggregates()))
+
+
+def _range(date_from: date, date_to: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """[start of `date_from`, start of the day after `date_to`) in `tz`: both dates are inclusive."""
+    start = datetime.combine(date_from, time.min, tzinfo=tz)
+    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=tz)
+    return start, end
+
+
+def usage_summary_for_user(*, user, date_from: date, date_to: date, group_by: str, tz: tzinfo = UTC) -> UsageSummary:
+    """The user's requests, tokens, cost and cache savings between two dates (inclusive, in `tz`), per day, per
+    model or per token.
+
+    One aggregate query, filtered on (user, created_at) so it walks the `usage_user_time` index; the database
+    groups and sums, Python only shapes the few resulting groups. Cost sums are exact on PostgreSQL (numeric); on
+    SQLite, which stores decimals as floating point, they are exact to 15 significant digits.
+    """
+    if group_by not in GROUP_BY_CHOICES:
+        raise ValueError(f"group_by must be one of {GROUP_BY_CHOICES}, not {group_by!r}")
+    start, end = _range(date_from, date_to, tz)
+    records = UsageRecord.objects.filter(user=user, created_at__gte=start, created_at__lt=end).order_by()
+    aggregates = usage_aggregates()
+
+    if group_by == "day":
+        rows = records.values(day=TruncDate("created_at", tzinfo=tz)).annotate(**aggregates).order_by("day")
+        groups = [_group_from_row(row["day"].isoformat(), row) for row in rows]
+    elif group_by == "model":
+        # A request stopped before routing (unknown model, rate limit) has no upstream model: use what was asked.
+        model = Case(When(upstream_model="", then=F("requested_model")), default=F("upstream_model"))
+        rows = (
+            records.values("provider", model_name=model)
+            .annotate(**aggregates)
+            .order_by(F("sum_cost_usd").desc(nulls_last=True), "-requests", "model_name", "provider")
+        )
+        groups = [_group_from_row(row["model_name"], row, provider=row["provider"]) for row in rows]
+    else:
+        rows = (
+            records.values("token_id", "token__prefix", "token__name")
+            .annotate(**aggregates)
+            .order_by(F("sum_cost_usd").desc(nulls_last=True), "-requests", "token_id")
+        )
+        groups = [
+            _group_from_row(
+                f"djl_{row['token__prefix']}" if row["token_id"] else None, row, token_name=row["token__name"]
+            )
+            for row in rows
+        ]
+
+    totals = UsageGroup(key=None)
+    for group in groups:  # a handful of groups, not table rows
+        for name in (*COUNT_FIELDS, *MONEY_FIELDS):
+            setattr(totals, name, getattr(totals, name) + getattr(group, name))
+    return UsageSummary(
+        date_from=date_from,
+        date_to=date_to,
+        group_by=group_by,
+        timezone=str(getattr(tz, "key", tz)),
+        totals=totals,
+        groups=groups,
+    )
