@@ -37,6 +37,35 @@ def _error(name: str, status: int, code: str, message: str, details: dict | None
     )
 
 
+class CalendarErrorSerializer(serializers.Serializer):
+    class Body(serializers.Serializer):
+        code = serializers.CharField()
+        message = serializers.CharField()
+        details = serializers.DictField()
+        request_id = serializers.CharField()
+
+    error = Body()
+
+
+ERROR_MEANINGS = {
+    400: "Invalid input (`invalid_request`) or rejected by Google (`calendar_invalid_request`).",
+    403: "The token lacks the `calendar` scope, or Google refused (`calendar_forbidden`).",
+    404: "No such event or calendar (`calendar_not_found`).",
+    409: "Connect or reconnect first (`calendar_not_connected`, `calendar_reconnect_required`, with "
+    "`details.authorization_url`), a Google conflict, or a reused Idempotency-Key.",
+    429: "Google's rate limit, after bounded retries (`calendar_rate_limited`, `Retry-After`).",
+    502: "Google failed or could not be reached (`calendar_upstream_error`).",
+    503: "Google Calendar is not configured (`calendar_not_configured`; `details.missing` names the settings).",
+}
+
+
+def _errors(*statuses: int) -> dict:
+    return {status: OpenApiResponse(CalendarErrorSerializer, description=ERROR_MEANINGS[status]) for status in statuses}
+
+
+API_ERRORS = (400, 403, 409, 429, 502, 503)
+
+
 NOT_CONFIGURED = _error(
     "Not configured",
     503,
@@ -147,7 +176,7 @@ class CalendarAuthApi(APIView):
         responses={
             200: inline_serializer("CalendarAuthorization", {"authorization_url": serializers.URLField()}),
             302: OpenApiResponse(description="Session (browser): redirect to Google's consent page."),
-            503: OpenApiResponse(description="Google is not configured."),
+            **_errors(403, 503),
         },
         examples=[
             OpenApiExample(
@@ -189,19 +218,32 @@ class CalendarOAuthCallbackApi(APIView):
         tags=["calendar"],
         auth=[],
         parameters=[
-            OpenApiParameter("state", OpenApiTypes.STR, description="The state djllm put in the authorization URL."),
-            OpenApiParameter("code", OpenApiTypes.STR, description="Google's authorization code."),
-            OpenApiParameter("error", OpenApiTypes.STR, description="Set by Google instead, e.g. `access_denied`."),
-            OpenApiParameter("scope", OpenApiTypes.STR, description="The scopes the user granted."),
+            OpenApiParameter(
+                "state",
+                OpenApiTypes.STR,
+                description="The state djllm put in the authorization URL.",
+                examples=[OpenApiExample("State", value="Vl9JCrW7i7f4UBRKvfZH8WEmZ_1ZNa6zQAqE7gUdaeY")],
+            ),
+            OpenApiParameter(
+                "code",
+                OpenApiTypes.STR,
+                description="Google's authorization code.",
+                examples=[OpenApiExample("Code", value="4/0AeanS0b…")],
+            ),
+            OpenApiParameter(
+                "error",
+                OpenApiTypes.STR,
+                description="Set by Google instead of `code` when the user cancels.",
+                examples=[OpenApiExample("Cancelled", value="access_denied")],
+            ),
+            OpenApiParameter(
+                "scope",
+                OpenApiTypes.STR,
+                description="The scopes the user granted (space-separated).",
+                examples=[OpenApiExample("Granted", value="https://www.googleapis.com/auth/calendar.events openid")],
+            ),
         ],
         responses={302: OpenApiResponse(description="Redirect to `/account/` (or to the login page).")},
-        examples=[
-            OpenApiExample(
-                "Callback query",
-                request_only=True,
-                value={"state": "Kq3…", "code": "4/0Ab…", "scope": "https://www.googleapis.com/auth/calendar.events"},
-            )
-        ],
     )
     def get(self, request):
         if request.user is None or not request.user.is_authenticated:
@@ -235,7 +277,7 @@ class CalendarStatusApi(CalendarApi):
         description="Whether the user is connected, the Google account, the granted scopes, and whether the user "
         "must reconnect (Google refused the stored authorization). Never shows a token.",
         tags=["calendar"],
-        responses={200: CalendarStatusSerializer, 503: OpenApiResponse(description="Google is not configured.")},
+        responses={200: CalendarStatusSerializer, **_errors(403, 503)},
         examples=[
             OpenApiExample(
                 "Connected",
@@ -276,7 +318,11 @@ class CalendarRevokeApi(APIView):
         ),
         tags=["calendar"],
         request=None,
-        responses={200: CalendarRevokeSerializer, 302: OpenApiResponse(description="Session: back to `/account/`.")},
+        responses={
+            200: CalendarRevokeSerializer,
+            302: OpenApiResponse(description="Session: back to `/account/`."),
+            **_errors(403),
+        },
         examples=[
             OpenApiExample(
                 "Revoked", response_only=True, value={"deleted": True, "google_revoked": True, "google_error": None}
@@ -363,7 +409,7 @@ class CalendarEventsApi(CalendarApi):
         "date alone means its midnight.",
         tags=["calendar"],
         parameters=[ListInputSerializer],
-        responses={200: CalendarEventPageSerializer},
+        responses={200: CalendarEventPageSerializer, **_errors(*API_ERRORS)},
         examples=[
             OpenApiExample(
                 "A page of events",
@@ -411,6 +457,7 @@ class CalendarEventsApi(CalendarApi):
         responses={
             201: CalendarEventSerializer,
             200: OpenApiResponse(CalendarEventSerializer, description="Idempotent replay: the event already existed."),
+            **_errors(*API_ERRORS),
         },
         examples=[
             OpenApiExample(
@@ -510,7 +557,7 @@ class CalendarEventDetailApi(CalendarApi):
         description="One event of a calendar (default `primary`).",
         tags=["calendar"],
         parameters=[event_id_parameter, QuerySerializer],
-        responses={200: CalendarEventSerializer},
+        responses={200: CalendarEventSerializer, **_errors(404, *API_ERRORS)},
         examples=[OpenApiExample("Event", response_only=True, value=EVENT_EXAMPLE), NOT_FOUND, *COMMON_ERRORS],
     )
     def get(self, request, event_id: str):
@@ -527,7 +574,7 @@ class CalendarEventDetailApi(CalendarApi):
         tags=["calendar"],
         parameters=[event_id_parameter, QuerySerializer],
         request=CalendarEventPatchSerializer,
-        responses={200: CalendarEventSerializer},
+        responses={200: CalendarEventSerializer, **_errors(404, *API_ERRORS)},
         examples=[
             OpenApiExample(
                 "Move by an hour",
@@ -557,7 +604,7 @@ class CalendarEventDetailApi(CalendarApi):
         description="Deletes (cancels) the event. Deleting it again answers 404.",
         tags=["calendar"],
         parameters=[event_id_parameter, QuerySerializer],
-        responses={204: OpenApiResponse(description="Deleted.")},
+        responses={204: OpenApiResponse(description="Deleted."), **_errors(404, *API_ERRORS)},
         examples=[NOT_FOUND, *COMMON_ERRORS],
     )
     def delete(self, request, event_id: str):

@@ -80,15 +80,12 @@ def missing_settings() -> list[str]:
 def google_config_get() -> GoogleConfig:
     missing = missing_settings()
     if missing:
-        problems = [crypto.keys_problem()] if crypto.keys_problem() not in (None, crypto.NO_KEYS) else []
-        raise CalendarNotConfigured(
-            "Google Calendar is not configured on this server. Set "
-            + "; ".join(missing)
-            + ". "
-            + " ".join(problems)
-            + " See docs/google-calendar.md.",
-            details={"missing": missing},
-        )
+        parts = ["Google Calendar is not configured on this server. Set " + "; ".join(missing) + "."]
+        problem = crypto.keys_problem()
+        if problem and problem != crypto.NO_KEYS:
+            parts.append(problem)
+        parts.append("See docs/google-calendar.md.")
+        raise CalendarNotConfigured(" ".join(parts), details={"missing": missing})
     section = {}
     if settings.GOOGLE_CLIENT_SECRETS_FILE:
         section = _from_secrets_file(settings.GOOGLE_CLIENT_SECRETS_FILE)
