@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from calendars import crypto, services
+from calendars import connections, crypto
 
 
 class Command(BaseCommand):
@@ -17,9 +17,9 @@ class Command(BaseCommand):
         problem = crypto.keys_problem()
         if problem:
             raise CommandError(problem)
-        total = services.encryption_rows_count()
+        total = connections.encryption_rows_count()
         with tqdm(total=total, unit="row", desc="Re-encrypting", disable=options["no_progress"]) as bar:
-            report = services.encryption_keys_rotate(on_row=lambda: bar.update(1))
+            report = connections.encryption_keys_rotate(on_row=lambda: bar.update(1))
         self.stdout.write(f"Re-encrypted {report.rotated} row(s) under the first key.")
         if report.failed:
             raise CommandError(
