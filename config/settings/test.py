@@ -22,3 +22,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F4
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"djllm-test-{os.getpid()}.sqlite3")
     }
+    # Tests that slow the database down on purpose (test_event_loop) hold the write lock longer than real life.
+    DATABASES["default"]["OPTIONS"]["init_command"] = DATABASES["default"]["OPTIONS"]["init_command"].replace(  # noqa: F405
+        "busy_timeout=5000", "busy_timeout=60000"
+    )
