@@ -11,6 +11,7 @@ from calendars.errors import CalendarNotConfigured
 
 GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_REVOKE_URI = "https://oauth2.googleapis.com/revoke"
 CALLBACK_PATH = "/api/v1/calendar/oauth2callback"
 
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events"
@@ -95,7 +96,7 @@ def google_config_get() -> GoogleConfig:
         client_secret=section.get("client_secret") or settings.GOOGLE_CLIENT_SECRET,
         auth_uri=settings.GOOGLE_OAUTH_AUTH_URI or section.get("auth_uri") or GOOGLE_AUTH_URI,
         token_uri=settings.GOOGLE_OAUTH_TOKEN_URI or section.get("token_uri") or GOOGLE_TOKEN_URI,
-        revoke_uri=settings.GOOGLE_OAUTH_REVOKE_URI,
+        revoke_uri=settings.GOOGLE_OAUTH_REVOKE_URI or GOOGLE_REVOKE_URI,
         api_endpoint=settings.GOOGLE_CALENDAR_API_ENDPOINT or None,
         redirect_uri=redirect_uri,
     )
