@@ -3,9 +3,12 @@
 Registered for the whole suite through `pytest_plugins` in `tests/conftest.py`, so any test can write::
 
     @pytest.mark.browser
-    def test_something(browser_page, live_server):
-        browser_page.goto("/account/")          # relative to live_server.url
-        log_in(browser_page, "alice", "pw-for-tests-123")
+    def test_something(browser_page):
+        services.user_create(username="alice", password="pw-for-tests-123")
+        log_in(browser_page, "alice", "pw-for-tests-123")   # goes to /account/login/ on live_server.url
+        browser_page.goto("/account/")                        # relative URLs are on live_server.url too
+
+(`tests.factories.UserFactory` does not store its password; create users who log in with `user_create`.)
 
 Chromium is Debian's `/usr/bin/chromium` (override with `CHROMIUM_PATH`); nothing is ever downloaded.
 It is launched once per session; each test gets a fresh context (its own cookies) and page.
