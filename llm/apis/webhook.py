@@ -1,6 +1,7 @@
 """`POST /api/v1/webhook`: the Flask-era contract `{prompt, type, source, language}`, now with usage and cost."""
 
 import json
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal
 
@@ -57,13 +58,25 @@ def usage_out(usage: Usage) -> dict[str, int]:
     }
 
 
+# Types handled by another app instead of a prompt template (registered in that app's AppConfig.ready()), e.g.
+# `calendar_event` by the calendars app: async handler(cached_token, body, request_id) -> the JSON payload.
+TYPE_HANDLERS: dict[str, Callable[[Any, "WebhookIn", str], Awaitable[dict[str, Any]]]] = {}
+
+
+def register_type_handler(type_name: str, handler) -> None:
+    TYPE_HANDLERS[type_name] = handler
+
+
 async def build_call(
     cached_token, body: WebhookIn, *, request_id: str, endpoint: str, no_cache: bool = False, batch_id: str = ""
 ) -> pipeline.GatewayCall:
     """Shared by the webhook and the batch API: the template turns type/source/language into messages."""
     if body.type == "calendar_event":
         raise InvalidRequest(
-            "type `calendar_event` is not available yet: the calendar integration is not installed.",
+            "type `calendar_event` is served by POST /api/v1/webhook (one text at a time) and "
+            "/api/v1/calendar/process-text, not here."
+            if "calendar_event" in TYPE_HANDLERS
+            else "type `calendar_event` is not available: the calendar integration is not installed.",
             code="type_not_available",
             param="type",
         )
@@ -118,6 +131,9 @@ async def webhook(request: HttpRequest) -> HttpResponse:
         check_method(request, "POST")
         cached_token = await authenticate(request)
         body = validate(WebhookIn, parse_json(request))
+        handler = TYPE_HANDLERS.get(body.type)
+        if handler is not None:
+            return JsonResponse(await handler(cached_token, body, request_id))
         call = await build_call(
             cached_token, body, request_id=request_id, endpoint="webhook", no_cache=no_cache_requested(request)
         )
