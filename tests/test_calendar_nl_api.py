@@ -1,7 +1,6 @@
 """Natural language -> events through the gateway: POST /api/v1/calendar/process-text and the webhook's
 `type: calendar_event`. The fake LLM upstream returns the structured extraction; the fake Google stores events."""
 
-import json
 from decimal import Decimal
 
 import pytest
