@@ -38,9 +38,13 @@ run: migrate
 	$(BIN)/python manage.py bootstrap
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT)
 
-# Production ASGI server: gunicorn with uvicorn workers.
-serve: migrate
-	DJANGO_SETTINGS_MODULE=$${DJANGO_SETTINGS_MODULE:-config.settings.production} \
+# Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY required) unless
+# SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves them compressed.
+SERVE_SETTINGS ?= config.settings.production
+serve: deps
+	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py migrate --noinput -v 0
+	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py collectstatic --noinput -v 0
+	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) \
 	$(BIN)/gunicorn config.asgi:application -k uvicorn_worker.UvicornWorker \
 	  --workers $(WEB_CONCURRENCY) --bind $${HOST:-127.0.0.1}:$(PORT) --access-logfile - --graceful-timeout 30
 
@@ -59,8 +63,13 @@ lint: dev-deps
 schema-check: dev-deps
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
+# Load tool: Debian's wrk (installed here when missing, as root). Options: make bench BENCH_ARGS="--only plain".
 bench: dev-deps
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; \
+	  else echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache clients/node_modules clients/build

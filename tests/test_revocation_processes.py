@@ -15,118 +15,29 @@ PostgreSQL + Redis pass of CI and is skipped elsewhere.
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
-from django.db import connection
 
 from accounts import services
 from accounts.models import APIToken
+from tests.processes import Worker, require_shared_database, shared_database_url, start_workers
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-for-revocation-test-1"
 
 pytestmark = pytest.mark.redis
 
 
-def _test_database_url() -> str:
-    db = connection.settings_dict  # after pytest-django's setup, NAME is the test database
-    auth = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Worker:
-    """One `uvicorn config.asgi:application` process."""
-
-    def __init__(self, name: str, env: dict, log_dir: Path) -> None:
-        self.name = name
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"worker-{name}.log"
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "config.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-                "--lifespan",
-                "off",
-                "--log-level",
-                "warning",
-            ],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_until_serving(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"worker {self.name} did not start in {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
-
-
 @pytest.fixture
 def two_workers(transactional_db, tmp_path):
-    if connection.vendor != "postgresql":
-        pytest.skip("two server processes need a shared database: run with a PostgreSQL DATABASE_URL")
+    require_shared_database()
     env = {k: v for k, v in os.environ.items() if k != "API_TOKEN_LOCAL_CACHE_SECONDS"}  # the default is tested
-    env.update(DJANGO_SETTINGS_MODULE="config.settings.test", DATABASE_URL=_test_database_url(), LOG_LEVEL="WARNING")
-    workers = []
-    try:
-        for name in ("A", "B"):
-            worker = Worker(name, env, tmp_path)
-            workers.append(worker)
-            worker.wait_until_serving()
-        yield workers
-    finally:
-        for worker in workers:  # before transactional_db flushes the tables
-            worker.stop()
+    env.update(DJANGO_SETTINGS_MODULE="config.settings.test", DATABASE_URL=shared_database_url(), LOG_LEVEL="WARNING")
+    workers = start_workers(("A", "B"), env, tmp_path)
+    yield workers
+    for worker in workers:  # before transactional_db flushes the tables
+        worker.stop()
 
 
 def _me(http: httpx.Client, worker: Worker, plaintext: str) -> httpx.Response:

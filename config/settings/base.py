@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "accounts",
     "llm",
     "calendars",
+    "jobs",
 ]
 
 MIDDLEWARE = [
@@ -147,13 +148,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     "OAS_VERSION": "3.1.0",
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "llm.schema.add_llm_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "llm.schema.add_llm_paths",
+        "jobs.schema.add_batch_path",
+    ],
 }
 
 # --- API tokens -----------------------------------------------------------------------------------
 # How long one worker may trust a token it has looked up before it asks again (revocation latency).
 API_TOKEN_LOCAL_CACHE_SECONDS = env.float("API_TOKEN_LOCAL_CACHE_SECONDS", default=0.5)
-API_TOKEN_SHARED_CACHE_SECONDS = env.int("API_TOKEN_SHARED_CACHE_SECONDS", default=300)
 
 # --- CORS: open (`*`, no credentials) on the API only; Office Scripts need `*`. ---------------------
 _allowed_origins = env_list("ALLOWED_ORIGINS")
@@ -169,7 +173,15 @@ CORS_ALLOW_HEADERS = [
     "x-request-id",
     "cache-control",
 ]
-CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
+CORS_EXPOSE_HEADERS = [
+    "Retry-After",
+    "X-Request-ID",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Location",  # 202 job answers point at the job
+    "Idempotent-Replayed",
+]
 
 # --- Security (secure defaults are switched on in production by env) ------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
@@ -263,3 +275,30 @@ RESPONSE_CACHE_TTL = env.int("RESPONSE_CACHE_TTL", default=30 * 24 * 3600)  # se
 LLM_RETRY_ATTEMPTS = env.int("LLM_RETRY_ATTEMPTS", default=3)  # attempts per route, before its fallback
 LLM_RETRY_BASE_DELAY = env.float("LLM_RETRY_BASE_DELAY", default=0.5)  # seconds, doubled each attempt, jittered
 LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=20.0)  # cap, also on a Retry-After
+
+# --- Batch API and background jobs (docs/jobs.md) ---------------------------------------------------
+BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=200)
+# Items in flight per token per process, shared by that token's concurrent batches. 32 keeps 1,000 rows at 1 s
+# upstream latency (10 requests of 100, 4 at a time, as the Office Script sends them) under a minute.
+BATCH_CONCURRENCY = env.int("BATCH_CONCURRENCY", default=32)
+# After the pipeline's own retries, an item the upstream still rate-limits waits Retry-After and tries again.
+BATCH_RATE_LIMIT_RETRIES = env.int("BATCH_RATE_LIMIT_RETRIES", default=4)
+BATCH_RATE_LIMIT_MAX_WAIT = env.float("BATCH_RATE_LIMIT_MAX_WAIT", default=30.0)  # seconds, per wait
+IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=24 * 3600)  # seconds a stored answer is replayed
+JOB_MAX_ITEMS = env.int("JOB_MAX_ITEMS", default=50_000)
+JOB_CONCURRENCY = env.int("JOB_CONCURRENCY", default=32)  # items in flight per running job
+JOB_UPLOAD_MAX_BYTES = env.int("JOB_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)
+# A claimed item belongs to its worker while the lease is renewed (every third of it); a killed worker's items
+# are claimed again once their lease runs out.
+JOB_ITEM_LEASE_SECONDS = env.float("JOB_ITEM_LEASE_SECONDS", default=60.0)
+JOB_SWEEP_SECONDS = env.float("JOB_SWEEP_SECONDS", default=30.0)  # how often a worker looks for stalled jobs
+JOB_RETRY_AFTER_SECONDS = env.int("JOB_RETRY_AFTER_SECONDS", default=5)  # the polling hint on 202 answers
+
+# Celery: Redis when REDIS_URL is set; otherwise kombu's SQLAlchemy transport on a SQLite file (no server).
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default=REDIS_URL or f"sqla+sqlite:///{BASE_DIR / 'var' / 'celery-broker.sqlite3'}"
+)
+CELERY_TASK_IGNORE_RESULT = True  # job state lives in the database, not in a result backend
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep Django's LOGGING (request ids, redaction)
