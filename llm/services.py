@@ -31,7 +31,7 @@ class UsageDraft:
     error_code: str = ""
     usage: Usage | None = None
     usage_estimated: bool = False
-    cost_usd: Decimal | None = None
+    cost_usd: Decimal | None = Decimal("0")  # None: the model has no price (flagged in the admin)
     saved_usd: Decimal = Decimal("0")
     latency_ms: int = 0
     upstream_latency_ms: int | None = None
