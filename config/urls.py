@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("calendar/", include("calendars.urls")),
     path("", include(llm_urls.api_urlpatterns)),
+    path("", include("jobs.urls")),
 ]
 
 urlpatterns = [

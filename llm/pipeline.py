@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.token_cache import CachedToken
@@ -23,7 +24,7 @@ from common.aio import shielded
 from common.errors import AppError, BudgetExceeded, RateLimited, UpstreamError
 from llm import response_cache
 from llm.limits import RateState, budget_check, month_start, rate_limit_hit
-from llm.models import UsageStatus
+from llm.models import UsageRecord, UsageStatus
 from llm.pricing import Price, aprice_for, cost_of
 from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
 from llm.routing import Route, aresolve
@@ -45,6 +46,13 @@ class GatewayCall:
     type: str = ""
     source: str = ""
     batch_id: str = ""
+    # Batch and job items: the batch/job request was counted once against RATE_LIMIT (see docs/jobs.md); budgets,
+    # cache and usage records still apply to every item.
+    skip_rate_limit: bool = False
+    # complete() only: called with the new UsageRecord and the completion (None on failure) inside the record's
+    # transaction, so a job item stores its result atomically with its bill (a killed worker never bills twice).
+    # It must not raise: that would roll the record back.
+    on_record: Callable[[UsageRecord, Completion | None], None] | None = None
 
 
 @dataclass
@@ -157,8 +165,17 @@ def _elapsed_ms(start: float) -> int:
     return int((time.perf_counter() - start) * 1000)
 
 
-async def record(draft: UsageDraft) -> None:
-    await shielded(sync_to_async(usage_record_create)(draft=draft))
+async def record(draft: UsageDraft, call: GatewayCall | None = None, completion: Completion | None = None) -> None:
+    hook = call.on_record if call is not None else None
+    if hook is None:
+        await shielded(sync_to_async(usage_record_create)(draft=draft))
+    else:
+        await shielded(sync_to_async(_record_with_hook)(draft, hook, completion))
+
+
+def _record_with_hook(draft: UsageDraft, hook, completion: Completion | None) -> None:
+    with transaction.atomic():
+        hook(usage_record_create(draft=draft), completion)
 
 
 @dataclass
@@ -171,7 +188,7 @@ class _Prepared:
 
 
 async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
-    rate = await rate_limit_hit(call.cached)
+    rate = None if call.skip_rate_limit else await rate_limit_hit(call.cached)
     route = await aresolve(call.requested_model, provider=call.provider_hint, preferences=call.cached.preferences)
     draft.provider, draft.upstream_model = route.provider, route.model
     draft.requested_model = draft.requested_model or route.requested
@@ -201,7 +218,7 @@ async def complete(call: GatewayCall) -> GatewayResult:
                 draft.status, draft.usage, draft.cost_usd = UsageStatus.CACHED, usage, Decimal("0")
                 draft.saved_usd = _cost(usage, prepared.price) or Decimal("0")
                 draft.latency_ms = _elapsed_ms(start)
-                await record(draft)
+                await record(draft, call, hit)
                 return GatewayResult(hit, prepared.route, usage, True, Decimal("0"), draft.latency_ms, prepared.rate)
         upstream_start = time.perf_counter()
         route, completion = await _over_routes(
@@ -221,7 +238,7 @@ async def complete(call: GatewayCall) -> GatewayResult:
         if prepared.cache_key:
             await response_cache.put(prepared.cache_key, completion)
         draft.latency_ms = _elapsed_ms(start)
-        await record(draft)
+        await record(draft, call, completion)
         return GatewayResult(
             completion, route, usage, False, draft.cost_usd, draft.latency_ms, prepared.rate, usage_estimated=estimated
         )
@@ -229,12 +246,12 @@ async def complete(call: GatewayCall) -> GatewayResult:
         app_error = _upstream_error(error)
         _fail(draft, app_error)
         draft.latency_ms = _elapsed_ms(start)
-        await record(draft)
+        await record(draft, call)
         raise app_error from error
     except AppError as error:
         _fail(draft, error)
         draft.latency_ms = _elapsed_ms(start)
-        await record(draft)
+        await record(draft, call)
         raise
 
 

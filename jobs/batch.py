@@ -1,0 +1,147 @@
+"""`POST /api/v1/batch`: many prompts in one request, run concurrently, answered in input order.
+
+An async view on the lean API stack like the webhook (no DRF on the hot path). The batch counts once against the
+token's RATE_LIMIT; its items skip the per-request limiter but each goes through budgets, the response cache and
+the usage records (with the batch id). Items of one token run at most BATCH_CONCURRENCY at a time per process,
+whatever number of batches that token sends at once.
+"""
+
+import asyncio
+import uuid
+import weakref
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from common.aio import shielded
+from common.errors import AppError, InvalidRequest
+from common.request_id import current_request_id
+from common.responses import api_error_response
+from jobs import idempotency
+from jobs.execution import ItemContext, ItemOutcome, run_item
+from jobs.inputs import BatchIn, webhook_body
+from llm.apis.common import authenticate, check_method, money, no_cache_requested, parse_json, validate
+from llm.apis.webhook import build_call
+from llm.limits import rate_limit_hit
+
+# event loop -> (token id, limit) -> semaphore. Keyed by loop because a semaphore belongs to one loop (tests and
+# WSGI run each request in a fresh loop); under ASGI there is one loop per process.
+_semaphores: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, int], asyncio.Semaphore]]"
+_semaphores = weakref.WeakKeyDictionary()
+
+
+def token_semaphore(token_id: int) -> asyncio.Semaphore:
+    limit = max(settings.BATCH_CONCURRENCY, 1)
+    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
+    semaphore = per_loop.get((token_id, limit))
+    if semaphore is None:
+        semaphore = per_loop[(token_id, limit)] = asyncio.Semaphore(limit)
+    return semaphore
+
+
+def check_item_count(data: Any, *, limit: int, setting: str) -> None:
+    """Before validating thousands of items one by one: too many is a 400 naming the limit."""
+    items = data.get("items") if isinstance(data, dict) else None
+    if isinstance(items, list) and len(items) > limit:
+        raise InvalidRequest(
+            f"{len(items)} items; the limit is {setting}={limit} per request.",
+            code="too_many_items",
+            details={"limit": limit, "items": len(items)},
+            param="items",
+        )
+
+
+def item_out(ref: Any, outcome: ItemOutcome) -> dict[str, Any]:
+    return {
+        "id": ref,
+        "status": "ok" if outcome.ok else "error",
+        "result": outcome.result,
+        "error": None if outcome.ok else {"code": outcome.error_code, "message": outcome.error_message},
+        "cached": outcome.cached,
+        "cost_usd": money(outcome.cost_usd),
+    }
+
+
+def totals(outcomes: list[ItemOutcome]) -> dict[str, Any]:
+    cost = sum((o.cost_usd or Decimal("0") for o in outcomes), Decimal("0"))
+    return {
+        "items": len(outcomes),
+        "ok": sum(o.ok for o in outcomes),
+        "errors": sum(not o.ok for o in outcomes),
+        "cached": sum(o.cached for o in outcomes),
+        "cost_usd": money(cost),
+    }
+
+
+async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[str, Any]:
+    semaphore = token_semaphore(ctx.cached_token.token.pk)
+
+    async def one(item) -> ItemOutcome:
+        async with semaphore:
+            return await run_item(ctx, prompt=item.text(), model=item.model, request_id=request_id)
+
+    outcomes = await asyncio.gather(*(one(item) for item in body.items))
+    refs = [item.id if item.id is not None else index for index, item in enumerate(body.items)]
+    return {
+        "batch_id": ctx.batch_id,
+        "request_id": request_id,
+        "results": [item_out(ref, outcome) for ref, outcome in zip(refs, outcomes, strict=True)],
+        "totals": totals(outcomes),
+    }
+
+
+@csrf_exempt
+async def batch(request: HttpRequest) -> HttpResponse:
+    request_id = current_request_id()
+    reserved = None  # the Idempotency-Key this request holds, released if the batch fails as a whole
+    cached_token = None
+    try:
+        check_method(request, "POST")
+        cached_token = await authenticate(request)
+        data = parse_json(request)
+        check_item_count(data, limit=settings.BATCH_MAX_ITEMS, setting="BATCH_MAX_ITEMS")
+        body = validate(BatchIn, data)
+        ctx = ItemContext(
+            cached_token=cached_token,
+            options=body,
+            endpoint="batch",
+            batch_id=f"batch_{uuid.uuid4().hex}",
+            no_cache=no_cache_requested(request),
+        )
+        # Request-level problems (a type that is not available) fail the request, not each row.
+        await build_call(cached_token, webhook_body(body, prompt="probe"), request_id=request_id, endpoint="batch")
+        key = idempotency.key_from_headers(request.headers)
+        if key is not None:
+            replay = await sync_to_async(idempotency.idempotency_reserve)(
+                token_id=cached_token.token.pk,
+                key=key,
+                fingerprint=idempotency.fingerprint(method="POST", path=request.path, body=data),
+            )
+            if replay is not None:
+                response = JsonResponse(replay.body, status=replay.status_code)
+                response["Idempotent-Replayed"] = "true"
+                return response
+            reserved = key
+        rate = await rate_limit_hit(cached_token)
+        payload = await run_batch(ctx, body, request_id)
+    except AppError as error:
+        if reserved is not None:
+            await sync_to_async(idempotency.idempotency_release)(token_id=cached_token.token.pk, key=reserved)
+        return api_error_response(error)
+    except BaseException:  # a crash or the client hanging up: a retry with the key runs the batch again
+        if reserved is not None:
+            release = sync_to_async(idempotency.idempotency_release)
+            await shielded(release(token_id=cached_token.token.pk, key=reserved))
+        raise
+    if reserved is not None:
+        await sync_to_async(idempotency.idempotency_store)(
+            token_id=cached_token.token.pk, key=reserved, status_code=200, body=payload
+        )
+    response = JsonResponse(payload)
+    for name, value in rate.headers().items() if rate else ():
+        response[name] = value
+    return response

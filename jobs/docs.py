@@ -1,0 +1,155 @@
+"""OpenAPI descriptions and examples of the jobs API (the `extend_schema` arguments of jobs/apis.py)."""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+from jobs.inputs import JobIn
+from jobs.schema import BATCH_EXAMPLE, JOB_EXAMPLE, JobOut, JobResultsOut
+
+_IDEMPOTENCY = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="A retry with the same key (same token) and body gets the first answer (the same job) back.",
+)
+_ERRORS = {
+    code: OpenApiResponse(description="djllm error: {error: {code, message, details, request_id}}.")
+    for code in (400, 401, 403, 404, 409, 429)
+}
+
+_UPLOAD_FORM = inline_serializer(
+    "JobUploadForm",
+    {
+        "file": serializers.FileField(help_text="An .xlsx workbook or a .csv file (JOB_UPLOAD_MAX_BYTES, 20 MB)."),
+        "column": serializers.CharField(help_text="The header of the column holding the prompts, or its letter."),
+        "sheet": serializers.CharField(required=False, help_text="Workbook sheet; default: the first."),
+        "header": serializers.BooleanField(required=False, default=True, help_text="Row 1 holds headers."),
+        "type": serializers.CharField(required=False, help_text="summary, keywords, sentiment, ... (default custom)"),
+        "template": serializers.CharField(required=False, help_text="Alias of type."),
+        "source": serializers.CharField(required=False, default="excel"),
+        "language": serializers.CharField(required=False),
+        "provider": serializers.CharField(required=False),
+        "model": serializers.CharField(required=False),
+        "system": serializers.CharField(required=False),
+        "temperature": serializers.FloatField(required=False),
+        "max_tokens": serializers.IntegerField(required=False),
+        "top_p": serializers.FloatField(required=False),
+        "cache": serializers.BooleanField(required=False, allow_null=True, default=None),
+    },
+)
+
+JOB_CREATE = {
+    "operation_id": "jobs_create",
+    "tags": ["jobs"],
+    "summary": "Start a background job",
+    "description": (
+        "For inputs too large for one batch: a batch-like JSON body of up to JOB_MAX_ITEMS items (default "
+        "50,000), or a multipart upload of an .xlsx/.csv file plus the name (or letter) of the column holding "
+        "the prompts. Answers 202 with `Location` (the job) and `Retry-After`. Workers run the rows with the "
+        "same gateway as the batch API; the job counts once against the token's rate limit. Honours "
+        "`Idempotency-Key`."
+    ),
+    "parameters": [_IDEMPOTENCY],
+    "request": {"application/json": JobIn, "multipart/form-data": _UPLOAD_FORM},
+    "responses": {
+        202: OpenApiResponse(JobOut, description="The job, queued (Location: the job; Retry-After: seconds)."),
+        **_ERRORS,
+    },
+    "examples": [
+        OpenApiExample("JSON rows", value=BATCH_EXAMPLE, request_only=True, media_type="application/json"),
+        OpenApiExample("Queued", value={**JOB_EXAMPLE, "status": "queued"}, response_only=True, status_codes=["202"]),
+    ],
+}
+JOB_DETAIL = {
+    "operation_id": "jobs_retrieve",
+    "tags": ["jobs"],
+    "summary": "A job's progress",
+    "description": (
+        "Total, done, failed, cost so far and an ETA. Answers 202 (with `Location` and `Retry-After`) while the "
+        "job is queued or running and 200 once it is done, cancelled or failed: the asynchronous request-reply "
+        "pattern that Power Automate follows. Jobs are visible to every token of their user."
+    ),
+    "responses": {
+        200: OpenApiResponse(JobOut, description="The job is finished."),
+        202: OpenApiResponse(JobOut, description="The job is still queued or running; poll again."),
+        **_ERRORS,
+    },
+    "examples": [
+        OpenApiExample("Running", value=JOB_EXAMPLE, response_only=True, status_codes=["202"]),
+        OpenApiExample(
+            "Done",
+            value={**JOB_EXAMPLE, "status": "done", "done": 1000, "pending": 0, "running": 0, "eta_seconds": 0},
+            response_only=True,
+            status_codes=["200"],
+        ),
+    ],
+}
+JOB_RESULTS = {
+    "operation_id": "jobs_results",
+    "tags": ["jobs"],
+    "summary": "A job's results",
+    "description": (
+        "`format=json` (default): every row in input order, shaped like batch results. `format=csv`: a table "
+        "(id, prompt, status, result, error, cached, cost). `format=xlsx`: for an uploaded workbook, that "
+        "workbook with a result column added (errors read `#ERROR code: message`); otherwise the table as a "
+        "workbook. Rows not finished yet show as pending or running."
+    ),
+    "parameters": [
+        OpenApiParameter("format", str, OpenApiParameter.QUERY, enum=["json", "csv", "xlsx"], default="json")
+    ],
+    "responses": {
+        (200, "application/json"): OpenApiResponse(JobResultsOut, description="format=json"),
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.BINARY, description="format=csv"),
+        (200, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="format=xlsx"
+        ),
+        **_ERRORS,
+    },
+    "examples": [
+        OpenApiExample(
+            "Results",
+            value={
+                "id": JOB_EXAMPLE["id"],
+                "status": "done",
+                "batch_id": JOB_EXAMPLE["batch_id"],
+                "results": [
+                    {
+                        "id": 2,
+                        "status": "ok",
+                        "result": "negative",
+                        "error": None,
+                        "cached": False,
+                        "cost_usd": "0.0000089",
+                    },
+                    {
+                        "id": 3,
+                        "status": "error",
+                        "result": None,
+                        "error": {"code": "empty_prompt", "message": "The prompt is empty."},
+                        "cached": False,
+                        "cost_usd": None,
+                    },
+                ],
+                "totals": {"items": 2, "ok": 1, "errors": 1, "cached": 0, "cost_usd": "0.0000089"},
+            },
+            response_only=True,
+            media_type="application/json",
+        )
+    ],
+}
+JOB_CANCEL = {
+    "operation_id": "jobs_cancel",
+    "tags": ["jobs"],
+    "summary": "Cancel a job",
+    "description": (
+        "Rows not started are cancelled; rows already with the upstream finish and are billed as usual. "
+        "409 when the job is already finished."
+    ),
+    "request": None,
+    "responses": {200: OpenApiResponse(JobOut, description="The job, cancelled."), **_ERRORS},
+    "examples": [
+        OpenApiExample("Cancelled", value={**JOB_EXAMPLE, "status": "cancelled"}, response_only=True),
+    ],
+}

@@ -1,0 +1,131 @@
+"""Running one batch or job item through the gateway: the webhook's templates, the pipeline (rate limit skipped:
+the batch or job was counted once), and backoff when the upstream keeps rate limiting after the pipeline's own
+retries. An item's failure is its outcome, never an exception."""
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+
+from accounts.token_cache import CachedToken
+from common.aio import shielded
+from common.errors import AppError, InvalidRequest, RateLimited
+from jobs.inputs import BatchOptions, webhook_body
+from llm import pipeline
+from llm.apis.webhook import build_call
+from llm.models import UsageRecord, UsageStatus
+from llm.providers import Completion
+from llm.services import UsageDraft, usage_record_create
+
+logger = logging.getLogger(__name__)
+
+RecordHook = Callable[[UsageRecord, Completion | None], None]
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    ok: bool
+    result: str | None = None
+    error_code: str = ""
+    error_message: str = ""
+    cached: bool = False
+    cost_usd: Decimal | None = None
+
+    @classmethod
+    def failed(cls, error: AppError) -> "ItemOutcome":
+        return cls(ok=False, error_code=error.code, error_message=error.message)
+
+
+@dataclass(frozen=True)
+class ItemContext:
+    """What the items of one batch or job share."""
+
+    cached_token: CachedToken
+    options: BatchOptions
+    endpoint: str  # "batch" or "job"
+    batch_id: str
+    no_cache: bool = False
+
+
+def _refusal_draft(ctx: ItemContext, request_id: str, error: AppError) -> UsageDraft:
+    token = ctx.cached_token.token
+    return UsageDraft(
+        request_id=request_id,
+        endpoint=ctx.endpoint,
+        user_id=token.user_id,
+        token_id=token.pk,
+        requested_model=ctx.options.model or "",
+        type=ctx.options.kind,
+        source=ctx.options.source,
+        batch_id=ctx.batch_id,
+        status=UsageStatus.CLIENT_ERROR,
+        http_status=error.status,
+        error_code=error.code,
+    )
+
+
+def _write_refusal(draft: UsageDraft, hook: RecordHook | None) -> None:
+    with transaction.atomic():
+        record = usage_record_create(draft=draft)
+        if hook is not None:
+            hook(record, None)
+
+
+def _rate_limit_wait(error: RateLimited, round_: int) -> float:
+    try:
+        wait = float(error.headers.get("Retry-After", ""))
+    except ValueError:
+        wait = 2.0**round_ * random.uniform(0.5, 1.5)
+    return min(max(wait, 0.0), settings.BATCH_RATE_LIMIT_MAX_WAIT)
+
+
+async def run_item(
+    ctx: ItemContext, *, prompt: str, model: str | None, request_id: str, on_record: RecordHook | None = None
+) -> ItemOutcome:
+    """One item, start to finish. Every item leaves a usage record with the batch id, refusals included."""
+    try:
+        return await _run_item(ctx, prompt=prompt, model=model, request_id=request_id, on_record=on_record)
+    except Exception:  # a bug in one row must not fail the others
+        logger.exception("Item %s failed unexpectedly", request_id)
+        return ItemOutcome(ok=False, error_code="internal_error", error_message="An internal error occurred.")
+
+
+async def _run_item(
+    ctx: ItemContext, *, prompt: str, model: str | None, request_id: str, on_record: RecordHook | None
+) -> ItemOutcome:
+    try:
+        if not prompt.strip():
+            raise InvalidRequest("The prompt is empty.", code="empty_prompt", param="prompt")
+        call = await build_call(
+            ctx.cached_token,
+            webhook_body(ctx.options, prompt=prompt, model=model),
+            request_id=request_id,
+            endpoint=ctx.endpoint,
+            no_cache=ctx.no_cache,
+            batch_id=ctx.batch_id,
+        )
+    except AppError as error:  # refused before the gateway (empty cell, over MAX_PROMPT_LENGTH): recorded here
+        await shielded(sync_to_async(_write_refusal)(_refusal_draft(ctx, request_id, error), on_record))
+        return ItemOutcome.failed(error)
+    call = replace(call, skip_rate_limit=True, on_record=on_record)
+    rounds = max(settings.BATCH_RATE_LIMIT_RETRIES, 0)
+    for round_ in range(rounds + 1):
+        try:
+            result = await pipeline.complete(call)
+        except RateLimited as error:
+            if round_ >= rounds:
+                return ItemOutcome.failed(error)
+            wait = _rate_limit_wait(error, round_)
+            logger.warning("Item %s still rate limited (%s); waiting %.1fs", request_id, error.code, wait)
+            await asyncio.sleep(wait)
+        except AppError as error:
+            return ItemOutcome.failed(error)
+        else:
+            return ItemOutcome(ok=True, result=result.completion.text, cached=result.cached, cost_usd=result.cost_usd)
+    raise AssertionError("unreachable")

@@ -1,0 +1,103 @@
+"""`Idempotency-Key`: the first answer to a request is stored (per token and key, in the database) and replayed to
+retries with the same key and body, so a retried batch or job is never billed twice. The same key with a
+different body is a 409; a retry while the first request is still being answered is a 409 with Retry-After."""
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from common.errors import Conflict, InvalidRequest
+from jobs.models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+_VALID = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
+# A reservation older than this was left by a request that died (server restart mid-batch): a retry takes it over.
+ABANDONED_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    body: dict[str, Any]
+
+
+def key_from_headers(headers) -> str | None:
+    key = headers.get(HEADER)
+    if key is None:
+        return None
+    if not _VALID.match(key):
+        raise InvalidRequest(
+            f"`{HEADER}` must be 1 to 255 printable ASCII characters without spaces.", code="invalid_idempotency_key"
+        )
+    return key
+
+
+def fingerprint(*, method: str, path: str, body: Any, extra: str = "") -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{canonical}\n{extra}".encode()).hexdigest()
+
+
+def _expired(row: IdempotencyKey, now) -> bool:
+    return row.created_at < now - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+
+
+def idempotency_reserve(*, token_id: int, key: str, fingerprint: str) -> Replay | None:
+    """None: the caller answers the request and then calls `idempotency_store` (or `idempotency_release`).
+    A Replay: the stored first answer. Raises Conflict for a different body or a request still in progress."""
+    for _ in range(3):  # a row that expires or is released between our two statements: try again
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                IdempotencyKey.objects.create(token_id=token_id, key=key, fingerprint=fingerprint, created_at=now)
+            return None
+        except IntegrityError:
+            pass
+        row = IdempotencyKey.objects.filter(token_id=token_id, key=key).first()
+        if row is None:
+            continue
+        if _expired(row, now):
+            IdempotencyKey.objects.filter(pk=row.pk, created_at=row.created_at).delete()
+            continue
+        if row.fingerprint != fingerprint:
+            raise Conflict(
+                f"This `{HEADER}` was already used for a different request; use a new key for a new request.",
+                code="idempotency_key_reused",
+            )
+        if row.status_code is not None:
+            return Replay(status_code=row.status_code, body=row.response)
+        if row.created_at < now - ABANDONED_AFTER:
+            taken = IdempotencyKey.objects.filter(pk=row.pk, created_at=row.created_at, status_code=None).update(
+                created_at=now
+            )
+            if taken:
+                return None
+            continue
+        raise Conflict(
+            f"A request with this `{HEADER}` is still being answered; retry in a moment.",
+            code="idempotency_key_in_use",
+            headers={"Retry-After": "1"},
+        )
+    raise Conflict(f"This `{HEADER}` is changing under us; retry in a moment.", code="idempotency_key_in_use")
+
+
+def idempotency_store(*, token_id: int, key: str, status_code: int, body: dict[str, Any]) -> None:
+    IdempotencyKey.objects.filter(token_id=token_id, key=key, status_code=None).update(
+        status_code=status_code, response=body
+    )
+
+
+def idempotency_release(*, token_id: int, key: str) -> None:
+    """The request failed as a whole (e.g. rate limited): forget the reservation so a retry runs it."""
+    IdempotencyKey.objects.filter(token_id=token_id, key=key, status_code=None).delete()
+
+
+def idempotency_purge_expired() -> int:
+    cutoff = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL)
+    return IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()[0]

@@ -1,0 +1,88 @@
+"""Request bodies of the batch API and of JSON jobs (pydantic: fast, and the same models document the endpoints)."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llm.apis.webhook import SOURCES, TYPES, WebhookIn
+
+
+class Parameters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    temperature: float | None = Field(default=None, ge=0, le=2, description="0: identical rows answer from cache.")
+    max_tokens: int | None = Field(default=None, ge=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: list[str] | None = None
+
+
+class ItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | int | None = Field(default=None, description="Echoed in the result; default: the item's index.")
+    # Excel cells may hold numbers or nothing: they are taken as text, and an empty one fails only its own row.
+    prompt: str | int | float | bool | None = Field(description="The text to work on (one cell).")
+    model: str | None = Field(default=None, max_length=200, description="Overrides the batch's model for this item.")
+
+    def text(self) -> str:
+        if self.prompt is None or isinstance(self.prompt, str):
+            return self.prompt or ""
+        return str(self.prompt).lower() if isinstance(self.prompt, bool) else str(self.prompt)
+
+
+class BatchOptions(BaseModel):
+    """What every item of a batch or job shares."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal[TYPES] | None = Field(default=None, description="What to do with each text (default: custom).")  # type: ignore[valid-type]
+    template: Literal[TYPES] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="Alias of `type` for now; prompt templates become user-editable (and nameable here) later.",
+    )
+    source: Literal[SOURCES] = Field(default="excel", description="Where the texts come from.")  # type: ignore[valid-type]
+    language: str | None = Field(default=None, max_length=50, description="Output language; default: preferences.")
+    provider: Literal["openai", "anthropic", "local"] | None = None
+    model: str | None = Field(default=None, max_length=200)
+    system: str | None = Field(default=None, description="Replaces the template's instruction.")
+    parameters: Parameters = Field(default_factory=Parameters)
+    cache: bool | None = Field(default=None, description="Default: cached when temperature is 0.")
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if self.type is not None and self.template is not None and self.type != self.template:
+            raise ValueError("send `type` or `template`, not both")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return self.type or self.template or "custom"
+
+    def options(self) -> dict:
+        """The shared options as stored on a job (`items` excluded)."""
+        return self.model_dump(mode="json", include=set(BatchOptions.model_fields))
+
+
+class BatchIn(BatchOptions):
+    items: list[ItemIn] = Field(min_length=1, description="At most BATCH_MAX_ITEMS (default 200).")
+
+
+class JobIn(BatchOptions):
+    items: list[ItemIn] = Field(min_length=1, description="At most JOB_MAX_ITEMS (default 50,000).")
+
+
+def webhook_body(options: BatchOptions, *, prompt: str, model: str | None = None) -> WebhookIn:
+    """One item as the webhook's input, so batches and jobs share its templates and checks."""
+    p = options.parameters
+    return WebhookIn.model_construct(
+        prompt=prompt,
+        type=options.kind,
+        source=options.source,
+        language=options.language,
+        provider=options.provider,
+        model=model or options.model,
+        system=options.system,
+        temperature=p.temperature,
+        max_tokens=p.max_tokens,
+        top_p=p.top_p,
+        stop=p.stop,
+        stream=False,
+        cache=options.cache,
+    )

@@ -1,0 +1,190 @@
+"""OpenAPI for the batch API (an async view, documented by this drf-spectacular post-processing hook from its
+pydantic models, the way llm/schema.py documents the webhook) and the output models the jobs API documents."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from jobs.inputs import BatchIn
+
+REF = "#/components/schemas/{model}"
+
+
+class ItemError(BaseModel):
+    code: str = Field(description="e.g. upstream_rate_limited, upstream_server_error, empty_prompt, budget_exceeded")
+    message: str
+
+
+class BatchItemOut(BaseModel):
+    id: str | int = Field(description="The item's id as sent (its index when none was sent).")
+    status: Literal["ok", "error"]
+    result: str | None
+    error: ItemError | None
+    cached: bool = Field(description="Answered from the response cache, at no cost.")
+    cost_usd: str | None = Field(description="Decimal string; null when the model has no price.")
+
+
+class BatchTotals(BaseModel):
+    items: int
+    ok: int
+    errors: int
+    cached: int
+    cost_usd: str | None
+
+
+class BatchOut(BaseModel):
+    batch_id: str = Field(description="Carried by the usage record of every item.")
+    request_id: str
+    results: list[BatchItemOut] = Field(description="In input order.")
+    totals: BatchTotals
+
+
+class JobLinks(BaseModel):
+    self: str
+    results: str
+    cancel: str
+
+
+class JobOut(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "cancelled", "failed"]
+    total: int
+    done: int = Field(description="Rows finished, failed ones included.")
+    failed: int
+    cancelled: int
+    pending: int = Field(description="Rows not finished yet (running ones included).")
+    running: int
+    cached: int
+    cost_usd: str = Field(description="Cost so far (decimal string).")
+    eta_seconds: float | None = Field(description="Seconds left at the pace so far; null until a row is done.")
+    batch_id: str
+    source: Literal["json", "xlsx", "csv"]
+    error: ItemError | None = Field(description="Why a failed job stopped (budget used up, token revoked).")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
+
+
+class JobItemOut(BaseModel):
+    id: Any = Field(description="The item's id as sent, or the row number of an uploaded sheet.")
+    status: Literal["pending", "running", "ok", "error", "cancelled"]
+    result: str | None
+    error: ItemError | None
+    cached: bool
+    cost_usd: str | None
+
+
+class JobResultsOut(BaseModel):
+    id: str
+    status: str
+    batch_id: str
+    results: list[JobItemOut]
+    totals: BatchTotals
+
+
+BATCH_EXAMPLE = {
+    "type": "sentiment",
+    "source": "excel",
+    "language": "English",
+    "model": "gpt-4o-mini",
+    "parameters": {"temperature": 0, "max_tokens": 20},
+    "items": [
+        {"id": "A2", "prompt": "The delivery was late and the box was damaged."},
+        {"id": "A3", "prompt": "Great service, thank you!"},
+    ],
+}
+BATCH_RESPONSE_EXAMPLE = {
+    "batch_id": "batch_5b0c8a4e2f6d4c9e8f1a2b3c4d5e6f70",
+    "request_id": "3f2a9c0e",
+    "results": [
+        {"id": "A2", "status": "ok", "result": "negative", "error": None, "cached": False, "cost_usd": "0.0000089"},
+        {"id": "A3", "status": "ok", "result": "positive", "error": None, "cached": True, "cost_usd": "0"},
+    ],
+    "totals": {"items": 2, "ok": 2, "errors": 0, "cached": 1, "cost_usd": "0.0000089"},
+}
+JOB_EXAMPLE = {
+    "id": "8d7f2c1e-4b3a-4f5e-9a8b-7c6d5e4f3a2b",
+    "status": "running",
+    "total": 1000,
+    "done": 250,
+    "failed": 1,
+    "cancelled": 0,
+    "pending": 750,
+    "running": 32,
+    "cached": 0,
+    "cost_usd": "0.0021",
+    "eta_seconds": 24.5,
+    "batch_id": "job_8d7f2c1e4b3a4f5e9a8b7c6d5e4f3a2b",
+    "source": "xlsx",
+    "error": None,
+    "created_at": "2026-01-05T09:00:00Z",
+    "started_at": "2026-01-05T09:00:01Z",
+    "finished_at": None,
+    "links": {
+        "self": "https://djllm.example.com/api/v1/jobs/8d7f2c1e-4b3a-4f5e-9a8b-7c6d5e4f3a2b",
+        "results": "https://djllm.example.com/api/v1/jobs/8d7f2c1e-4b3a-4f5e-9a8b-7c6d5e4f3a2b/results",
+        "cancel": "https://djllm.example.com/api/v1/jobs/8d7f2c1e-4b3a-4f5e-9a8b-7c6d5e4f3a2b/cancel",
+    },
+}
+API_ERROR = {
+    "description": "djllm error: {error: {code, message, details, request_id}}.",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": (
+        "A retry with the same key (same token) and body gets the first answer back and is not billed again "
+        "(for IDEMPOTENCY_KEY_TTL, default 24 h). The same key with another body: 409."
+    ),
+}
+
+
+def register(components: dict, model: type[BaseModel]) -> dict:
+    schema = model.model_json_schema(ref_template=REF)
+    for name, sub in schema.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components[model.__name__] = schema
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def add_batch_path(result, generator, request, public):
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    result.setdefault("paths", {})["/api/v1/batch"] = {
+        "post": {
+            "operationId": "batch_process",
+            "tags": ["batch"],
+            "summary": "Process many texts at once",
+            "description": (
+                "Runs the webhook's template (`type`, or its alias `template`) over each item, concurrently "
+                "(BATCH_CONCURRENCY per token), and answers every item in input order with its own status, error, "
+                "`cached` and `cost_usd`. A failed item never fails the batch; an upstream rate limit is met with "
+                "backoff. At most BATCH_MAX_ITEMS items (default 200). The batch counts once against the token's "
+                "rate limit; each item still counts toward budgets and leaves a usage record with the `batch_id`. "
+                "With `temperature: 0`, recalculating the same rows is answered from the cache at no cost."
+            ),
+            "security": [{"bearerAuth": []}, {"apiTokenHeader": []}],
+            "parameters": [IDEMPOTENCY_HEADER],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": register(components, BatchIn), "example": BATCH_EXAMPLE}},
+            },
+            "responses": {
+                "200": {
+                    "description": "One result per item, in input order.",
+                    "content": {
+                        "application/json": {
+                            "schema": register(components, BatchOut),
+                            "example": BATCH_RESPONSE_EXAMPLE,
+                        }
+                    },
+                },
+                **{str(code): API_ERROR for code in (400, 401, 403, 409, 415, 429)},
+            },
+        }
+    }
+    return result

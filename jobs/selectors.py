@@ -1,0 +1,75 @@
+"""Reads for jobs: one job of the caller, its progress, and its rows as results."""
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from common.errors import NotFound
+from jobs.models import ItemStatus, Job, JobItem, JobStatus
+from llm.apis.common import money
+
+_RESULT_FIELDS = ("position", "ref", "prompt", "status", "result", "error_code", "error_message", "cached", "cost_usd")
+
+
+def job_get_for_user(*, job_id: UUID, user_id: int) -> Job:
+    """Jobs are private to their user (any of the user's tokens may read them); others get a 404, not a 403."""
+    job = Job.objects.defer("upload").filter(pk=job_id, user_id=user_id).first()
+    if job is None:
+        raise NotFound(f"No job {job_id}.", code="job_not_found")
+    return job
+
+
+def job_progress(*, job: Job) -> dict[str, Any]:
+    stats = JobItem.objects.filter(job=job).aggregate(
+        ok=Count("id", filter=Q(status=ItemStatus.OK)),
+        failed=Count("id", filter=Q(status=ItemStatus.ERROR)),
+        cancelled=Count("id", filter=Q(status=ItemStatus.CANCELLED)),
+        running=Count("id", filter=Q(status=ItemStatus.RUNNING)),
+        cached=Count("id", filter=Q(cached=True)),
+        cost=Sum("cost_usd"),
+    )
+    done = stats["ok"] + stats["failed"]
+    pending = job.total - done - stats["cancelled"]
+    return {
+        "id": str(job.pk),
+        "status": job.status,
+        "total": job.total,
+        "done": done,
+        "failed": stats["failed"],
+        "cancelled": stats["cancelled"],
+        "pending": pending,
+        "running": stats["running"],
+        "cached": stats["cached"],
+        "cost_usd": money(stats["cost"] or Decimal("0")),
+        "eta_seconds": _eta(job, done, pending),
+        "batch_id": job.batch_id,
+        "source": job.source_kind,
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _eta(job: Job, done: int, pending: int) -> float | None:
+    """Seconds left at the pace so far; None until a row is done (0 when nothing is left)."""
+    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or pending <= 0:
+        return 0.0
+    if not done or job.started_at is None:
+        return None
+    elapsed = (timezone.now() - job.started_at).total_seconds()
+    return round(pending * elapsed / done, 1)
+
+
+def job_rows(*, job: Job) -> Iterator[dict[str, Any]]:
+    """The rows in input order, streamed from the database in chunks."""
+    return JobItem.objects.filter(job=job).order_by("position").values(*_RESULT_FIELDS).iterator(chunk_size=2000)
+
+
+def job_upload(*, job: Job) -> bytes | None:
+    data = Job.objects.filter(pk=job.pk).values_list("upload", flat=True).first()
+    return bytes(data) if data is not None else None

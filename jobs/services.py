@@ -1,0 +1,131 @@
+"""Writes for jobs: creating one (from JSON items or an uploaded sheet), cancelling it, and handing it to a worker."""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.token_cache import CachedToken
+from common.errors import InvalidRequest
+from jobs.inputs import BatchOptions
+from jobs.models import FINISHED_JOB_STATUSES, ItemStatus, Job, JobItem, JobStatus, SourceKind
+from jobs.spreadsheets import read_rows
+
+logger = logging.getLogger(__name__)
+
+_BULK = 2000
+
+
+@dataclass(frozen=True)
+class NewItem:
+    ref: object  # the client's id or the row number
+    prompt: str
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    kind: str  # "xlsx" or "csv"
+    data: bytes
+    column: str
+    sheet: str = ""
+    has_header: bool = True
+
+
+def _check_count(count: int) -> None:
+    if count > settings.JOB_MAX_ITEMS:
+        raise InvalidRequest(
+            f"{count} items; the limit is JOB_MAX_ITEMS={settings.JOB_MAX_ITEMS} per job.",
+            code="too_many_items",
+            details={"limit": settings.JOB_MAX_ITEMS, "items": count},
+            param="items",
+        )
+    if count == 0:
+        raise InvalidRequest("The job has no items (every cell of the column is empty).", code="no_items")
+
+
+def job_create(
+    *,
+    cached_token: CachedToken,
+    options: BatchOptions,
+    items: list[NewItem],
+    request_id: str,
+    upload: Upload | None = None,
+    upload_sheet: str = "",
+    upload_column: int | None = None,
+) -> Job:
+    """Rows first, then the task (after commit), so a worker never looks for a job that is not there yet."""
+    _check_count(len(items))
+    token = cached_token.token
+    job = Job(
+        id=uuid.uuid4(),
+        user_id=token.user_id,
+        token=token,
+        request_id=request_id,
+        options=options.options(),
+        total=len(items),
+    )
+    if upload is not None:
+        job.source_kind = SourceKind(upload.kind)
+        job.upload_name, job.upload = upload.name[:255], upload.data
+        job.header_row = upload.has_header
+        job.upload_sheet, job.upload_column = upload_sheet, upload_column
+    with transaction.atomic():
+        job.save(force_insert=True)
+        rows = (
+            JobItem(job=job, position=position, ref=item.ref, prompt=item.prompt, model=item.model)
+            for position, item in enumerate(items)
+        )
+        JobItem.objects.bulk_create(rows, batch_size=_BULK)
+        transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
+    return job
+
+
+def job_create_from_upload(*, cached_token: CachedToken, options: BatchOptions, upload: Upload, request_id: str) -> Job:
+    if len(upload.data) > settings.JOB_UPLOAD_MAX_BYTES:
+        raise InvalidRequest(
+            f"The file is {len(upload.data)} bytes; the limit is JOB_UPLOAD_MAX_BYTES={settings.JOB_UPLOAD_MAX_BYTES}.",
+            code="file_too_large",
+        )
+    found = read_rows(upload.kind, upload.data, column=upload.column, sheet=upload.sheet, has_header=upload.has_header)
+    items = [NewItem(ref=row, prompt=text) for row, text in found.rows]
+    _check_count(len(items))
+    return job_create(
+        cached_token=cached_token,
+        options=options,
+        items=items,
+        request_id=request_id,
+        upload=upload,
+        upload_sheet=found.sheet,
+        upload_column=found.column,
+    )
+
+
+def job_enqueue(*, job_id: uuid.UUID) -> None:
+    """Wake a worker. If the broker is down the job still runs: workers resume unfinished jobs when they start and
+    sweep for stalled ones every JOB_SWEEP_SECONDS."""
+    from jobs.tasks import job_process
+
+    try:
+        job_process.delay(str(job_id))
+    except Exception:  # the broker is a wake-up call, not the source of truth
+        logger.exception("Could not queue job %s; a worker will pick it up on its next sweep", job_id)
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Rows not yet started are cancelled; rows already with the upstream finish and are billed as usual."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = (
+            Job.objects.filter(pk=job.pk)
+            .exclude(status__in=FINISHED_JOB_STATUSES)
+            .update(status=JobStatus.CANCELLED, finished_at=now)
+        )
+        if updated:
+            job.items.filter(status=ItemStatus.PENDING).update(status=ItemStatus.CANCELLED, finished_at=now)
+    job.refresh_from_db()
+    return job
