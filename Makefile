@@ -6,7 +6,7 @@ PORT ?= 8000
 WEB_CONCURRENCY ?= 2
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: run serve test lint schema-check bench deps dev-deps browser migrate clean
+.PHONY: run serve worker test lint schema-check bench deps dev-deps browser migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,19 @@ browser:
 migrate: deps
 	$(BIN)/python manage.py migrate --noinput -v 0
 
-# Fresh machine -> venv, install, migrate, admin user + token printed (first run only), server on 127.0.0.1:8000.
+# Fresh machine -> venv, install, migrate, admin user + token printed (first run only), server on 127.0.0.1:8000,
+# and a jobs worker beside it (RUN_WORKER=0: none). Without REDIS_URL the worker's queue is a SQLite file under var/.
+RUN_WORKER ?= 1
+WORKER_CONCURRENCY ?= 2
+CELERY_WORKER = $(BIN)/celery -A config worker --pool threads --concurrency $(WORKER_CONCURRENCY) --loglevel INFO
 run: migrate
 	$(BIN)/python manage.py bootstrap
+	@if [ "$(RUN_WORKER)" = "1" ]; then $(CELERY_WORKER) & trap "kill $$! 2>/dev/null" EXIT; fi; \
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT)
+
+# A background-jobs worker (docs/jobs.md); start as many as you like, on any machine sharing the database and broker.
+worker: migrate
+	$(CELERY_WORKER)
 
 # Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY required) unless
 # SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves them compressed.

@@ -1,9 +1,11 @@
 """`POST /api/v1/batch` through Django's test client against the fake upstream: order, per-item outcomes and costs,
 failures that stay in their row, upstream 429s survived, limits, Idempotency-Key, and $0 recalculation."""
 
+import asyncio
 import logging
 from decimal import Decimal
 
+import httpx
 import pytest
 from django.test import Client
 
@@ -228,3 +230,29 @@ def test_needs_a_token_and_json(echo, gateway_settings):
 def test_wrong_method_and_media_type(client):
     assert client.get(BATCH).status_code == 405
     assert client.post(BATCH, "items", content_type="text/plain").status_code == 415
+
+
+@pytest.mark.django_db(transaction=True)
+def test_over_http_concurrent_batches_of_a_token_share_its_concurrency(
+    live_djllm, fake_upstream, token, prices, settings
+):
+    """Three batches at once from one token (as the Office Script sends them), through uvicorn and the lean API
+    stack: never more than BATCH_CONCURRENCY items at the upstream together, and every row answered."""
+    settings.BATCH_CONCURRENCY = 3
+    fake_upstream.configure(reply=lambda body: "R:" + last_user_text(body), latency_ms=100)
+
+    async def send_all():
+        headers = {"Authorization": f"Bearer {token[1]}", "Origin": "https://excel.officeapps.live.com"}
+        async with httpx.AsyncClient(base_url=live_djllm.url, headers=headers, timeout=30) as http:
+            return await asyncio.gather(
+                *(http.post("/api/v1/batch", json={"items": rows(4, prefix=f"batch{b}")}) for b in range(3))
+            )
+
+    responses = asyncio.run(send_all())
+    for b, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        assert response.headers["access-control-allow-origin"] == "*"  # Office Scripts need it
+        assert [r["status"] for r in response.json()["results"]] == ["ok"] * 4
+        assert all(f"batch{b}" in r["result"] for r in response.json()["results"])
+    assert fake_upstream.stats["max_in_flight"] == 3
+    assert UsageRecord.objects.filter(endpoint="batch").count() == 12
