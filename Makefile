@@ -39,8 +39,8 @@ RUN_WORKER ?= 1
 WORKER_CONCURRENCY ?= 2
 CELERY_WORKER = $(BIN)/celery -A config worker --pool threads --concurrency $(WORKER_CONCURRENCY) --loglevel INFO
 run: migrate
-	$(BIN)/python manage.py bootstrap
-	@if [ "$(RUN_WORKER)" = "1" ]; then $(CELERY_WORKER) & trap "kill $$! 2>/dev/null" EXIT; fi; \
+	$(BIN)/python manage.py bootstrap --url http://127.0.0.1:$(PORT)
+	@if [ "$(RUN_WORKER)" = "1" ]; then $(CELERY_WORKER) & trap "kill $$! 2>/dev/null" EXIT INT TERM; fi; \
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT)
 
 # A background-jobs worker (docs/jobs.md); start as many as you like, on any machine sharing the database and broker.

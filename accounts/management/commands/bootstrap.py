@@ -11,8 +11,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="Where the server will listen.")
 
-    def handle(self, *args, username, **options):
+    def handle(self, *args, username, url, **options):
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             self.stdout.write("An admin user exists already; skipping (use `manage.py createtoken` for tokens).")
@@ -21,5 +22,5 @@ class Command(BaseCommand):
         user = services.user_create(username=username, password=password, is_superuser=True)
         _, plaintext = services.api_token_create(user=user, name="make run")
         self.stdout.write(self.style.SUCCESS("Created the admin user. Keep these; they are shown only now:"))
-        self.stdout.write(f"  admin login:  http://127.0.0.1:8000/admin/   user {username}   password {password}")
+        self.stdout.write(f"  admin login:  {url.rstrip('/')}/admin/   user {username}   password {password}")
         self.stdout.write(f"  API token:    {plaintext}")
