@@ -12,6 +12,7 @@ from common.errors import NotFound
 from jobs.models import ItemStatus, Job, JobItem, JobStatus
 from llm.apis.common import money
 
+_PLACES = Decimal("1e-12")
 _RESULT_FIELDS = ("position", "ref", "prompt", "status", "result", "error_code", "error_message", "cached", "cost_usd")
 
 
@@ -44,7 +45,7 @@ def job_progress(*, job: Job) -> dict[str, Any]:
         "pending": pending,
         "running": stats["running"],
         "cached": stats["cached"],
-        "cost_usd": money(stats["cost"] or Decimal("0")),
+        "cost_usd": money(_exact(stats["cost"])),
         "eta_seconds": _eta(job, done, pending),
         "batch_id": job.batch_id,
         "source": job.source_kind,
@@ -53,6 +54,11 @@ def job_progress(*, job: Job) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
     }
+
+
+def _exact(total) -> Decimal:
+    """SQLite sums decimals as floats: back to the column's 12 places."""
+    return Decimal(total or 0).quantize(_PLACES)
 
 
 def _eta(job: Job, done: int, pending: int) -> float | None:
