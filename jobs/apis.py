@@ -22,7 +22,8 @@ from accounts.permissions import HasTokenScope
 from common.errors import Conflict, InvalidRequest
 from common.request_id import current_request_id
 from jobs import docs, idempotency, results, selectors, services
-from jobs.batch import check_item_count
+from jobs.batch import check_body_size, check_item_count
+from jobs.execution import check_options
 from jobs.inputs import BatchOptions, JobIn
 from jobs.models import JobStatus
 from jobs.spreadsheets import XLSX_CONTENT_TYPE
@@ -69,6 +70,7 @@ class JobCreateApi(_JobApi):
 
     @extend_schema(**docs.JOB_CREATE)
     def post(self, request):
+        check_body_size(request)  # DRF reads JSON bodies itself, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
         multipart = (request.content_type or "").startswith("multipart/")
         if multipart:
             upload_input = self.UploadInputSerializer(data=request.data)
@@ -78,6 +80,7 @@ class JobCreateApi(_JobApi):
             check_item_count(request.data, limit=settings.JOB_MAX_ITEMS, setting="JOB_MAX_ITEMS")
             body = validate(JobIn, request.data)
             options, upload, fingerprint_body = body, None, request.data
+        async_to_sync(check_options)(request.auth, options, request_id=current_request_id(), endpoint="job")
         token = request.auth.token
         key = idempotency.key_from_headers(request.headers)
         if key is not None:

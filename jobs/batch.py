@@ -7,6 +7,7 @@ whatever number of batches that token sends at once.
 """
 
 import asyncio
+import json
 import uuid
 import weakref
 from decimal import Decimal
@@ -22,10 +23,9 @@ from common.errors import AppError, InvalidRequest
 from common.request_id import current_request_id
 from common.responses import api_error_response
 from jobs import idempotency
-from jobs.execution import ItemContext, ItemOutcome, run_item
-from jobs.inputs import BatchIn, webhook_body
-from llm.apis.common import authenticate, check_method, money, no_cache_requested, parse_json, validate
-from llm.apis.webhook import build_call
+from jobs.execution import ItemContext, ItemOutcome, check_options, run_item
+from jobs.inputs import BatchIn
+from llm.apis.common import UnsupportedMediaType, authenticate, check_method, money, no_cache_requested, validate
 from llm.limits import rate_limit_hit
 
 # event loop -> (token id, limit) -> semaphore. Keyed by loop because a semaphore belongs to one loop (tests and
@@ -41,6 +41,35 @@ def token_semaphore(token_id: int) -> asyncio.Semaphore:
     if semaphore is None:
         semaphore = per_loop[(token_id, limit)] = asyncio.Semaphore(limit)
     return semaphore
+
+
+class BodyTooLarge(AppError):
+    status, code = 413, "body_too_large"
+
+
+def check_body_size(request: HttpRequest) -> None:
+    limit = settings.JOB_UPLOAD_MAX_BYTES
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > limit:
+        raise BodyTooLarge(
+            f"The body is {length} bytes; the limit is JOB_UPLOAD_MAX_BYTES={limit}.", details={"limit": limit}
+        )
+
+
+def parse_body(request: HttpRequest) -> Any:
+    """Like the webhook's `parse_json`, but up to JOB_UPLOAD_MAX_BYTES (20 MB: 200 long texts) rather than
+    Django's DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB), which `request.body` enforces."""
+    content_type = request.content_type or ""
+    if content_type != "application/json":
+        raise UnsupportedMediaType(f"Send JSON with `Content-Type: application/json` (got {content_type or 'none'}).")
+    check_body_size(request)
+    raw = request.read(settings.JOB_UPLOAD_MAX_BYTES + 1)
+    if len(raw) > settings.JOB_UPLOAD_MAX_BYTES:
+        raise BodyTooLarge(f"The body is over JOB_UPLOAD_MAX_BYTES={settings.JOB_UPLOAD_MAX_BYTES} bytes.")
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
 
 
 def check_item_count(data: Any, *, limit: int, setting: str) -> None:
@@ -102,7 +131,7 @@ async def batch(request: HttpRequest) -> HttpResponse:
     try:
         check_method(request, "POST")
         cached_token = await authenticate(request)
-        data = parse_json(request)
+        data = parse_body(request)
         check_item_count(data, limit=settings.BATCH_MAX_ITEMS, setting="BATCH_MAX_ITEMS")
         body = validate(BatchIn, data)
         ctx = ItemContext(
@@ -112,8 +141,7 @@ async def batch(request: HttpRequest) -> HttpResponse:
             batch_id=f"batch_{uuid.uuid4().hex}",
             no_cache=no_cache_requested(request),
         )
-        # Request-level problems (a type that is not available) fail the request, not each row.
-        await build_call(cached_token, webhook_body(body, prompt="probe"), request_id=request_id, endpoint="batch")
+        await check_options(cached_token, body, request_id=request_id, endpoint="batch")
         key = idempotency.key_from_headers(request.headers)
         if key is not None:
             replay = await sync_to_async(idempotency.idempotency_reserve)(

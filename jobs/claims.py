@@ -55,8 +55,11 @@ def job_state(*, job_id: UUID) -> JobState:
     job = (
         Job.objects.select_related("token__user")
         .only("status", "token__revoked_at", "token__expires_at", "token__user__is_active")
-        .get(pk=job_id)
+        .filter(pk=job_id)
+        .first()
     )
+    if job is None:  # deleted while running
+        return JobState(status=JobStatus.CANCELLED)
     token = job.token
     if job.is_finished:
         return JobState(status=job.status)
@@ -97,11 +100,20 @@ def items_renew(*, job_id: UUID, claim: str, lease_seconds: float) -> None:
         )
 
 
-def items_release(*, item_ids: list[int], claim: str) -> None:
-    """Claimed rows this worker will not run (the job stopped): back to pending, or cancelled with the job."""
-    JobItem.objects.filter(pk__in=item_ids, claim=claim, status=ItemStatus.RUNNING).update(
-        status=ItemStatus.PENDING, claim="", lease_until=None
-    )
+def items_release(*, job_id: UUID, item_ids: list[int], claim: str) -> None:
+    """Claimed rows this worker will not run: back to pending, or cancelled with the job when it was stopped."""
+    with transaction.atomic():
+        JobItem.objects.filter(pk__in=item_ids, claim=claim, status=ItemStatus.RUNNING).update(
+            status=ItemStatus.PENDING, claim="", lease_until=None
+        )
+        job = Job.objects.filter(pk=job_id).only("status", "error_code", "error_message").first()
+        if job is None or job.is_finished:
+            JobItem.objects.filter(job_id=job_id, status=ItemStatus.PENDING).update(
+                status=ItemStatus.CANCELLED,
+                error_code=job.error_code if job else "",
+                error_message=job.error_message if job else "",
+                finished_at=timezone.now(),
+            )
 
 
 def item_record_hook(*, item_id: int, claim: str) -> RecordHook:

@@ -53,6 +53,12 @@ class ItemContext:
     no_cache: bool = False
 
 
+async def check_options(cached_token: CachedToken, options: BatchOptions, *, request_id: str, endpoint: str) -> None:
+    """Problems of the request itself (a type that is not available here) fail the request, not every row: the
+    webhook's own checks, run once on a stand-in row."""
+    await build_call(cached_token, webhook_body(options, prompt="probe"), request_id=request_id, endpoint=endpoint)
+
+
 def _refusal_draft(ctx: ItemContext, request_id: str, error: AppError) -> UsageDraft:
     token = ctx.cached_token.token
     return UsageDraft(

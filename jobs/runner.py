@@ -92,7 +92,9 @@ class _Run:
     async def drain(self) -> None:
         await asyncio.gather(*(self._consume() for _ in range(max(settings.JOB_CONCURRENCY, 1))))
         if self.queue:
-            await sync_to_async(claims.items_release)(item_ids=[i.pk for i in self.queue], claim=self.claim)
+            await sync_to_async(claims.items_release)(
+                job_id=self.job_id, item_ids=[i.pk for i in self.queue], claim=self.claim
+            )
             self.queue.clear()
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.token_cache import CachedToken
@@ -125,7 +126,9 @@ def job_cancel(*, job: Job) -> Job:
             .exclude(status__in=FINISHED_JOB_STATUSES)
             .update(status=JobStatus.CANCELLED, finished_at=now)
         )
-        if updated:
-            job.items.filter(status=ItemStatus.PENDING).update(status=ItemStatus.CANCELLED, finished_at=now)
+        if updated:  # rows not started, and rows a dead worker held; rows at the upstream finish
+            job.items.filter(Q(status=ItemStatus.PENDING) | Q(status=ItemStatus.RUNNING, lease_until__lt=now)).update(
+                status=ItemStatus.CANCELLED, finished_at=now
+            )
     job.refresh_from_db()
     return job

@@ -256,3 +256,14 @@ def test_over_http_concurrent_batches_of_a_token_share_its_concurrency(
         assert all(f"batch{b}" in r["result"] for r in response.json()["results"])
     assert fake_upstream.stats["max_in_flight"] == 3
     assert UsageRecord.objects.filter(endpoint="batch").count() == 12
+
+
+def test_bodies_past_django_s_form_limit_are_fine_up_to_job_upload_max_bytes(client, echo, settings):
+    big = [{"prompt": "x" * 100_000} for _ in range(30)]  # 3 MB: past DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)
+    response = post(client, {"items": big})
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["totals"]["ok"] == 30
+    settings.JOB_UPLOAD_MAX_BYTES = 1_000_000
+    too_big = post(client, {"items": big})
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "body_too_large"
+    assert "JOB_UPLOAD_MAX_BYTES=1000000" in too_big.json()["error"]["message"]

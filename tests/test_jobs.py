@@ -353,7 +353,7 @@ def test_a_used_up_budget_stops_the_job(client, echo, django_capture_on_commit_c
 
 @pytest.mark.django_db(transaction=True)
 def test_progress_while_running_then_cancel_mid_job(client, echo, django_capture_on_commit_callbacks, settings):
-    settings.JOB_CONCURRENCY = 1
+    settings.JOB_CONCURRENCY = 2
     echo.configure(latency_ms=150)
     job_id = create(client, django_capture_on_commit_callbacks, {"items": rows(20)}).json()["id"]
     worker = threading.Thread(target=run, args=(job_id,), daemon=True)
@@ -374,5 +374,41 @@ def test_progress_while_running_then_cancel_mid_job(client, echo, django_capture
     assert not worker.is_alive()
     final = client.get(f"{JOBS}/{job_id}").json()
     assert final["status"] == "cancelled"
-    assert final["done"] + final["cancelled"] == 20 and final["cancelled"] >= 15
+    # Rows at the upstream when the job was cancelled finished; rows claimed but not started were cancelled too.
+    assert (final["pending"], final["running"]) == (0, 0)
+    assert final["done"] + final["cancelled"] == 20 and final["cancelled"] >= 12
     assert UsageRecord.objects.filter(status="ok").count() == final["done"] == len(echo.requests)
+
+
+@pytest.mark.django_db
+def test_request_level_problems_fail_the_job_request(client, echo, django_capture_on_commit_callbacks, queued):
+    response = create(client, django_capture_on_commit_callbacks, {"type": "calendar_event", "items": rows(2)})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "type_not_available"
+    bad = create(client, django_capture_on_commit_callbacks, {"items": rows(1), "parameters": {"top_k": 3}})
+    assert bad.status_code == 400 and "parameters.top_k" in bad.json()["error"]["details"]
+    assert Job.objects.count() == 0 and queued == []
+
+
+@pytest.mark.django_db
+def test_json_body_limit(client, echo, django_capture_on_commit_callbacks, settings):
+    settings.JOB_UPLOAD_MAX_BYTES = 1000
+    response = create(client, django_capture_on_commit_callbacks, {"items": [{"prompt": "x" * 2000}]})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+    assert Job.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_rows_claimed_but_not_started_when_a_job_stops_are_cancelled(client, echo, django_capture_on_commit_callbacks):
+    from jobs import claims
+
+    job_id = create(client, django_capture_on_commit_callbacks, {"items": rows(4)}).json()["id"]
+    claims.job_start(job_id=job_id)
+    held = claims.items_claim(job_id=job_id, claim="w1", limit=2, lease_seconds=60)
+    assert [i.position for i in held] == [0, 1]
+    assert claims.items_claim(job_id=job_id, claim="w2", limit=4, lease_seconds=60) != []  # the other two
+    assert claims.items_claim(job_id=job_id, claim="w3", limit=4, lease_seconds=60) == []  # nothing left
+    claims.items_release(job_id=job_id, item_ids=[held[1].pk], claim="w1")
+    assert JobItem.objects.get(pk=held[1].pk).status == "pending"  # the job goes on: someone else runs it
+    assert client.post(f"{JOBS}/{job_id}/cancel").status_code == 200
+    claims.items_release(job_id=job_id, item_ids=[held[0].pk], claim="w1")
+    assert JobItem.objects.get(pk=held[0].pk).status == "cancelled"
