@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.db import connections
 from django.test import Client
 from django.utils import timezone
 from openpyxl import Workbook, load_workbook
@@ -356,7 +357,14 @@ def test_progress_while_running_then_cancel_mid_job(client, echo, django_capture
     settings.JOB_CONCURRENCY = 2
     echo.configure(latency_ms=150)
     job_id = create(client, django_capture_on_commit_callbacks, {"items": rows(20)}).json()["id"]
-    worker = threading.Thread(target=run, args=(job_id,), daemon=True)
+
+    def work():
+        try:
+            run(job_id)
+        finally:
+            connections.close_all()  # this thread's own connection, so the test database can be dropped
+
+    worker = threading.Thread(target=work, daemon=True)
     worker.start()
     deadline = time.monotonic() + 10
     while True:
