@@ -7,7 +7,10 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator
 
+from jobs.inputs import BatchIn
+from jobs.schema import BatchItemOut, BatchOut, JobOut
 from jobs.swagger2 import swagger2_document
+from llm.apis.webhook import WebhookIn
 
 
 @pytest.fixture
@@ -64,16 +67,13 @@ def test_operations_a_connector_needs(document):
 
 
 def test_definitions_match_what_the_server_answers(document):
-    from jobs.schema import BatchItemOut, BatchOut, JobOut
-
     definitions = document["definitions"]
     assert set(definitions["BatchResponse"]["properties"]) == set(BatchOut.model_fields)
     assert set(definitions["ItemResult"]["properties"]) == set(BatchItemOut.model_fields)
     assert set(definitions["Job"]["properties"]) == set(JobOut.model_fields)
-    from jobs.inputs import BatchIn
-
     # Every field the connector can send is one the server accepts (`template` is left out: an alias).
     assert set(definitions["BatchRequest"]["properties"]) <= set(BatchIn.model_fields)
+    assert set(definitions["WebhookRequest"]["properties"]) <= set(WebhookIn.model_fields)
 
 
 def test_https_behind_a_proxy(settings, db):
