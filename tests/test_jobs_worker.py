@@ -140,6 +140,7 @@ def _base_env(fake_upstream) -> dict:
         JOB_ITEM_LEASE_SECONDS="2",
         JOB_SWEEP_SECONDS="0.5",
         LOG_LEVEL="INFO",
+        DB_THREAD_ENABLED="true",  # as in production (the test settings turn it off for the in-process tests)
     )
     return env
 
