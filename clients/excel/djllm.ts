@@ -40,7 +40,7 @@ const RETRYABLE_ITEM_CODES = [
   "upstream_interrupted",
   "service_unavailable",
 ];
-const JOB_FINISHED = ["succeeded", "completed", "complete", "done", "finished", "failed", "cancelled", "canceled"];
+const JOB_FINISHED = ["done", "failed", "cancelled"];
 
 // ---- What djllm answers (docs: /api/docs/) ----------------------------------------------------------------------
 
@@ -78,6 +78,8 @@ interface JobStatusResponse {
   failed: number;
   cost_usd: string | null;
   eta_seconds: number | null;
+  /** Set when the job stopped for a reason that concerns every row (budget used up, token revoked). */
+  error: ApiErrorDetail | null;
 }
 
 interface JobResultsResponse {
@@ -393,14 +395,17 @@ async function runJob(
   } else {
     console.log(`djllm: collecting job ${jobId}`);
   }
+  let jobError: ApiErrorDetail | null = null;
   while (true) {
     const polled = await sendWithRetries(settings, "GET", `/api/v1/jobs/${encodeURIComponent(jobId)}`, null, "");
-    if (polled.status !== 200) {
+    if (polled.status !== 200 && polled.status !== 202) {
+      // 202: still running (with Retry-After); 200: finished
       return failAll(rows, writer, errorText(polled));
     }
     const job: JobStatusResponse = JSON.parse(polled.body);
     console.log(`job ${jobId}: ${job.status}, ${job.done}/${job.total} done, ${job.failed} failed`);
-    if (JOB_FINISHED.indexOf(job.status) >= 0) {
+    jobError = job.error || null;
+    if (polled.status === 200 || JOB_FINISHED.indexOf(job.status) >= 0) {
       break;
     }
     const eta = job.eta_seconds !== null ? job.eta_seconds / 4 : 2;
@@ -417,7 +422,14 @@ async function runJob(
   parsed.results.forEach((item) => {
     byId[item.id] = item;
   });
-  const outcomes = rows.map((row) => outcomeOf(row.id, byId[row.id]));
+  const outcomes = rows.map((row) => {
+    const item = byId[row.id];
+    if (item && item.status !== "ok" && !item.error) {
+      // a row the job never ran (cancelled, or stopped by a job-wide error)
+      item.error = jobError || { code: item.status, message: "the job did not run this row" };
+    }
+    return outcomeOf(row.id, item);
+  });
   for (let i = 0; i < rows.length; i += 1000) {
     writer.write(rows.slice(i, i + 1000), outcomes.slice(i, i + 1000));
   }

@@ -1,0 +1,236 @@
+"""The Excel add-in in headless Chromium: djllm's own /excel/taskpane.html (which loads functions.js and taskpane.js,
+as Excel's shared runtime does), with a fake office.js (clients/excel/test/fake-office.js) served in place of
+Microsoft's CDN file, against a live djllm (uvicorn) whose upstream is the fake OpenAI server.
+
+Cells are simulated the way Excel calls custom functions: many calls at once, each awaiting its promise. The
+assertions are on what the cells would show, on djllm's usage records (one batch id for concurrent cells, `cached`
+and $0 on recalculation) and on what reached the fake upstream. The task pane screenshot for docs/excel.md is taken
+here too: set UPDATE_DOCS_IMAGES=1 to write it to docs/images/excel-taskpane.png.
+"""
+
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connections
+
+from llm.models import UsageRecord
+from tests.browser import DEFAULT_TIMEOUT_MS
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+FAKE_OFFICE_JS = BASE_DIR / "clients" / "excel" / "test" / "fake-office.js"
+OFFICE_JS = "https://appsforoffice.microsoft.com/lib/1/hosted/office.js"
+SCREENSHOT = BASE_DIR / "docs" / "images" / "excel-taskpane.png"
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def answer(body: dict) -> str:
+    return f"ANSWER[{body['messages'][-1]['content']}]"
+
+
+@pytest.fixture
+def addin(chromium, live_djllm, fake_upstream, monkeypatch):
+    """The task pane page in a fresh context, sized like Excel's task pane; while it loads, only the live server
+    is reachable and office.js is the fake."""
+    fake_upstream.configure(reply=answer)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    chromium.show_loop()
+    context = chromium.browser.new_context(base_url=live_djllm.url, viewport={"width": 360, "height": 820})
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    blocked = []
+
+    def route(r):
+        url = r.request.url
+        if url == OFFICE_JS:
+            r.fulfill(body=FAKE_OFFICE_JS.read_text(), content_type="text/javascript")
+        elif url.startswith(live_djllm.url):
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/excel/taskpane.html")
+    page.wait_for_function("() => window.__excel && window.__excel.functions.PROMPT && window.djllmFunctions")
+    # While routes are active Playwright disables the browser cache, and Chromium then sends `Cache-Control:
+    # no-cache` on every request, which djllm honours by skipping its response cache. Excel sends no such header.
+    # The page is loaded (office.js served from the fake); from here on it only calls its own origin.
+    context.unroute_all()
+    try:
+        yield page
+        assert errors == [], errors
+        assert blocked == [], blocked
+    finally:
+        context.close()
+        connections.close_all()
+        chromium.hide_loop()
+
+
+def save_token(page, token: str) -> None:
+    page.evaluate("t => OfficeRuntime.storage.setItem('djllm.token', t)", token)
+
+
+def cells(page, calls: list[tuple[str, list]]) -> list[dict]:
+    """Calculates the cells at once, as a recalculation does, and returns what each would show."""
+    return page.evaluate(
+        "calls => Promise.all(calls.map(([id, args]) => __excel.calculate(id, args)))",
+        [[name, args] for name, args in calls],
+    )
+
+
+def test_taskpane_saves_the_token_in_office_storage_and_checks_the_connection(addin, token, live_djllm):
+    page = addin
+    assert "No token saved" in page.text_content("#token-state")
+    page.fill("#token", token[1])
+    page.click("#save-token")
+    page.wait_for_selector("#status.ok")
+    prefix = token[0].prefix
+    assert page.text_content("#token-state") == f"Token saved: djl_{prefix}_…"
+    assert page.text_content("#status").startswith("Connected: token accepted, ")
+    assert page.input_value("#token") == ""  # not left on screen
+    assert page.evaluate("OfficeRuntime.storage.getItem('djllm.token')") == token[1]
+    assert token[1] not in page.content()
+    models = page.eval_on_selector_all("#models option", "options => options.map(o => o.value)")
+    assert "gpt-4o-mini" in models
+
+    page.fill("#language", "English")
+    page.fill("#model", "gpt-4o-mini")
+    page.click("#save-defaults")
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Defaults saved')")
+    stored = page.evaluate("Promise.all(['djllm.language', 'djllm.model'].map(k => OfficeRuntime.storage.getItem(k)))")
+    assert stored == ["English", "gpt-4o-mini"]
+    assert page.text_content("#server") == live_djllm.url
+
+    page.click("#forget-token")
+    page.wait_for_selector("#token-state.bad")
+    assert page.evaluate("OfficeRuntime.storage.getItem('djllm.token')") is None
+
+
+def test_taskpane_screenshot_for_the_docs(addin, token, tmp_path):
+    page = addin
+    page.fill("#token", token[1])
+    page.click("#save-token")
+    page.wait_for_selector("#status.ok")
+    page.fill("#language", "English")
+    page.fill("#model", "gpt-4o-mini")
+    page.evaluate("document.querySelector('#server').textContent = 'https://djllm.example.com'")
+    page.evaluate("document.activeElement.blur()")
+    target = SCREENSHOT if os.environ.get("UPDATE_DOCS_IMAGES") else tmp_path / "excel-taskpane.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    png = target.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_a_wrong_token_is_reported_by_the_pane(addin, db):
+    page = addin
+    page.fill("#token", "djl_00000000_" + "x" * 43)
+    page.click("#save-token")
+    page.wait_for_selector("#status.bad")
+    assert page.text_content("#status").startswith("Token rejected: ")
+
+
+def test_concurrent_cells_become_one_batch_and_recalculation_costs_nothing(addin, token, prices, fake_upstream):
+    page = addin
+    save_token(page, token[1])
+    calls = [
+        ("PROMPT", ["great product", "sentiment"]),
+        ("PROMPT", ["awful service", "sentiment"]),
+        ("PROMPT", ["it was fine", "sentiment"]),
+        ("PROMPT", ["great product", "sentiment"]),  # the same text twice: one item, one bill
+        ("PROMPT", [None, "sentiment"]),  # an empty cell: empty answer, no request
+    ]
+    first = cells(page, calls)
+    assert [c.get("value") for c in first] == [
+        "ANSWER[great product]",
+        "ANSWER[awful service]",
+        "ANSWER[it was fine]",
+        "ANSWER[great product]",
+        "",
+    ]
+    records = list(UsageRecord.objects.filter(endpoint="batch"))
+    assert len(records) == 3
+    assert len({r.batch_id for r in records}) == 1 and records[0].batch_id  # one batch request for all the cells
+    assert {(r.status, r.type, r.source) for r in records} == {("ok", "sentiment", "excel")}
+    assert all(r.cost_usd > 0 for r in records)
+    assert len(fake_upstream.requests) == 3
+    assert {json.loads(r.raw_body)["temperature"] for r in fake_upstream.requests} == {0}
+
+    again = cells(page, calls)  # Excel recalculates (F9, reopening the workbook)
+    assert again == first
+    recalculated = UsageRecord.objects.exclude(pk__in=[r.pk for r in records])
+    assert recalculated.count() == 3
+    assert set(recalculated.values_list("status", flat=True)) == {"cached"}
+    assert sum(r.cost_usd or Decimal(0) for r in recalculated) == 0
+    assert len(fake_upstream.requests) == 3  # nothing new reached the upstream
+
+
+def test_types_models_and_template_are_sent_as_given(addin, token, prices, fake_upstream):
+    page = addin
+    save_token(page, token[1])
+    results = cells(
+        page,
+        [
+            ("PROMPT", ["first text"]),  # default type: summary, the server's default model
+            ("PROMPT", ["second text", "summary", "gpt-4o"]),
+            ("PROMPT", ["third text", "KEYWORDS", "gpt-4o"]),
+            # =DJLLM.TEMPLATE("translation", A1, B1:C1): Excel passes the repeating ranges as matrices.
+            ("TEMPLATE", ["translation", [[["Bonjour"]], [["le", ""], ["monde", 7]]]]),
+        ],
+    )
+    assert [r.get("value", r) for r in results] == [
+        "ANSWER[first text]",
+        "ANSWER[second text]",
+        "ANSWER[third text]",
+        "ANSWER[Bonjour\nle\nmonde\n7]",
+    ]
+    rows = {r.upstream_model + "/" + r.type: r.batch_id for r in UsageRecord.objects.all()}
+    assert set(rows) == {"gpt-4o-mini/summary", "gpt-4o/summary", "gpt-4o/keywords", "gpt-4o-mini/translation"}
+    assert len(set(rows.values())) == 4  # one batch carries one type and one model
+
+
+def test_cell_errors_are_readable(addin, token, prices, settings, fake_upstream):
+    page = addin
+    [no_token] = cells(page, [("PROMPT", ["hello"])])
+    assert no_token == {"error": "#N/A", "message": "NO TOKEN: open the djllm task pane and save your token"}
+
+    save_token(page, token[1])
+    settings.MAX_PROMPT_LENGTH = 60
+    bad_type, too_long, fine, no_name = cells(
+        page,
+        [
+            ("PROMPT", ["hello", "poem"]),
+            ("PROMPT", ["x" * 100, "summary"]),
+            ("PROMPT", ["short", "summary"]),
+            ("TEMPLATE", [None, [[["a"]]]]),
+        ],
+    )
+    assert bad_type["error"] == "#VALUE!" and bad_type["message"].startswith("TYPE: use one of summary, keywords")
+    assert too_long["error"] == "#N/A" and too_long["message"].startswith("PROMPT_TOO_LONG: ")
+    assert fine == {"value": "ANSWER[short]"}  # a failed row never fails its neighbours
+    assert no_name["error"] == "#VALUE!" and no_name["message"].startswith("TEMPLATE: give a template name")
+
+    save_token(page, "djl_00000000_" + "x" * 43)
+    [rejected] = cells(page, [("PROMPT", ["hello again"])])
+    assert rejected == {"error": "#N/A", "message": "TOKEN REJECTED: check the token in the djllm task pane"}
+
+
+def test_throttled_cells_say_so(addin, token, prices, fake_upstream):
+    page = addin
+    row = token[0]
+    # One batch a day: the next is answered 429 with a Retry-After of hours (a per-minute window could be a second
+    # from its end, and then a retry inside the cell would go through).
+    row.rate_limit = "1/d"
+    row.save()
+    save_token(page, token[1])
+    assert cells(page, [("PROMPT", ["one"])]) == [{"value": "ANSWER[one]"}]
+    throttled = cells(page, [("PROMPT", ["two"]), ("PROMPT", ["three"])])
+    # Too long to sit out inside a cell: the cells say THROTTLED now and recalculate fine later.
+    assert throttled == [{"error": "#N/A", "message": "THROTTLED: retry"}] * 2
+    assert len(fake_upstream.requests) == 1
