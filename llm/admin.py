@@ -1,0 +1,534 @@
+"""Admin for the gateway: usage records (read-only, fast at millions of rows), prices, routes, templates, spend.
+
+Caches of prices, routes and templates are per process: a save here refreshes this process at once (after the
+transaction commits); other worker processes re-read them within seconds.
+"""
+
+import calendar
+import csv
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+from asgiref.sync import sync_to_async
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.core.handlers.asgi import ASGIRequest
+from django.db import transaction
+from django.db.models import Max, Min, OuterRef, Q, Subquery
+from django.http import StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts.models import APIToken, Provider
+from llm import pricing, routing, templates_store
+from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord, UsageStatus
+from llm.paginator import EstimatedCountPaginator
+from llm.selectors import PRICE_MISSING, usage_totals
+
+# --- UsageRecord ---------------------------------------------------------------------------------
+
+
+class ProviderFilter(admin.SimpleListFilter):
+    """The fixed provider list: no DISTINCT over the usage table to build it."""
+
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request, model_admin):
+        return Provider.choices
+
+    def queryset(self, request, queryset):
+        return queryset.filter(provider=self.value()) if self.value() else queryset
+
+
+class ModelFilter(admin.SimpleListFilter):
+    """The models of the latest requests (an index-ordered peek, not a DISTINCT over millions of rows); any
+    other model works by URL (`?upstream_model=...`)."""
+
+    title = "model"
+    parameter_name = "upstream_model"
+    recent_rows = 5000
+
+    def lookups(self, request, model_admin):
+        recent = UsageRecord.objects.order_by("-created_at").values("pk")[: self.recent_rows]
+        models = set(
+            UsageRecord.objects.filter(pk__in=Subquery(recent))
+            .exclude(upstream_model="")
+            .order_by()
+            .values_list("upstream_model", flat=True)
+            .distinct()
+        )
+        if self.value():
+            models.add(self.value())
+        return [(model, model) for model in sorted(models)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(upstream_model=self.value()) if self.value() else queryset
+
+
+class CachedFilter(admin.SimpleListFilter):
+    title = "cached"
+    parameter_name = "cached"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Cache hits"), ("no", "Not cached")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(status=UsageStatus.CACHED)
+        if self.value() == "no":
+            return queryset.exclude(status=UsageStatus.CACHED)
+        return queryset
+
+
+class PriceMissingFilter(admin.SimpleListFilter):
+    title = "price"
+    parameter_name = "price_missing"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Price missing (tokens, no cost)")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(PRICE_MISSING) if self.value() == "yes" else queryset
+
+
+CSV_COLUMNS = [
+    ("created_at", "created_at"),
+    ("request_id", "request_id"),
+    ("user", "user__username"),
+    ("token", "token__prefix"),
+    ("endpoint", "endpoint"),
+    ("provider", "provider"),
+    ("requested_model", "requested_model"),
+    ("upstream_model", "upstream_model"),
+    ("type", "type"),
+    ("source", "source"),
+    ("status", "status"),
+    ("http_status", "http_status"),
+    ("error_code", "error_code"),
+    ("input_tokens", "input_tokens"),
+    ("output_tokens", "output_tokens"),
+    ("cached_input_tokens", "cached_input_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("reasoning_tokens", "reasoning_tokens"),
+    ("usage_estimated", "usage_estimated"),
+    ("cost_usd", "cost_usd"),
+    ("saved_usd", "saved_usd"),
+    ("latency_ms", "latency_ms"),
+    ("upstream_latency_ms", "upstream_latency_ms"),
+    ("time_to_first_token_ms", "time_to_first_token_ms"),
+    ("stream", "stream"),
+    ("id", "id"),
+]
+_CSV_CHUNK = 2000
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _Line:
+    """A file-like target for csv.writer that hands back the last written line."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _usd(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _cell(value) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return _usd(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value  # never let a spreadsheet run a request id or model name as a formula
+    return value
+
+
+def _csv_page(queryset, after: tuple | None) -> list[tuple]:
+    """One page of the export in (created_at, id) descending order, resumed after a keyset: every page is its
+    own indexed query, so no cursor or transaction is held open while the client downloads."""
+    rows = queryset.order_by("-created_at", "-id").values_list(*(field for _, field in CSV_COLUMNS))
+    if after is not None:
+        created_at, pk = after
+        rows = rows.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=pk))
+    return list(rows[:_CSV_CHUNK])
+
+
+def _keyset(row: tuple) -> tuple:
+    return row[0], row[-1]  # created_at is the first column, id the last
+
+
+def _csv_lines_sync(queryset):
+    writer = csv.writer(_Line())
+    yield "\ufeff" + writer.writerow([name for name, _ in CSV_COLUMNS])  # BOM: Excel reads UTF-8
+    after = None
+    while rows := _csv_page(queryset, after):
+        for row in rows:
+            yield writer.writerow([_cell(value) for value in row])
+        after = _keyset(rows[-1])
+
+
+async def _csv_lines_async(queryset):
+    writer = csv.writer(_Line())
+    yield "\ufeff" + writer.writerow([name for name, _ in CSV_COLUMNS])
+    after = None
+    while rows := await sync_to_async(_csv_page)(queryset, after):
+        for row in rows:
+            yield writer.writerow([_cell(value) for value in row])
+        after = _keyset(rows[-1])
+
+
+def usage_csv_response(request, queryset) -> StreamingHttpResponse:
+    # Under ASGI a sync iterator would be read whole into memory first; each server gets the kind it streams.
+    lines = _csv_lines_async(queryset) if isinstance(request, ASGIRequest) else _csv_lines_sync(queryset)
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="djllm-usage-{stamp}.csv"'
+    return response
+
+
+def _month_start_utc() -> datetime:
+    now = timezone.now().astimezone(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _date_links(cl) -> dict | None:
+    """The date drill-down of the change list, built from the calendar instead of DISTINCT date queries over the
+    table (Django's own runs one per level). Only the first level reads the table: MIN and MAX of created_at,
+    two index probes."""
+    field = cl.date_hierarchy
+    year, month, day = (cl.params.get(f"{field}__{part}") for part in ("year", "month", "day"))
+    year, month, day = (int(v[-1] if isinstance(v, list) else v) if v else None for v in (year, month, day))
+
+    def link(**parts):
+        return cl.get_query_string({f"{field}__{k}": v for k, v in parts.items()}, [f"{field}__"])
+
+    today = timezone.localdate()
+    if year and month and day:
+        return {
+            "back": {"link": link(year=year, month=month), "title": f"{date(year, month, 1):%B %Y}"},
+            "choices": [{"title": f"{date(year, month, day):%B} {day}"}],
+        }
+    if year and month:
+        last = calendar.monthrange(year, month)[1]
+        days = [d for d in range(1, last + 1) if date(year, month, d) <= today]
+        return {
+            "back": {"link": link(year=year), "title": str(year)},
+            "choices": [
+                {"link": link(year=year, month=month, day=d), "title": f"{date(year, month, d):%b} {d}"} for d in days
+            ],
+        }
+    if year:
+        months = [m for m in range(1, 13) if date(year, m, 1) <= today]
+        return {
+            "back": {"link": link(), "title": "All dates"},
+            "choices": [{"link": link(year=year, month=m), "title": f"{date(year, m, 1):%B} {year}"} for m in months],
+        }
+    bounds = cl.queryset.order_by().aggregate(first=Min(field), last=Max(field))
+    if not bounds["first"]:
+        return None
+    first, last = (timezone.localtime(bounds[k]) for k in ("first", "last"))
+    return {
+        "back": None,
+        "choices": [{"link": link(year=y), "title": str(y)} for y in range(first.year, last.year + 1)],
+    }
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    """Read-only: usage records are written by the gateway and never edited or deleted here."""
+
+    date_hierarchy = "created_at"
+    list_display = [
+        "created_at",
+        "request_id",
+        "user",
+        "token_prefix",
+        "endpoint",
+        "provider",
+        "upstream_model",
+        "status",
+        "http_status",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cost",
+        "latency_ms",
+    ]
+    list_display_links = ["created_at", "request_id"]
+    list_filter = [
+        "status",
+        ProviderFilter,
+        ModelFilter,
+        "user",
+        "token",
+        CachedFilter,
+        PriceMissingFilter,
+        "stream",
+    ]
+    list_select_related = ["user", "token"]
+    sortable_by = ["created_at", "cost", "latency_ms"]
+    search_fields = ["request_id"]
+    search_help_text = "The exact request id (X-Request-ID)."
+    actions = ["export_csv"]
+    list_per_page = 100
+    # Millions of rows: never COUNT the whole table (see llm/paginator.py), no facet counts.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    fieldsets = [
+        (None, {"fields": ["created_at", "request_id", "user", "token", "endpoint", "type", "source", "batch_id"]}),
+        ("Model", {"fields": ["provider", "requested_model", "upstream_model"]}),
+        ("Outcome", {"fields": ["status", "http_status", "error_code"]}),
+        (
+            "Usage and cost",
+            {
+                "fields": [
+                    "input_tokens",
+                    "output_tokens",
+                    "cached_input_tokens",
+                    "cache_write_tokens",
+                    "reasoning_tokens",
+                    "usage_estimated",
+                    "cost",
+                    "saved_usd",
+                ]
+            },
+        ),
+        ("Timing", {"fields": ["latency_ms", "upstream_latency_ms", "time_to_first_token_ms", "stream"]}),
+    ]
+    readonly_fields = ["cost"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="token", ordering="token__prefix")
+    def token_prefix(self, obj):
+        return obj.token.display_prefix if obj.token_id else "—"
+
+    @admin.display(description="cost (USD)", ordering="cost_usd")
+    def cost(self, obj):
+        if obj.cost_usd is not None:
+            return _usd(obj.cost_usd)
+        if obj.input_tokens or obj.output_tokens:
+            return format_html(
+                '<strong class="price-missing" style="color:#ba2121" title="No ModelPrice for {}/{}">'
+                "⚠ price missing</strong>",
+                obj.provider,
+                obj.upstream_model,
+            )
+        return "—"
+
+    def get_search_results(self, request, queryset, search_term):
+        # An exact match walks the request_id index; icontains would scan every row.
+        term = search_term.strip()
+        return (queryset.filter(request_id=term) if term else queryset), False
+
+    @admin.action(description="Export selected usage records to CSV", permissions=["view"])
+    def export_csv(self, request, queryset):
+        return usage_csv_response(request, queryset)
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if not isinstance(response, TemplateResponse) or not context or "cl" not in context:
+            return response  # a redirect, or an action's own response (the CSV)
+        cl = context["cl"]
+        context["usage_totals"] = self._totals(cl)
+        context["usage_dates"] = _date_links(cl)
+        return response
+
+    def _totals(self, cl) -> dict:
+        """Totals of the filtered set, one aggregate query. With no filter at all they cover the current month
+        (an index range), so opening the page never sums the whole table."""
+        queryset = cl.queryset.order_by()
+        if queryset.query.has_filters():
+            scope = "the records shown by these filters"
+        else:
+            start = _month_start_utc()
+            queryset = queryset.filter(created_at__gte=start)
+            scope = f"this month (since {start:%d %B %Y}, UTC); filter or pick a date for other totals"
+        values = usage_totals(queryset)
+        return {"scope": scope, "values": values, "cost": _usd(values.cost_usd), "saved": _usd(values.saved_usd)}
+
+
+# --- ModelPrice ----------------------------------------------------------------------------------
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = [
+        "model",
+        "provider",
+        "input_per_mtok",
+        "output_per_mtok",
+        "cached_input_per_mtok",
+        "cache_write_per_mtok",
+        "effective_from",
+    ]
+    list_filter = ["provider", "effective_from"]
+    search_fields = ["model"]
+    ordering = ["provider", "model", "-effective_from"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(pricing.prices_changed)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        transaction.on_commit(pricing.prices_changed)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(pricing.prices_changed)
+
+
+# --- ModelRoute ----------------------------------------------------------------------------------
+
+
+class ModelRouteForm(forms.ModelForm):
+    """The API key is write-only: the input never shows the stored key, and a blank input keeps it."""
+
+    api_key = forms.CharField(
+        required=False,
+        strip=True,
+        label="API key",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the stored key (or, with none stored, to use the provider's "
+        "key from the environment).",
+    )
+    clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
+    base_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Blank: the provider's configured base URL."
+    )
+
+    class Meta:
+        model = ModelRoute
+        fields = ["alias", "provider", "upstream_model", "base_url", "api_key", "fallback", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial["api_key"] = ""  # the stored key never enters the form
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("clear_api_key"):
+            cleaned["api_key"] = ""
+        elif not cleaned.get("api_key"):
+            cleaned["api_key"] = self.instance.api_key if self.instance.pk else ""
+        return cleaned
+
+
+@admin.register(ModelRoute)
+class ModelRouteAdmin(admin.ModelAdmin):
+    form = ModelRouteForm
+    list_display = ["alias", "provider", "upstream_model", "base_url", "api_key_status", "fallback", "is_active"]
+    list_filter = ["provider", "is_active"]
+    search_fields = ["alias", "upstream_model"]
+    list_select_related = ["fallback"]
+
+    @admin.display(description="API key")
+    def api_key_status(self, obj):
+        return "set" if obj.api_key else "not set"
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # View-only users would get every field rendered as text: show the key's status instead.
+            return ["alias", "provider", "upstream_model", "base_url", "api_key_status", "fallback", "is_active"]
+        return ["alias", "provider", "upstream_model", "base_url", "api_key", "clear_api_key", "fallback", "is_active"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["api_key_status"] if obj is not None and not self.has_change_permission(request, obj) else []
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(routing.routes_changed)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        transaction.on_commit(routing.routes_changed)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(routing.routes_changed)
+
+
+# --- PromptTemplate ------------------------------------------------------------------------------
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(admin.ModelAdmin):
+    list_display = ["type", "source_or_default", "system_start", "user_template"]
+    list_filter = ["type", "source"]
+    search_fields = ["type", "source", "system"]
+
+    @admin.display(description="source", ordering="source")
+    def source_or_default(self, obj):
+        return obj.source or "(any source)"
+
+    @admin.display(description="system instruction")
+    def system_start(self, obj):
+        if not obj.system:
+            return "(none: the user's prompt alone)"
+        return obj.system if len(obj.system) <= 120 else obj.system[:119] + "…"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(templates_store.templates_changed)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        transaction.on_commit(templates_store.templates_changed)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(templates_store.templates_changed)
+
+
+# --- SpendCounter --------------------------------------------------------------------------------
+
+
+@admin.register(SpendCounter)
+class SpendCounterAdmin(admin.ModelAdmin):
+    """The running monthly totals budgets read. Written only by the gateway, with each usage record."""
+
+    list_display = ["scope", "owner", "month", "spent_usd"]
+    list_filter = ["scope", "month"]
+    ordering = ["-month", "scope", "key"]
+
+    def get_queryset(self, request):
+        user_model = get_user_model()
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                token_prefix=Subquery(APIToken.objects.filter(pk=OuterRef("key")).values("prefix")[:1]),
+                username=Subquery(user_model.objects.filter(pk=OuterRef("key")).values("username")[:1]),
+            )
+        )
+
+    @admin.display(description="token or user")
+    def owner(self, obj):
+        if obj.scope == "token":
+            return f"djl_{obj.token_prefix}" if obj.token_prefix else f"token #{obj.key} (deleted)"
+        return obj.username or f"user #{obj.key} (deleted)"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
