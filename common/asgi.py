@@ -12,6 +12,15 @@ from django.core.handlers.asgi import ASGIHandler
 
 
 class APIHandler(ASGIHandler):
+    async def __call__(self, scope, receive, send):
+        # Django wraps each request in a ThreadSensitiveContext, which starts (and later joins) a thread of the
+        # request's own for its sync calls: measurable on every request of the hot path. Here the few sync calls
+        # left (request signals, a token lookup every half second) share the process's one thread-sensitive
+        # thread; the database work of the hot path runs on its own long-lived thread (common/db_thread.py).
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async=False):
         # BaseHandler reads settings.MIDDLEWARE; swap in the lean list only while this handler is built (at start-up,
         # before any request is served).

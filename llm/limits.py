@@ -5,12 +5,12 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django_ratelimit.core import get_usage
 
 from accounts.token_cache import CachedToken
 from common.aio import run_blocking
+from common.db_thread import run_in_db_thread
 from common.errors import BudgetExceeded, RateLimited
 from llm.models import SpendCounter
 
@@ -106,4 +106,4 @@ async def budget_check(cached: CachedToken, month: date) -> None:
     user_budget = cached.preferences.monthly_budget_usd if cached.preferences else None
     if cached.token.monthly_budget_usd is None and user_budget is None:
         return
-    await sync_to_async(_budget_check)(cached, month)
+    await run_in_db_thread(_budget_check, cached, month)

@@ -14,13 +14,13 @@ from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.token_cache import CachedToken
 from common.aio import shielded
+from common.db_thread import run_in_db_thread
 from common.errors import AppError, BudgetExceeded, RateLimited, UpstreamError
 from llm import response_cache
 from llm.limits import RateState, budget_check, month_start, rate_limit_hit
@@ -168,9 +168,9 @@ def _elapsed_ms(start: float) -> int:
 async def record(draft: UsageDraft, call: GatewayCall | None = None, completion: Completion | None = None) -> None:
     hook = call.on_record if call is not None else None
     if hook is None:
-        await shielded(sync_to_async(usage_record_create)(draft=draft))
+        await shielded(run_in_db_thread(usage_record_create, draft=draft))
     else:
-        await shielded(sync_to_async(_record_with_hook)(draft, hook, completion))
+        await shielded(run_in_db_thread(_record_with_hook, draft, hook, completion))
 
 
 def _record_with_hook(draft: UsageDraft, hook, completion: Completion | None) -> None:

@@ -9,6 +9,18 @@ import time
 import pytest
 import uvicorn
 
+from common.db_thread import close_db_thread_connections
+
+
+def close_server_thread_connections() -> None:
+    """Close what the server's threads kept open, so the test database can be flushed and dropped: the hot path's
+    database thread, and asgiref's shared thread for sync calls (the API stack runs them there, see common/asgi.py)."""
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    close_db_thread_connections()
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=30)
+
 
 class LiveServer:
     def __init__(self, app) -> None:
@@ -39,10 +51,13 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_djllm(transactional_db, gateway_settings):
-    """djllm served over real HTTP; the test database is shared with the server thread."""
+def live_djllm(transactional_db, gateway_settings, settings):
+    """djllm served over real HTTP; the test database is shared with the server thread. As in production, the hot
+    path's database work runs on its dedicated thread (common/db_thread.py)."""
     from config.asgi import application
 
+    settings.DB_THREAD_ENABLED = True
     server = LiveServer(application).start()
     yield server
     server.stop()
+    close_server_thread_connections()

@@ -16,6 +16,7 @@ from django.db.backends import utils as db_utils
 
 from bench.fake_upstream import Usage as FakeUsage
 from llm.models import UsageRecord
+from tests.live import close_server_thread_connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SLOW = 0.3
@@ -62,9 +63,10 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-async def test_hot_path_never_blocks_the_loop(token, prices, gateway_settings, slow_io):
+async def test_hot_path_never_blocks_the_loop(token, prices, gateway_settings, slow_io, settings):
     from config.asgi import application
 
+    settings.DB_THREAD_ENABLED = True  # as in production
     gateway_settings.configure(usage=FakeUsage(input_tokens=10, output_tokens=5), latency_ms=5)
     headers = {"Authorization": f"Bearer {token[1]}"}
     transport = httpx.ASGITransport(app=application)
@@ -88,3 +90,4 @@ async def test_hot_path_never_blocks_the_loop(token, prices, gateway_settings, s
     assert slow == [], slow
     assert await UsageRecord.objects.filter(status="cached").acount() >= 1
     assert await UsageRecord.objects.acount() == 15
+    close_server_thread_connections()

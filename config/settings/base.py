@@ -97,7 +97,15 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "djllm"}}
+    # Per process and emptied by a restart: set REDIS_URL for a cache every worker shares and that survives restarts.
+    # Room for a large spreadsheet's responses (Django's default keeps only 300 entries).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "djllm",
+            "OPTIONS": {"MAX_ENTRIES": env.int("LOCAL_CACHE_MAX_ENTRIES", default=100_000)},
+        }
+    }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -269,6 +277,10 @@ LOGGING = {
 }
 
 # --- LLM gateway ----------------------------------------------------------------------------------
+# Usage records and budget reads run on one long-lived thread per process with a kept connection (common/db_thread).
+DB_THREAD_ENABLED = env.bool("DB_THREAD_ENABLED", default=True)
+# How the provider SDKs talk HTTP: "aiohttp" (their DefaultAioHttpClient; faster under concurrency) or "httpx".
+LLM_HTTP_TRANSPORT = env.str("LLM_HTTP_TRANSPORT", default="aiohttp")
 ANTHROPIC_DEFAULT_MAX_TOKENS = env.int("ANTHROPIC_DEFAULT_MAX_TOKENS", default=4096)  # Anthropic requires one
 RESPONSE_CACHE_ENABLED = env.bool("RESPONSE_CACHE_ENABLED", default=True)
 RESPONSE_CACHE_TTL = env.int("RESPONSE_CACHE_TTL", default=30 * 24 * 3600)  # seconds; 30 days

@@ -195,6 +195,7 @@ class AnthropicProvider:
         model, response_id = request.model, None
         counts = {"input": 0, "output": 0, "read": 0, "write": 0}
         tool_index: dict[int, int] = {}
+        upstream = None
         try:
             upstream = await self._client().messages.create(**params)
             async for event in upstream:
@@ -274,3 +275,7 @@ class AnthropicProvider:
             raise
         except Exception as exc:
             raise from_sdk_error(exc, self.name) from exc
+        finally:
+            if upstream is not None:
+                # Closing the SDK stream closes its connection, so a client that hung up stops the upstream too.
+                await upstream.close()

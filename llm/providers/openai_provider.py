@@ -74,6 +74,7 @@ class OpenAIProvider:
         params["stream"] = True
         # Ask for usage ourselves: without it a streamed request cannot be billed exactly.
         params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
+        upstream = None
         try:
             upstream = await self._client().chat.completions.create(**params)
             async for event in upstream:
@@ -97,3 +98,7 @@ class OpenAIProvider:
             raise
         except Exception as exc:
             raise from_sdk_error(exc, self.name) from exc
+        finally:
+            if upstream is not None:
+                # Closing the SDK stream closes its connection, so a client that hung up stops the upstream too.
+                await upstream.close()
