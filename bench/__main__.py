@@ -1,0 +1,235 @@
+"""`make bench`: djllm under load against a fake upstream, with the direct-to-upstream baseline beside it.
+
+    python -m bench [--only plain,stream,slow,cache] [--duration S] [--slow-duration S] [--concurrency 1,32,200]
+                    [--profile] [--workdir DIR]
+
+Starts the fake upstream (bench/fake_upstream.py, 0 ms) and djllm the way `make serve` runs it (gunicorn with
+WEB_CONCURRENCY=2 uvicorn workers, production settings, a fresh migrated SQLite file unless DATABASE_URL is set,
+REDIS_URL passed through, rate limits off) on free 127.0.0.1 ports, drives them with wrk, prints a table with
+the issue's targets and writes bench/results/latest.json. Everything it starts is stopped on exit, Ctrl-C
+included. See bench/scenarios.py for what each run measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from bench import report
+from bench.loadgen import LUA_SCRIPT, LoadError, wrk_path
+from bench.scenarios import Bench, Options
+from bench.stack import Processes, Stack, StackError, install_signal_handlers
+
+SCENARIOS = ("plain", "stream", "cache", "slow")
+
+
+def _csv_ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="plain|stream|slow|cache",
+        help="run only these scenarios (comma list or repeated); default: all",
+    )
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured run (default 10)")
+    parser.add_argument("--slow-duration", type=float, default=15.0, help="seconds of the 1000 ms run (default 15)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up before each djllm run")
+    parser.add_argument("--concurrency", type=_csv_ints, default=[1, 32, 200], help="default 1,32,200")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY, default 2)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="most wrk threads per run (default 2)")
+    parser.add_argument("--profile", action="store_true", help="py-spy each djllm worker during each djllm run")
+    parser.add_argument("--workdir", type=Path, help="keep logs and the SQLite file here (default: a temp dir)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for djllm, e.g. CONN_MAX_AGE=60 (experiments; shown in the report)",
+    )
+    parser.add_argument("--app", default="config.asgi:application", help="ASGI app for gunicorn (experiments)")
+    parser.add_argument(
+        "--serve", action="store_true", help="start the stack, print how to load it by hand, wait for Ctrl-C"
+    )
+    parser.add_argument("--no-excel", action="store_true", help="skip bench/excel.py's figure")
+    args = parser.parse_args(argv)
+    only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
+    try:
+        args.extra_env = dict(item.split("=", 1) for item in args.env)
+    except ValueError:
+        parser.error("--env takes NAME=VALUE")
+    args.scenarios = [s for s in SCENARIOS if s in only] if only else list(SCENARIOS)
+    if args.duration <= 0 or args.slow_duration <= 0:
+        parser.error("durations must be positive")
+    return args
+
+
+def _config(stack: Stack) -> dict:
+    database = "PostgreSQL" if stack.env["DATABASE_URL"].startswith("postgres") else "SQLite"
+    if stack.env["DATABASE_URL"].startswith("sqlite") and not stack.database_url:
+        database = "SQLite (fresh temp file)"
+    return {
+        "workers": stack.workers,
+        "database": database,
+        "cache": "Redis" if stack.env.get("REDIS_URL") else "local-memory",
+        "rate_limit_enabled": False,
+        "cpus": os.cpu_count(),
+        "server": "gunicorn -k uvicorn_worker.UvicornWorker (make serve, without the access log)",
+        "settings": "config.settings.production",
+        "app": stack.app,
+        "extra_env": stack.extra_env,
+    }
+
+
+def _excel_figure(stack: Stack) -> dict | None:
+    """bench/excel.py (issue 5's figure: 1,000 rows at 1000 ms through batch and jobs), when it exists."""
+    if importlib.util.find_spec("bench.excel") is None:
+        return None
+    try:
+        from bench import excel
+
+        return excel.run(stack=stack)
+    except Exception:  # its failure must not cost the figures above
+        traceback.print_exc()
+        return {"error": "bench/excel.py failed; see the traceback above"}
+
+
+def serve(stack: Stack, workdir: Path) -> int:
+    """Keep the stack up for profiling by hand (py-spy record --pid <worker pid>) until Ctrl-C."""
+    bench = Bench(stack=stack, options=Options(concurrencies=[1], duration_s=1, slow_duration_s=1), bodydir=workdir)
+    body = bench.body_file("plain")
+    print(f"  token {stack.token}\n  body files in {workdir} (plain.json; --only writes the others)")
+    print(
+        f"  load it: BENCH_BODY_FILE={body} BENCH_TOKEN={stack.token} wrk -t2 -c32 -d10s -s {LUA_SCRIPT} "
+        f"{stack.url}/v1/chat/completions\n  Ctrl-C stops everything.",
+        flush=True,
+    )
+    while True:
+        time.sleep(3600)
+
+
+def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> int:
+    started = time.monotonic()
+    print(f"Starting the fake upstream and djllm ({args.workers} workers) in {workdir} ...", flush=True)
+    stack.start_fake(0)
+    stack.start_djllm()
+    print(f"  djllm {stack.url} (worker pids {stack.worker_pids()}), fake upstream {stack.fake_url}", flush=True)
+    if args.serve:
+        return serve(stack, workdir)
+    profiler = None
+    if args.profile:
+        from bench.profile import Profiler
+
+        profiler = Profiler(stack, report.RESULTS / "profiles")
+    options = Options(
+        concurrencies=args.concurrency,
+        duration_s=args.duration,
+        slow_duration_s=args.slow_duration,
+        warmup_s=args.warmup,
+        wrk_threads=args.wrk_threads,
+        around_run=profiler.record if profiler else None,
+    )
+    bench = Bench(stack=stack, options=options, bodydir=workdir)
+    print("[warm-up]", flush=True)
+    bench.warm([s for s in args.scenarios if s in ("plain", "stream")] or ["plain"])
+    load_before = os.getloadavg()
+    slow = None
+    for scenario in args.scenarios:
+        print(f"[{scenario}]", flush=True)
+        if scenario in ("plain", "stream"):
+            bench.throughput(scenario)
+        elif scenario == "cache":
+            bench.cache()
+        else:
+            slow = report.slow_figures(bench.slow(), options.slow_concurrency, options.slow_latency_ms)
+    excel = None
+    if not args.no_excel and set(args.scenarios) == set(SCENARIOS):
+        excel = _excel_figure(stack)
+
+    load_after = os.getloadavg()
+    config = _config(stack)
+    config["load_average_1m"] = {"before": round(load_before[0], 2), "after": round(load_after[0], 2)}
+    targets = report.targets(bench.runs, slow)
+    cache_run = next((r for r in bench.runs if r.name == "cache"), None)
+    print(report.table(bench.runs, config))
+    print(report.target_table(targets, slow, cache_run.rps if cache_run else None))
+    if max(load_before[0], load_after[0]) > (os.cpu_count() or 1) * 0.75:
+        bench.notes.append(
+            f"the machine was busy with other work (1-min load average {load_before[0]:.1f} before the runs, "
+            f"{load_after[0]:.1f} after, on {os.cpu_count()} CPUs): the figures above are pessimistic"
+        )
+    problems = stack.log_problems()
+    if problems:
+        bench.notes.append("djllm logged warnings/errors: " + "; ".join(problems))
+    for note in bench.notes:
+        print(f"note: {note}")
+    if profiler:
+        print(profiler.summary())
+    payload = {
+        "scenarios": args.scenarios,
+        "config": config,
+        "runs": [r.as_dict() for r in bench.runs],
+        "upstream_calls": bench.upstream_calls,
+        "upstream_connections_opened": bench.upstream_connections,
+        "added_latency_p50_ms": {name: report.added_latency(bench.runs, name) for name in ("plain", "stream")},
+        "slow": slow,
+        "cache_hit_rps": cache_run.rps if cache_run else None,
+        "targets": [t.as_dict() for t in targets],
+        "notes": bench.notes,
+        "excel": excel,
+        "profiles": profiler.results if profiler else None,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    path = report.write_json(payload)
+    print(f"\nWrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path} "
+          f"({payload['elapsed_s']} s)")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        wrk_path()
+    except LoadError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    install_signal_handlers()
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="djllm-bench-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        stack = Stack(
+            workdir=workdir,
+            procs=procs,
+            workers=args.workers,
+            database_url=os.environ.get("DATABASE_URL"),
+            app=args.app,
+            extra_env=args.extra_env,
+        )
+        try:
+            return run(args, stack, workdir)
+        except (StackError, LoadError) as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("bench: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            procs.stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
