@@ -14,6 +14,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection, connections
 from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import get_resolver
 from freezegun import freeze_time
 
 from accounts import services as account_services
@@ -71,24 +72,31 @@ def records():
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     alice_token, _ = account_services.api_token_create(user=alice, name="excel")
     bob_token, _ = account_services.api_token_create(user=bob, name="cli")
-    add_record("req-a1", user=alice, token=alice_token, usage=Usage(1000, 200, 400, 0, 10), cost="0.000123456789")
-    add_record(
-        "req-a2",
-        user=alice,
-        token=alice_token,
-        model="claude-haiku-4-5",
-        provider="anthropic",
-        usage=Usage(3000, 500, 2000, 500, 0),
-        cost="0.0105",
-    )
-    add_record(
-        "req-a3", user=alice, token=alice_token, status="cached", usage=Usage(1000, 200, 400), cost="0", saved="0.0002"
-    )
-    add_record("req-b1", user=bob, token=bob_token, usage=Usage(10, 20), cost="0.0000135")
-    add_record("req-b2", user=bob, token=bob_token, status="upstream_error")
-    add_record("req-b3", user=bob, token=bob_token, model="llama3.1", provider="local", usage=Usage(70, 30))
-    add_record('=HYPERLINK("http://evil")', user=bob, token=bob_token, usage=Usage(1, 1), cost="0.000001")
-    with freeze_time("2020-06-15 12:00:00"):  # an old record: outside this month's totals
+    with freeze_time("2025-05-15 12:00:00", tick=True) as clock:
+        add_record("req-a1", user=alice, token=alice_token, usage=Usage(1000, 200, 400, 0, 10), cost="0.000123456789")
+        add_record(
+            "req-a2",
+            user=alice,
+            token=alice_token,
+            model="claude-haiku-4-5",
+            provider="anthropic",
+            usage=Usage(3000, 500, 2000, 500, 0),
+            cost="0.0105",
+        )
+        add_record(
+            "req-a3",
+            user=alice,
+            token=alice_token,
+            status="cached",
+            usage=Usage(1000, 200, 400),
+            cost="0",
+            saved="0.0002",
+        )
+        add_record("req-b1", user=bob, token=bob_token, usage=Usage(10, 20), cost="0.0000135")
+        add_record("req-b2", user=bob, token=bob_token, status="upstream_error")
+        add_record("req-b3", user=bob, token=bob_token, model="llama3.1", provider="local", usage=Usage(70, 30))
+        add_record('=HYPERLINK("http://evil")', user=bob, token=bob_token, usage=Usage(1, 1), cost="0.000001")
+        clock.move_to("2020-06-15 12:00:00")  # an old record: outside this month's totals
         add_record("req-old", user=alice, token=alice_token, usage=Usage(5, 5), cost="1.5")
     return {"alice": alice, "bob": bob, "alice_token": alice_token, "bob_token": bob_token}
 
@@ -123,10 +131,12 @@ def listed_request_ids(html: str) -> set[str]:
 
 
 def test_unfiltered_changelist_totals_cover_this_month(admin_client, records):
-    response = admin_client.get(USAGE_URL)
+    get_resolver().url_patterns  # import the URLconf (pydantic models among it) before the clock is frozen
+    with freeze_time("2025-05-20 12:00:00"):
+        response = admin_client.get(USAGE_URL)
     assert response.status_code == 200
     html = response.content.decode()
-    assert "Totals for this month" in html
+    assert "Totals for this month (since 01 May 2025, UTC)" in html
     this_month = UsageRecord.objects.exclude(request_id="req-old")
     assert shown_totals(html) == expected_totals(this_month)
     assert shown_totals(html)["cost_usd"] == "0.010637956789"  # 0.000123456789 + 0.0105 + 0.0000135 + 0.000001
