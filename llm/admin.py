@@ -323,7 +323,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
             return _usd(obj.cost_usd)
         if obj.input_tokens or obj.output_tokens:
             return format_html(
-                '<strong class="price-missing" style="color:#ba2121" title="No ModelPrice for {}/{}">'
+                '<strong class="price-missing" style="color: var(--error-fg, #ba2121)" title="No ModelPrice for {}/{}">'
                 "⚠ price missing</strong>",
                 obj.provider,
                 obj.upstream_model,
@@ -410,7 +410,10 @@ class ModelRouteForm(forms.ModelForm):
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
     base_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Blank: the provider's configured base URL."
+        required=False,
+        assume_scheme="https",
+        label="Base URL",
+        help_text="Blank: the provider's configured base URL.",
     )
 
     class Meta:
@@ -446,7 +449,8 @@ class ModelRouteAdmin(admin.ModelAdmin):
         if obj is not None and not self.has_change_permission(request, obj):
             # View-only users would get every field rendered as text: show the key's status instead.
             return ["alias", "provider", "upstream_model", "base_url", "api_key_status", "fallback", "is_active"]
-        return ["alias", "provider", "upstream_model", "base_url", "api_key", "clear_api_key", "fallback", "is_active"]
+        key_fields = ["api_key"] if obj is None else ["api_key", "clear_api_key"]
+        return ["alias", "provider", "upstream_model", "base_url", *key_fields, "fallback", "is_active"]
 
     def get_readonly_fields(self, request, obj=None):
         return ["api_key_status"] if obj is not None and not self.has_change_permission(request, obj) else []

@@ -102,7 +102,7 @@ def records():
 
 
 def shown_totals(html: str) -> dict[str, str]:
-    cells = re.findall(r'data-total="(\w+)">(.*?)</td>', html, re.S)
+    cells = re.findall(r'data-total="(\w+)">(.*?)</dd>', html, re.S)
     return {name: re.sub(r"<[^>]+>|⚠", "", value).strip() for name, value in cells}
 
 
