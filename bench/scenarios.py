@@ -46,7 +46,6 @@ class Options:
     slow_concurrency: int = 200
     slow_latency_ms: float = 1000
     warmup_s: float = 2.0
-    settle_s: float = 0.3  # after a warm-up, for the requests wrk cut off mid-flight to drain
     wrk_threads: int = 2
     # called around each measured djllm run: (name) -> stop(), e.g. a py-spy recording
     around_run: Callable[[str, float], Callable[[], None]] | None = None
@@ -109,7 +108,7 @@ class Bench:
     def measure_djllm(self, kind: str, concurrency: int, duration_s: float, *, timestamps=False) -> RunResult:
         if self.options.warmup_s > 0:
             self.wrk(kind, "djllm", concurrency, self.options.warmup_s)
-            time.sleep(self.options.settle_s + (self.options.slow_latency_ms / 1000 if kind == "slow" else 0))
+            self.stack.wait_quiet()
         before, cpu_before = self.stack.fake_stats(), self.stack.worker_cpu_seconds()
         stop = self.options.around_run(f"{kind}-c{concurrency}", duration_s) if self.options.around_run else None
         try:
@@ -117,7 +116,8 @@ class Bench:
         finally:
             if stop is not None:
                 stop()
-        cpu = self.stack.worker_cpu_seconds() - cpu_before
+        cpu = self.stack.worker_cpu_seconds() - cpu_before  # before draining: only what the run's requests cost
+        self.stack.wait_quiet()
         after = self.stack.fake_stats()
         key = f"{kind}-c{concurrency}"
         if result.requests:
@@ -150,7 +150,7 @@ class Bench:
             self.preflight(kind)
             if self.options.warmup_s > 0:
                 self.wrk(kind, "djllm", 8, max(self.options.warmup_s, 2.0))
-        time.sleep(self.options.settle_s)
+        self.stack.wait_quiet()
 
     def throughput(self, kind: str) -> None:
         self.preflight(kind)

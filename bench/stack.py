@@ -167,6 +167,20 @@ class Stack:
         status, _, body = http("GET", self.fake_url + "/_fake/stats")
         return json.loads(body) if status == 200 else {}
 
+    def wait_quiet(self, quiet_s: float = 0.5, timeout: float = 30.0) -> None:
+        """Until the upstream has no call in flight and no new call for `quiet_s`: the requests wrk cut off at the
+        end of a run keep djllm (and its upstream) busy for a while, and must not leak into the next run."""
+        deadline = time.monotonic() + timeout
+        last_total, since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            stats = self.fake_stats()
+            total = stats.get("total")
+            if total != last_total or stats.get("in_flight"):
+                last_total, since = total, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.05)
+
     # ---------------------------------------------------------------------------------------- djllm
     def build_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MFLAGS")}
