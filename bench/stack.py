@@ -97,6 +97,8 @@ def install_signal_handlers() -> None:
 
     signal.signal(signal.SIGTERM, _exit)
     signal.signal(signal.SIGHUP, _exit)
+    # Ctrl-C raises KeyboardInterrupt even when started in the background (where SIGINT starts out ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def children(pid: int) -> list[int]:
