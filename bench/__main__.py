@@ -145,7 +145,6 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> int:
     bench = Bench(stack=stack, options=options, bodydir=workdir)
     print("[warm-up]", flush=True)
     bench.warm([s for s in args.scenarios if s in ("plain", "stream")] or ["plain"])
-    load_before = os.getloadavg()
     slow = None
     for scenario in args.scenarios:
         print(f"[{scenario}]", flush=True)
@@ -159,17 +158,18 @@ def run(args: argparse.Namespace, stack: Stack, workdir: Path) -> int:
     if not args.no_excel and set(args.scenarios) == set(SCENARIOS):
         excel = _excel_figure(stack)
 
-    load_after = os.getloadavg()
     config = _config(stack)
-    config["load_average_1m"] = {"before": round(load_before[0], 2), "after": round(load_after[0], 2)}
     targets = report.targets(bench.runs, slow)
     cache_run = next((r for r in bench.runs if r.name == "cache"), None)
     print(report.table(bench.runs, config))
     print(report.target_table(targets, slow, cache_run.rps if cache_run else None))
-    if max(load_before[0], load_after[0]) > (os.cpu_count() or 1) * 0.75:
+    busy = [r for r in bench.runs if (r.other_cpus or 0) >= 0.25]
+    if busy:
+        worst = max(busy, key=lambda r: r.other_cpus)
         bench.notes.append(
-            f"the machine was busy with other work (1-min load average {load_before[0]:.1f} before the runs, "
-            f"{load_after[0]:.1f} after, on {os.cpu_count()} CPUs): the figures above are pessimistic"
+            f"other processes kept the CPUs busy during {len(busy)} of {len(bench.runs)} runs (up to "
+            f"{worst.other_cpus:.2f} of {os.cpu_count()} CPUs, in {worst.target} {worst.name} c={worst.concurrency}): "
+            "those figures are pessimistic; see the `others` column"
         )
     problems = stack.log_problems()
     if problems:

@@ -37,6 +37,8 @@ class RunResult:
     span_s: float | None = None
     # djllm runs: the workers' CPU time (user + system, all threads) over the run / completed requests.
     cpu_ms_per_request: float | None = None
+    # CPUs other processes on the machine kept busy during the run, on average (bench/machine.py).
+    other_cpus: float | None = None
 
     @property
     def error_count(self) -> int:

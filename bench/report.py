@@ -110,8 +110,8 @@ def table(runs: list[RunResult], config: dict) -> str:
         "Rate limits OFF (RATE_LIMIT_ENABLED=false): a real per-token limit (RATE_LIMIT, default 60/m) would cap "
         "every throughput run.",
         "",
-        f"{'':8}{'':>5} | {'djllm':^52} | {'direct to upstream':^36} | {'added':>7}",
-        f"{'run':8}{'c':>5} | {'req/s':>9} {'p50':>8} {'p95':>8} {'p99':>8} {'err':>6} {'cpu/req':>7} | "
+        f"{'':8}{'':>5} | {'djllm':^58} | {'direct to upstream':^36} | {'added':>7}",
+        f"{'run':8}{'c':>5} | {'req/s':>9} {'p50':>8} {'p95':>8} {'p99':>8} {'err':>6} {'cpu/req':>7} {'others':>5} | "
         f"{'req/s':>9} {'p50':>8} {'p95':>8} {'p99':>8} | {'p50 ms':>7}",
     ]
     keys = []
@@ -128,11 +128,12 @@ def table(runs: list[RunResult], config: dict) -> str:
         )
         lines.append(
             f"{name:8}{concurrency:>5} | {d.rps:9.1f} {d.p50_ms:8.2f} {d.p95_ms:8.2f} {d.p99_ms:8.2f} "
-            f"{d.error_count:>6} {_fmt(d.cpu_ms_per_request, 7)} | {direct} | {_fmt(added, 7)}"
+            f"{d.error_count:>6} {_fmt(d.cpu_ms_per_request, 7)} {_fmt(d.other_cpus, 5)} | {direct} | {_fmt(added, 7)}"
         )
     lines.append(
-        "(ms; err: non-2xx, timeouts and socket errors; cpu/req: CPU time of the djllm workers per completed "
-        "request;\n cache: answered from djllm's response cache; slow: 1000 ms upstream)"
+        "(ms; err: non-2xx, timeouts and socket errors; cpu/req: CPU ms of the djllm workers per completed request;\n"
+        " others: CPUs kept busy by other processes on the machine during the run (not the bench's own);\n"
+        " cache: answered from djllm's response cache; slow: 1000 ms upstream)"
     )
     return "\n".join(lines)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.loadgen import RunResult, run_wrk
+from bench.machine import Meter
 from bench.stack import MODEL, Stack, StackError, http
 
 PROMPT = (
@@ -112,10 +113,12 @@ class Bench:
         before, cpu_before = self.stack.fake_stats(), self.stack.worker_cpu_seconds()
         stop = self.options.around_run(f"{kind}-c{concurrency}", duration_s) if self.options.around_run else None
         try:
-            result = self.wrk(kind, "djllm", concurrency, duration_s, timestamps=timestamps)
+            with Meter() as meter:
+                result = self.wrk(kind, "djllm", concurrency, duration_s, timestamps=timestamps)
         finally:
             if stop is not None:
                 stop()
+        result.other_cpus = meter.other_cpus
         cpu = self.stack.worker_cpu_seconds() - cpu_before  # before draining: only what the run's requests cost
         self.stack.wait_quiet()
         after = self.stack.fake_stats()
@@ -128,7 +131,9 @@ class Bench:
         return result
 
     def measure_direct(self, kind: str, concurrency: int, duration_s: float) -> RunResult:
-        result = self.wrk(kind, "direct", concurrency, duration_s)
+        with Meter() as meter:
+            result = self.wrk(kind, "direct", concurrency, duration_s)
+        result.other_cpus = meter.other_cpus
         self._record(result)
         return result
 
@@ -137,6 +142,8 @@ class Bench:
         errors = f"  errors {result.errors}" if result.errors else ""
         if result.cpu_ms_per_request is not None:
             errors = f"  cpu {result.cpu_ms_per_request:.2f} ms/req{errors}"
+        if result.other_cpus:
+            errors += f"  (others busy: {result.other_cpus:.2f} CPUs)"
         self.log(
             f"  {result.target:6} {result.name:6} c={result.concurrency:<3} {result.rps:9.1f} req/s  "
             f"p50 {result.p50_ms:8.2f}  p95 {result.p95_ms:8.2f}  p99 {result.p99_ms:8.2f} ms{errors}"
