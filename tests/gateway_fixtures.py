@@ -8,7 +8,7 @@ from llm import pricing, routing, templates_store
 from llm.models import ModelPrice
 
 OPENAI_KEY = "sk-test-openai-key-000000000000"
-ANTHROPIC_KEY = "sk-ant-test-anthropic-key-0000000"
+ANTHROPIC_KEY = "test-anthropic-key-0000000000"  # fake; not shaped like a real key
 
 # Prices the cost tests compute by hand (USD per 1M tokens).
 PRICES = {

@@ -11,6 +11,7 @@ from django.test import Client
 from accounts import services as account_services
 from bench.fake_upstream import Usage as FakeUsage
 from llm.models import ModelRoute, SpendCounter, UsageRecord
+from tests.gateway_fixtures import ANTHROPIC_KEY
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +90,7 @@ def test_anthropic_plain_translates_and_bills_cache_read_and_write(client, fake_
     assert sent["system"] == "Answer in French."
     assert sent["messages"] == [{"role": "user", "content": "Hello"}]
     assert sent["max_tokens"] == 64 and sent["stop_sequences"] == ["END"]
-    assert fake_upstream.last_request.headers["x-api-key"].startswith("sk-ant-test")
+    assert fake_upstream.last_request.headers["x-api-key"] == ANTHROPIC_KEY
     record = only_record()
     assert (record.input_tokens, record.cached_input_tokens, record.cache_write_tokens, record.output_tokens) == (
         1800,

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
-from llm.providers.clients import client_for
+from llm.providers.clients import SDKProvider
 from llm.providers.errors import from_sdk_error
 
 STOP_REASONS = {
@@ -144,14 +144,8 @@ def params_for(request: ChatRequest) -> tuple[dict[str, Any], bool]:
     return params, structured
 
 
-class AnthropicProvider:
-    def __init__(self, *, name: str, base_url: str | None, api_key: str) -> None:
-        self.name = name
-        self.base_url = base_url
-        self.api_key = api_key
-
-    def _client(self):
-        return client_for("anthropic", self.base_url, self.api_key)
+class AnthropicProvider(SDKProvider):
+    kind = "anthropic"
 
     async def complete(self, request: ChatRequest) -> Completion:
         params, structured = params_for(request)

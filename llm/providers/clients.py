@@ -56,3 +56,17 @@ def client_for(kind: str, base_url: str | None, api_key: str):
     if client is None:
         client = per_loop[key] = _make(kind, base_url, api_key)
     return client
+
+
+class SDKProvider:
+    """What both SDK-backed providers share: a name, an endpoint and a key, and this process's client for them."""
+
+    kind = "openai"  # which SDK: "openai" (OpenAI and compatible servers) or "anthropic"
+
+    def __init__(self, *, name: str, base_url: str | None, api_key: str) -> None:
+        self.name = name
+        self.base_url = base_url
+        self.api_key = api_key
+
+    def _client(self):
+        return client_for(self.kind, self.base_url, self.api_key)

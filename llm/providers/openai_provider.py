@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
-from llm.providers.clients import client_for
+from llm.providers.clients import SDKProvider
 from llm.providers.errors import from_sdk_error
 
 
@@ -42,14 +42,8 @@ def _params(request: ChatRequest) -> dict[str, Any]:
     return params
 
 
-class OpenAIProvider:
-    def __init__(self, *, name: str, base_url: str | None, api_key: str) -> None:
-        self.name = name
-        self.base_url = base_url
-        self.api_key = api_key
-
-    def _client(self):
-        return client_for("openai", self.base_url, self.api_key)
+class OpenAIProvider(SDKProvider):
+    kind = "openai"
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
