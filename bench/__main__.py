@@ -1,13 +1,20 @@
 """`make bench`: djllm under load against a fake upstream, with the direct-to-upstream baseline beside it.
 
     python -m bench [--only plain,stream,slow,cache] [--duration S] [--slow-duration S] [--concurrency 1,32,200]
-                    [--profile] [--workdir DIR]
+                    [--profile] [--serve] [--workdir DIR] [--env NAME=VALUE ...] [--app MODULE:APP] [--no-excel]
+    make bench BENCH_ARGS="--only plain --duration 5"
 
 Starts the fake upstream (bench/fake_upstream.py, 0 ms) and djllm the way `make serve` runs it (gunicorn with
 WEB_CONCURRENCY=2 uvicorn workers, production settings, a fresh migrated SQLite file unless DATABASE_URL is set,
-REDIS_URL passed through, rate limits off) on free 127.0.0.1 ports, drives them with wrk, prints a table with
-the issue's targets and writes bench/results/latest.json. Everything it starts is stopped on exit, Ctrl-C
-included. See bench/scenarios.py for what each run measures.
+REDIS_URL passed through, rate limits off, no access log) on free 127.0.0.1 ports, drives them with wrk, prints a
+table with the issue's targets and writes bench/results/latest.json. After a full run it adds bench/excel.py's
+figure (issue 5) when that module exists. Everything it starts is stopped on exit, Ctrl-C and SIGTERM included.
+See bench/scenarios.py for what each run measures.
+
+Profiling: `--profile` records every djllm worker with py-spy during each measured djllm run and prints where the
+CPU went (bench/profile.py); `--serve` starts the stack and waits, printing the token and a wrk command line, for
+profiling by hand (`py-spy record --pid <worker pid>`). `--env` and `--app` run djllm with extra settings or a
+wrapped ASGI app, for experiments; both are shown in the JSON.
 """
 
 from __future__ import annotations
