@@ -366,8 +366,29 @@ class UsageRecordAdmin(admin.ModelAdmin):
 # --- ModelPrice ----------------------------------------------------------------------------------
 
 
+class RefreshesProcessCaches:
+    """For tables the gateway keeps a per-process copy of: after a save or delete commits, this process drops its
+    copy at once (other workers re-read theirs within seconds)."""
+
+    cache_changed = staticmethod(lambda: None)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(self.cache_changed)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        transaction.on_commit(self.cache_changed)
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(self.cache_changed)
+
+
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+    cache_changed = staticmethod(pricing.prices_changed)
+
     list_display = [
         "model",
         "provider",
@@ -380,18 +401,6 @@ class ModelPriceAdmin(admin.ModelAdmin):
     list_filter = ["provider", "effective_from"]
     search_fields = ["model"]
     ordering = ["provider", "model", "-effective_from"]
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        transaction.on_commit(pricing.prices_changed)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        transaction.on_commit(pricing.prices_changed)
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        transaction.on_commit(pricing.prices_changed)
 
 
 # --- ModelRoute ----------------------------------------------------------------------------------
@@ -434,7 +443,9 @@ class ModelRouteForm(forms.ModelForm):
 
 
 @admin.register(ModelRoute)
-class ModelRouteAdmin(admin.ModelAdmin):
+class ModelRouteAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+    cache_changed = staticmethod(routing.routes_changed)
+
     form = ModelRouteForm
     list_display = ["alias", "provider", "upstream_model", "base_url", "api_key_status", "fallback", "is_active"]
     list_filter = ["provider", "is_active"]
@@ -455,24 +466,14 @@ class ModelRouteAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["api_key_status"] if obj is not None and not self.has_change_permission(request, obj) else []
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        transaction.on_commit(routing.routes_changed)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        transaction.on_commit(routing.routes_changed)
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        transaction.on_commit(routing.routes_changed)
-
 
 # --- PromptTemplate ------------------------------------------------------------------------------
 
 
 @admin.register(PromptTemplate)
-class PromptTemplateAdmin(admin.ModelAdmin):
+class PromptTemplateAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+    cache_changed = staticmethod(templates_store.templates_changed)
+
     list_display = ["type", "source_or_default", "system_start", "user_template"]
     list_filter = ["type", "source"]
     search_fields = ["type", "source", "system"]
@@ -486,18 +487,6 @@ class PromptTemplateAdmin(admin.ModelAdmin):
         if not obj.system:
             return "(none: the user's prompt alone)"
         return obj.system if len(obj.system) <= 120 else obj.system[:119] + "…"
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        transaction.on_commit(templates_store.templates_changed)
-
-    def delete_model(self, request, obj):
-        super().delete_model(request, obj)
-        transaction.on_commit(templates_store.templates_changed)
-
-    def delete_queryset(self, request, queryset):
-        super().delete_queryset(request, queryset)
-        transaction.on_commit(templates_store.templates_changed)
 
 
 # --- SpendCounter --------------------------------------------------------------------------------
