@@ -2,6 +2,7 @@
 revocation, rate limits. They use pytest-django's *test* database, so the test must use `transactional_db` (rows
 are committed and visible to them) and a database two processes can share (PostgreSQL)."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -38,15 +39,47 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Worker:
+class ManagedProcess:
+    """A child process whose output goes to a log file, stopped politely (then killed) at the end."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(args, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} never logged {text!r}:\n{self.log()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+class Worker(ManagedProcess):
     """One `uvicorn config.asgi:application` process on a free 127.0.0.1 port."""
 
     def __init__(self, name: str, env: dict, log_dir: Path) -> None:
-        self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"worker-{name}.log"
-        self._log = self.log_path.open("w")
         command = [
             sys.executable,
             "-m",
@@ -63,7 +96,8 @@ class Worker:
             "--log-level",
             "warning",
         ]
-        self.process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__(f"worker-{name}", command, env, log_dir)
+        self.name = name
 
     def wait_until_serving(self, timeout: float = 30.0) -> "Worker":
         deadline = time.monotonic() + timeout
@@ -77,20 +111,6 @@ class Worker:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"worker {self.name} did not start in {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 def start_workers(names, env: dict, log_dir: Path) -> list[Worker]:

@@ -9,70 +9,20 @@ PostgreSQL + Redis pass).
 """
 
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
 from django.db import connection
 
+from tests.processes import ManagedProcess, free_port, shared_database_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 ROWS = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict  # after pytest-django's setup, NAME is the test database
-    auth = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}@{host}{port}/{quote(db['NAME'], safe='')}"
-
-
-class Proc:
-    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("w")
-        self.process = subprocess.Popen(args, cwd=BASE_DIR, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} never logged {text!r}:\n{self.log()}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log.close()
 
 
 class Stack:
@@ -80,7 +30,7 @@ class Stack:
 
     def __init__(self, env: dict, log_dir: Path, count) -> None:
         self.env, self.log_dir, self.count = env, log_dir, count
-        self.procs: list[Proc] = []
+        self.procs: list[ManagedProcess] = []
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -95,9 +45,11 @@ class Stack:
         return result.stdout
 
     def web(self) -> str:
-        port = _free_port()
+        port = free_port()
         args = [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
-        self.procs.append(Proc("web", [*args, "--lifespan", "off", "--log-level", "warning"], self.env, self.log_dir))
+        self.procs.append(
+            ManagedProcess("web", [*args, "--lifespan", "off", "--log-level", "warning"], self.env, self.log_dir)
+        )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
@@ -110,10 +62,10 @@ class Stack:
                 raise RuntimeError(self.procs[-1].log())
             time.sleep(0.1)
 
-    def worker(self, name: str) -> Proc:
+    def worker(self, name: str) -> ManagedProcess:
         args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", "2"]
         args += ["-l", "INFO", "-n", f"{name}@%h", "--without-heartbeat", "--without-gossip", "--without-mingle"]
-        proc = Proc(f"worker-{name}", args, self.env, self.log_dir)
+        proc = ManagedProcess(f"worker-{name}", args, self.env, self.log_dir)
         self.procs.append(proc)
         proc.wait_for_log(" ready.")
         return proc
@@ -171,7 +123,7 @@ def postgres_stack(transactional_db, tmp_path, fake_upstream):
     if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
         pytest.skip("needs the PostgreSQL test database and REDIS_URL (the PostgreSQL + Redis pass)")
     env = _base_env(fake_upstream)
-    env.update(DATABASE_URL=_test_database_url(), CELERY_BROKER_URL=os.environ["REDIS_URL"])
+    env.update(DATABASE_URL=shared_database_url(), CELERY_BROKER_URL=os.environ["REDIS_URL"])
 
     def count(sql: str, *params):
         with connection.cursor() as cursor:
