@@ -12,7 +12,7 @@ test suite does that by default, because its per-test transaction lives on the t
 import asyncio
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -54,6 +54,11 @@ async def run_in_db_thread(fn, *args, **kwargs):
         return await sync_to_async(fn)(*args, **kwargs)
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_get_executor(), _with_reconnect, fn, args, kwargs)
+
+
+def submit_to_db_thread(fn, *args, **kwargs) -> Future:
+    """Queue `fn` on the thread without waiting for it (DB_THREAD_ENABLED must be on)."""
+    return _get_executor().submit(_with_reconnect, fn, args, kwargs)
 
 
 def close_db_thread_connections() -> None:

@@ -27,6 +27,7 @@ from llm.limits import RateState, budget_check, month_start, rate_limit_hit
 from llm.models import UsageRecord, UsageStatus
 from llm.pricing import Price, aprice_for, cost_of
 from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
+from llm.recorder import write_usage_record
 from llm.routing import Route, aresolve
 from llm.services import UsageDraft, usage_record_create
 
@@ -168,7 +169,7 @@ def _elapsed_ms(start: float) -> int:
 async def record(draft: UsageDraft, call: GatewayCall | None = None, completion: Completion | None = None) -> None:
     hook = call.on_record if call is not None else None
     if hook is None:
-        await shielded(run_in_db_thread(usage_record_create, draft=draft))
+        await shielded(write_usage_record(draft))
     else:
         await shielded(run_in_db_thread(_record_with_hook, draft, hook, completion))
 

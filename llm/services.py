@@ -1,5 +1,7 @@
 """Writes for the gateway: usage records and the running spend totals that budgets read."""
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -50,43 +52,59 @@ def _add_spend(scope: str, key: int, month, amount: Decimal) -> None:
         SpendCounter.objects.filter(scope=scope, key=key, month=month).update(spent_usd=F("spent_usd") + amount)
 
 
-def usage_record_create(*, draft: UsageDraft) -> UsageRecord:
-    """Write the record and, in the same transaction, add its cost to the token's and the user's monthly totals."""
+def _record_from(draft: UsageDraft, now) -> UsageRecord:
     usage = draft.usage or Usage()
+    return UsageRecord(
+        created_at=now,
+        request_id=draft.request_id,
+        user_id=draft.user_id,
+        token_id=draft.token_id,
+        endpoint=draft.endpoint,
+        provider=draft.provider,
+        requested_model=draft.requested_model[:100],
+        upstream_model=draft.upstream_model[:100],
+        type=draft.type,
+        source=draft.source,
+        batch_id=draft.batch_id,
+        status=draft.status,
+        http_status=draft.http_status,
+        error_code=draft.error_code[:60],
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        usage_estimated=draft.usage_estimated,
+        cost_usd=draft.cost_usd,
+        saved_usd=draft.saved_usd,
+        latency_ms=draft.latency_ms,
+        upstream_latency_ms=draft.upstream_latency_ms,
+        time_to_first_token_ms=draft.time_to_first_token_ms,
+        stream=draft.stream,
+    )
+
+
+def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
+    """Write the records in one transaction and add their costs to the tokens' and users' monthly totals: one
+    INSERT for all of them and one UPDATE per (token or user, month), summed exactly in Decimal. All or none."""
     now = timezone.now()
-    with transaction.atomic():
-        record = UsageRecord.objects.create(
-            created_at=now,
-            request_id=draft.request_id,
-            user_id=draft.user_id,
-            token_id=draft.token_id,
-            endpoint=draft.endpoint,
-            provider=draft.provider,
-            requested_model=draft.requested_model[:100],
-            upstream_model=draft.upstream_model[:100],
-            type=draft.type,
-            source=draft.source,
-            batch_id=draft.batch_id,
-            status=draft.status,
-            http_status=draft.http_status,
-            error_code=draft.error_code[:60],
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-            usage_estimated=draft.usage_estimated,
-            cost_usd=draft.cost_usd,
-            saved_usd=draft.saved_usd,
-            latency_ms=draft.latency_ms,
-            upstream_latency_ms=draft.upstream_latency_ms,
-            time_to_first_token_ms=draft.time_to_first_token_ms,
-            stream=draft.stream,
-        )
+    month = month_start(now.date())
+    records = [_record_from(draft, now) for draft in drafts]
+    spend: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+    for draft in drafts:
         if draft.cost_usd:
-            month = month_start(now.date())
             if draft.token_id:
-                _add_spend("token", draft.token_id, month, draft.cost_usd)
+                spend["token", draft.token_id] += draft.cost_usd
             if draft.user_id:
-                _add_spend("user", draft.user_id, month, draft.cost_usd)
-    return record
+                spend["user", draft.user_id] += draft.cost_usd
+    with transaction.atomic():
+        UsageRecord.objects.bulk_create(records)
+        for (scope, key), amount in sorted(spend.items()):  # one order everywhere: no deadlock between workers
+            if amount:
+                _add_spend(scope, key, month, amount)
+    return records
+
+
+def usage_record_create(*, draft: UsageDraft) -> UsageRecord:
+    """Write one record and, in the same transaction, add its cost to the token's and the user's monthly totals."""
+    return usage_records_create(drafts=[draft])[0]
