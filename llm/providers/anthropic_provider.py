@@ -4,6 +4,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from anthropic import AsyncStream
+from anthropic.types import Message as AnthropicMessage
+from anthropic.types import RawMessageStreamEvent
 from django.conf import settings
 
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
@@ -150,7 +153,7 @@ class AnthropicProvider(SDKProvider):
     async def complete(self, request: ChatRequest) -> Completion:
         params, structured = params_for(request)
         try:
-            response = await self._client().messages.create(**params)
+            response = await self._post("/v1/messages", params, cast_to=AnthropicMessage)
         except Exception as exc:
             raise from_sdk_error(exc, self.name) from exc
         texts, tool_calls = [], []
@@ -191,7 +194,9 @@ class AnthropicProvider(SDKProvider):
         tool_index: dict[int, int] = {}
         upstream = None
         try:
-            upstream = await self._client().messages.create(**params)
+            upstream = await self._post(
+                "/v1/messages", params, cast_to=AnthropicMessage, stream_cls=AsyncStream[RawMessageStreamEvent]
+            )
             async for event in upstream:
                 kind = event.type
                 if kind == "message_start":

@@ -3,6 +3,9 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openai import AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
 from llm.providers.clients import SDKProvider
 from llm.providers.errors import from_sdk_error
@@ -47,7 +50,7 @@ class OpenAIProvider(SDKProvider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            response = await self._client().chat.completions.create(**_params(request))
+            response = await self._post("/chat/completions", _params(request), cast_to=ChatCompletion)
         except Exception as exc:
             raise from_sdk_error(exc, self.name) from exc
         if not getattr(response, "choices", None):
@@ -70,7 +73,9 @@ class OpenAIProvider(SDKProvider):
         params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
         upstream = None
         try:
-            upstream = await self._client().chat.completions.create(**params)
+            upstream = await self._post(
+                "/chat/completions", params, cast_to=ChatCompletion, stream_cls=AsyncStream[ChatCompletionChunk]
+            )
             async for event in upstream:
                 usage = usage_from_openai(getattr(event, "usage", None))
                 if not event.choices:
