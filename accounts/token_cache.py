@@ -6,6 +6,7 @@ cross-process invalidation to get wrong. At steady load this is one indexed quer
 worker. A revocation made in this process is forgotten at once.
 """
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from accounts.models import APIToken, UserPreferences
+from common.db_thread import run_in_db_thread
 
 _MAX_ENTRIES = 10_000
 
@@ -27,6 +29,7 @@ _entries: dict[str, tuple[float, CachedToken | None]] = {}
 # token id -> monotonic time this process last stamped `last_used_at`
 last_marked: dict[int, float] = {}
 _lock = threading.Lock()
+_loading: dict[tuple[int, str], asyncio.Task] = {}
 
 
 def _ttl() -> float:
@@ -38,9 +41,11 @@ def _load(prefix: str) -> CachedToken | None:
     return _wrap(token)
 
 
-async def _aload(prefix: str) -> CachedToken | None:
-    token = await APIToken.objects.select_related("user", "user__preferences").filter(prefix=prefix).afirst()
-    return _wrap(token)
+async def _arefresh(prefix: str) -> CachedToken | None:
+    # On the process's database thread: its connection is kept open, where a request thread opens one per request.
+    value = await run_in_db_thread(_load, prefix)
+    _store(prefix, value)
+    return value
 
 
 def _wrap(token: APIToken | None) -> CachedToken | None:
@@ -77,12 +82,19 @@ def get(prefix: str) -> CachedToken | None:
 
 
 async def aget(prefix: str) -> CachedToken | None:
+    """One lookup per token at a time: when the entry goes stale under load, the requests that arrive while it is
+    being read again all wait for that one read (measured: ~100 identical queries at once at concurrency 200,
+    queued on one thread, before this)."""
     hit, value = _fresh(prefix)
     if hit:
         return value
-    value = await _aload(prefix)
-    _store(prefix, value)
-    return value
+    loop = asyncio.get_running_loop()
+    key = (id(loop), prefix)  # a future belongs to one loop (under WSGI each request has its own)
+    task = _loading.get(key)
+    if task is None:
+        task = _loading[key] = loop.create_task(_arefresh(prefix))
+        task.add_done_callback(lambda _: _loading.pop(key, None))
+    return await asyncio.shield(task)  # one caller hanging up does not cancel the read for the others
 
 
 def forget(prefix: str) -> None:

@@ -146,3 +146,32 @@ def test_me_patch_validates_timezone_and_saves(auth_client, user):
     assert ok.json()["preferences"]["timezone"] == "Europe/Berlin"
     user.preferences.refresh_from_db()
     assert (user.preferences.timezone, user.preferences.language) == ("Europe/Berlin", "German")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_concurrent_lookups_of_a_stale_token_share_one_query(token, monkeypatch):
+    """When a token's cached entry goes stale under load, the requests that arrive together read it once."""
+    import asyncio
+
+    from accounts import token_cache
+
+    row, plaintext = token
+    token_cache.clear()
+    loads: list[str] = []
+    original = token_cache._load
+
+    def counted(prefix):
+        loads.append(prefix)
+        return original(prefix)
+
+    monkeypatch.setattr(token_cache, "_load", counted)
+    results = await asyncio.gather(*(token_cache.aget(row.prefix) for _ in range(50)))
+    assert loads == [row.prefix]
+    assert {result.token.pk for result in results} == {row.pk}
+    # A stale entry is read again, once.
+    token_cache.clear()
+    await asyncio.gather(*(token_cache.aget(row.prefix) for _ in range(10)))
+    assert loads == [row.prefix, row.prefix]
+    # An unknown prefix is remembered as unknown, after one read.
+    assert await asyncio.gather(*(token_cache.aget("00000000") for _ in range(5))) == [None] * 5
+    assert loads[2:] == ["00000000"]
