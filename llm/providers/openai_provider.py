@@ -11,16 +11,23 @@ from llm.providers.clients import SDKProvider
 from llm.providers.errors import from_sdk_error
 
 
+def _field(obj, name: str):
+    """A field of an SDK model (streamed chunks) or of the plain JSON (whole completions): both shapes arrive here."""
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
 def usage_from_openai(usage) -> Usage | None:
     if usage is None:
         return None
-    prompt_details = getattr(usage, "prompt_tokens_details", None)
-    completion_details = getattr(usage, "completion_tokens_details", None)
+    prompt_details = _field(usage, "prompt_tokens_details")
+    completion_details = _field(usage, "completion_tokens_details")
     return Usage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
-        cached_input_tokens=(getattr(prompt_details, "cached_tokens", None) or 0) if prompt_details else 0,
-        reasoning_tokens=(getattr(completion_details, "reasoning_tokens", None) or 0) if completion_details else 0,
+        input_tokens=_field(usage, "prompt_tokens") or 0,
+        output_tokens=_field(usage, "completion_tokens") or 0,
+        cached_input_tokens=_field(prompt_details, "cached_tokens") or 0,
+        reasoning_tokens=_field(completion_details, "reasoning_tokens") or 0,
     )
 
 
@@ -50,20 +57,23 @@ class OpenAIProvider(SDKProvider):
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            response = await self._post("/chat/completions", _params(request), cast_to=ChatCompletion)
+            # cast_to=object: the SDK checks the status and maps errors as usual, then hands over the decoded JSON
+            # instead of building its typed model (measured: ~6 % of a request's CPU here).
+            response = await self._post("/chat/completions", _params(request), cast_to=object)
         except Exception as exc:
             raise from_sdk_error(exc, self.name) from exc
-        if not getattr(response, "choices", None):
+        choices = response.get("choices") if isinstance(response, dict) else None
+        if not choices or not isinstance(choices[0], dict):
             raise ProviderError(f"{self.name} sent a response without choices.", code="upstream_bad_response")
-        choice = response.choices[0]
-        tool_calls = [call.model_dump() for call in choice.message.tool_calls] if choice.message.tool_calls else None
+        choice = choices[0]
+        message = choice.get("message") or {}
         return Completion(
-            text=choice.message.content or "",
-            model=response.model or request.model,
-            finish_reason=choice.finish_reason,
-            response_id=response.id,
-            usage=usage_from_openai(response.usage),
-            tool_calls=tool_calls,
+            text=message.get("content") or "",
+            model=response.get("model") or request.model,
+            finish_reason=choice.get("finish_reason"),
+            response_id=response.get("id"),
+            usage=usage_from_openai(response.get("usage")),
+            tool_calls=message.get("tool_calls") or None,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
