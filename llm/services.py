@@ -5,8 +5,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from llm.limits import month_start
@@ -41,15 +40,31 @@ class UsageDraft:
     stream: bool = False
 
 
+def _increment_spend(scope: str, key: int, month, amount: Decimal) -> int:
+    """UPDATE ... SET spent_usd = spent_usd + amount; the rows changed (0 or 1). The statement the ORM builds for
+    `.update(spent_usd=F("spent_usd") + amount)` on both backends, written out: building it through the ORM cost
+    ~0.8 ms of CPU per call here, twice per batch of records."""
+    connection = connections[router.db_for_write(SpendCounter)]
+    ops, meta = connection.ops, SpendCounter._meta
+    table, spent, scope_, key_, month_ = (
+        ops.quote_name(name) for name in (meta.db_table, "spent_usd", "scope", "key", "month")
+    )
+    # Only identifiers from the model's own metadata go into the text; every value is a parameter.
+    sql = f"UPDATE {table} SET {spent} = CAST({spent} + CAST(%s AS NUMERIC) AS NUMERIC) "  # noqa: S608
+    sql += f"WHERE {scope_} = %s AND {key_} = %s AND {month_} = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ops.adapt_decimalfield_value(amount), scope, key, ops.adapt_datefield_value(month)])
+        return cursor.rowcount
+
+
 def _add_spend(scope: str, key: int, month, amount: Decimal) -> None:
-    updated = SpendCounter.objects.filter(scope=scope, key=key, month=month).update(spent_usd=F("spent_usd") + amount)
-    if updated:
+    if _increment_spend(scope, key, month, amount):
         return
     try:
         with transaction.atomic():
             SpendCounter.objects.create(scope=scope, key=key, month=month, spent_usd=amount)
     except IntegrityError:  # another worker created it first
-        SpendCounter.objects.filter(scope=scope, key=key, month=month).update(spent_usd=F("spent_usd") + amount)
+        _increment_spend(scope, key, month, amount)
 
 
 def _record_from(draft: UsageDraft, now) -> UsageRecord:

@@ -1,0 +1,93 @@
+"""The usage recorder's group commit: records written together by the process's DB thread, all or none per
+batch, with a failing record written apart so the rest of its batch still lands."""
+
+import asyncio
+from decimal import Decimal
+
+import pytest
+
+from llm.models import SpendCounter, UsageRecord
+from llm.providers.base import Usage
+from llm.recorder import write_usage_record
+from llm.services import UsageDraft
+from tests.live import close_server_thread_connections
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _draft(token, n: int, cost: str = "0.000123", **overrides) -> UsageDraft:
+    fields = {
+        "request_id": f"req-{n}",
+        "endpoint": "chat",
+        "user_id": token.user_id,
+        "token_id": token.pk,
+        "provider": "openai",
+        "requested_model": "gpt-4o-mini",
+        "upstream_model": "gpt-4o-mini",
+        "usage": Usage(input_tokens=10 + n, output_tokens=5),
+        "cost_usd": Decimal(cost),
+        **overrides,
+    }
+    return UsageDraft(**fields)
+
+
+@pytest.fixture
+def db_thread(settings):
+    settings.DB_THREAD_ENABLED = True  # as in production
+    yield
+    close_server_thread_connections()
+
+
+async def test_concurrent_records_are_all_written_and_totals_are_exact(token, db_thread):
+    row, _ = token
+    await asyncio.gather(*(write_usage_record(_draft(row, n)) for n in range(120)))
+
+    assert await UsageRecord.objects.acount() == 120
+    assert {r async for r in UsageRecord.objects.values_list("request_id", flat=True)} == {
+        f"req-{n}" for n in range(120)
+    }
+    stored = await UsageRecord.objects.aget(request_id="req-7")
+    assert (stored.input_tokens, stored.output_tokens, stored.cost_usd) == (17, 5, Decimal("0.000123"))
+    for scope, key in (("token", row.pk), ("user", row.user_id)):
+        counter = await SpendCounter.objects.aget(scope=scope, key=key)
+        assert counter.spent_usd == Decimal("0.000123") * 120  # 0.014760: summed in Decimal, not floats
+
+
+async def test_a_record_the_database_refuses_does_not_take_its_batch_down(token, db_thread, monkeypatch):
+    from llm import recorder
+
+    row, _ = token
+    batches: list[list[str]] = []
+    original = recorder.usage_records_create
+
+    def noted(*, drafts):
+        batches.append([d.request_id for d in drafts])
+        return original(drafts=drafts)
+
+    monkeypatch.setattr(recorder, "usage_records_create", noted)
+    drafts = [_draft(row, n) for n in range(30)]
+    drafts[11] = _draft(row, 11, token_id=row.pk + 10_000)  # no such token: the foreign key fails at commit
+    results = await asyncio.gather(*(write_usage_record(d) for d in drafts), return_exceptions=True)
+
+    failures = [n for n, result in enumerate(results) if isinstance(result, Exception)]
+    assert failures == [11]
+    # It was refused inside a batch of several, which was then written again record by record.
+    assert any("req-11" in batch and len(batch) > 1 for batch in batches), batches
+    assert ["req-11"] in batches
+    assert await UsageRecord.objects.acount() == 29
+    assert not await UsageRecord.objects.filter(request_id="req-11").aexists()
+    counter = await SpendCounter.objects.aget(scope="token", key=row.pk)
+    assert counter.spent_usd == Decimal("0.000123") * 29
+
+
+async def test_a_cancelled_request_still_gets_its_record(token, db_thread):
+    row, _ = token
+    waiting = asyncio.ensure_future(write_usage_record(_draft(row, 1)))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    await asyncio.gather(write_usage_record(_draft(row, 2)), return_exceptions=True)
+    for _ in range(100):  # the cancelled one was queued first, so it is written no later than the second
+        if await UsageRecord.objects.acount() == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert {r async for r in UsageRecord.objects.values_list("request_id", flat=True)} == {"req-1", "req-2"}
