@@ -67,35 +67,24 @@ def _add_spend(scope: str, key: int, month, amount: Decimal) -> None:
         _increment_spend(scope, key, month, amount)
 
 
+# Draft fields stored as they are, and the token counts of its Usage.
+_COPIED = (
+    "request_id", "user_id", "token_id", "endpoint", "provider", "type", "source", "batch_id", "status",
+    "http_status", "usage_estimated", "cost_usd", "saved_usd", "latency_ms", "upstream_latency_ms",
+    "time_to_first_token_ms", "stream",
+)  # fmt: skip
+_TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
 def _record_from(draft: UsageDraft, now) -> UsageRecord:
     usage = draft.usage or Usage()
     return UsageRecord(
         created_at=now,
-        request_id=draft.request_id,
-        user_id=draft.user_id,
-        token_id=draft.token_id,
-        endpoint=draft.endpoint,
-        provider=draft.provider,
         requested_model=draft.requested_model[:100],
         upstream_model=draft.upstream_model[:100],
-        type=draft.type,
-        source=draft.source,
-        batch_id=draft.batch_id,
-        status=draft.status,
-        http_status=draft.http_status,
         error_code=draft.error_code[:60],
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        usage_estimated=draft.usage_estimated,
-        cost_usd=draft.cost_usd,
-        saved_usd=draft.saved_usd,
-        latency_ms=draft.latency_ms,
-        upstream_latency_ms=draft.upstream_latency_ms,
-        time_to_first_token_ms=draft.time_to_first_token_ms,
-        stream=draft.stream,
+        **{name: getattr(draft, name) for name in _COPIED},
+        **{name: getattr(usage, name) for name in _TOKENS},
     )
 
 
