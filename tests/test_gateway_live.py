@@ -180,3 +180,30 @@ def test_webhook_stream_and_cached_replay(live_djllm, token, prices, fake_upstre
     records = wait_for_records(2)
     assert [(r.status, r.stream) for r in records] == [("ok", True), ("cached", True)]
     assert records[1].saved_usd == Decimal("0.000021")
+
+
+def test_sdk_tool_calls_pass_through_plain_and_streamed(sdk, fake_upstream):
+    """OpenAI tool calls reach the client intact, whole and as streamed argument deltas."""
+    event = {"title": "Team lunch", "start": "2026-12-01T13:00:00"}
+    fake_upstream.configure(structured=event)
+    tools = [{"type": "function", "function": {"name": "create_event", "parameters": {"type": "object"}}}]
+    choice = {"type": "function", "function": {"name": "create_event"}}
+    messages = [{"role": "user", "content": "team lunch next Tuesday at 1"}]
+
+    plain = sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools, tool_choice=choice)
+    streamed = list(
+        sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, tools=tools, tool_choice=choice, stream=True
+        )
+    )
+
+    [call] = plain.choices[0].message.tool_calls
+    assert (call.type, call.function.name, json.loads(call.function.arguments)) == ("function", "create_event", event)
+    assert call.id.startswith("call_")
+    assert plain.choices[0].finish_reason == "tool_calls"
+    deltas = [tc for c in streamed if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "create_event" and deltas[0].index == 0
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == event
+    assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "tool_calls"
+    assert fake_upstream.last_request.body["tool_choice"] == choice
+    assert [r.status for r in wait_for_records(2)] == ["ok", "ok"]

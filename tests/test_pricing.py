@@ -3,7 +3,6 @@
 import importlib
 from datetime import date, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -42,14 +41,14 @@ def no_prices():
 
 
 def openai_usage(prompt, completion, cached, reasoning=0):
-    """What the OpenAI SDK hands us: `prompt_tokens` include the cached ones."""
+    """OpenAI's `usage` object as it arrives: `prompt_tokens` include the cached ones."""
     return usage_from_openai(
-        SimpleNamespace(
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            prompt_tokens_details=SimpleNamespace(cached_tokens=cached),
-            completion_tokens_details=SimpleNamespace(reasoning_tokens=reasoning),
-        )
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "prompt_tokens_details": {"cached_tokens": cached},
+            "completion_tokens_details": {"reasoning_tokens": reasoning},
+        }
     )
 
 
