@@ -6,7 +6,6 @@ cross-process invalidation to get wrong. At steady load this is one indexed quer
 worker. A revocation made in this process is forgotten at once.
 """
 
-import asyncio
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from accounts.models import APIToken, UserPreferences
+from common.aio import single_flight
 from common.db_thread import run_in_db_thread
 
 _MAX_ENTRIES = 10_000
@@ -29,7 +29,6 @@ _entries: dict[str, tuple[float, CachedToken | None]] = {}
 # token id -> monotonic time this process last stamped `last_used_at`
 last_marked: dict[int, float] = {}
 _lock = threading.Lock()
-_loading: dict[tuple[int, str], asyncio.Task] = {}
 
 
 def _ttl() -> float:
@@ -82,19 +81,11 @@ def get(prefix: str) -> CachedToken | None:
 
 
 async def aget(prefix: str) -> CachedToken | None:
-    """One lookup per token at a time: when the entry goes stale under load, the requests that arrive while it is
-    being read again all wait for that one read (measured: ~100 identical queries at once at concurrency 200,
-    queued on one thread, before this)."""
+    """A stale or missing entry is read by one request at a time; the others arriving meanwhile share that read."""
     hit, value = _fresh(prefix)
     if hit:
         return value
-    loop = asyncio.get_running_loop()
-    key = (id(loop), prefix)  # a future belongs to one loop (under WSGI each request has its own)
-    task = _loading.get(key)
-    if task is None:
-        task = _loading[key] = loop.create_task(_arefresh(prefix))
-        task.add_done_callback(lambda _: _loading.pop(key, None))
-    return await asyncio.shield(task)  # one caller hanging up does not cancel the read for the others
+    return await single_flight(("token", prefix), lambda: _arefresh(prefix))
 
 
 def forget(prefix: str) -> None:

@@ -1,10 +1,12 @@
 """Small asyncio helpers for the hot path."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+
+T = TypeVar("T")
 
 _background: set[asyncio.Task] = set()
 
@@ -21,4 +23,21 @@ async def shielded(awaitable: Awaitable) -> Any:
     task = asyncio.ensure_future(awaitable)
     _background.add(task)
     task.add_done_callback(_background.discard)
+    return await asyncio.shield(task)
+
+
+_flights: dict[tuple[int, Hashable], asyncio.Task] = {}
+
+
+async def single_flight(key: Hashable, factory: Callable[[], Awaitable[T]]) -> T:
+    """Callers that ask for the same `key` while a first one is still working share its result: `factory()` runs
+    once for all of them. For per-process caches that go stale under load: without this, every request arriving
+    while the entry is re-read reads it again (measured: ~100 identical queries at once at concurrency 200, queued
+    on one thread). A caller that is cancelled does not cancel the work for the others."""
+    loop = asyncio.get_running_loop()
+    flight = (id(loop), key)  # a task belongs to one loop (under WSGI each request has its own)
+    task = _flights.get(flight)
+    if task is None:
+        task = _flights[flight] = loop.create_task(factory())
+        task.add_done_callback(lambda _: _flights.pop(flight, None))
     return await asyncio.shield(task)

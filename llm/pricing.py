@@ -5,13 +5,12 @@ writes at the cache-write rate, and the rest at the input rate. (OpenAI's `promp
 cached tokens; Anthropic's `input_tokens` exclude cache reads and writes — the providers normalise that.)
 """
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from common.process_copy import ProcessCopy
 from llm.models import ModelPrice
 from llm.providers.base import Usage
 
@@ -41,10 +40,6 @@ def saved_by_cache(usage: Usage, price: Price) -> Decimal:
     return cost_of(usage, price)
 
 
-_prices: dict[tuple[str, str], list[ModelPrice]] = {}
-_loaded_at = -1e9
-
-
 def _load() -> dict[tuple[str, str], list[ModelPrice]]:
     table: dict[tuple[str, str], list[ModelPrice]] = {}
     for row in ModelPrice.objects.filter(effective_from__lte=timezone.localdate()).order_by("-effective_from"):
@@ -72,13 +67,12 @@ def _match(table, provider: str, model: str) -> Price | None:
     return _to_price(rows[0])
 
 
+_prices = ProcessCopy(_load, seconds=_PRICE_CACHE_SECONDS, empty={})
+
+
 async def aprice_for(provider: str, model: str) -> Price | None:
     """The current price, from a per-process table re-read every few seconds. None: the model is not priced."""
-    global _prices, _loaded_at
-    if time.monotonic() - _loaded_at > _PRICE_CACHE_SECONDS:
-        _prices = await sync_to_async(_load)()
-        _loaded_at = time.monotonic()
-    return _match(_prices, provider, model)
+    return _match(await _prices.aget(), provider, model)
 
 
 def price_for(provider: str, model: str) -> Price | None:
@@ -86,5 +80,4 @@ def price_for(provider: str, model: str) -> Price | None:
 
 
 def prices_changed() -> None:
-    global _loaded_at
-    _loaded_at = -1e9
+    _prices.changed()

@@ -6,13 +6,12 @@ With no model at all: the user's preferences, then `LLM_PROVIDER` / `OPENAI_MODE
 """
 
 import re
-import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from common.errors import AppError, InvalidRequest, ServiceUnavailable
+from common.process_copy import ProcessCopy
 from llm.models import ModelRoute
 
 EXPLICIT_PREFIXES = ("openai", "anthropic", "local")
@@ -40,26 +39,20 @@ class Route:
     fallback: "Route | None" = None
 
 
-_table: dict[str, ModelRoute] = {}
-_loaded_at = -1e9
-
-
 def _load_table() -> dict[str, ModelRoute]:
     return {r.alias: r for r in ModelRoute.objects.filter(is_active=True).select_related("fallback")}
 
 
 async def aroutes() -> dict[str, ModelRoute]:
     """The alias table, re-read at most every few seconds per process (and at once after an admin save here)."""
-    global _table, _loaded_at
-    if time.monotonic() - _loaded_at > _ROUTE_CACHE_SECONDS:
-        _table = await sync_to_async(_load_table)()
-        _loaded_at = time.monotonic()
-    return _table
+    return await _table.aget()
+
+
+_table = ProcessCopy(_load_table, seconds=_ROUTE_CACHE_SECONDS, empty={})
 
 
 def routes_changed() -> None:
-    global _loaded_at
-    _loaded_at = -1e9
+    _table.changed()
 
 
 def _provider_defaults(provider: str) -> tuple[str | None, str, str]:
