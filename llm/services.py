@@ -88,6 +88,29 @@ def _record_from(draft: UsageDraft, now) -> UsageRecord:
     )
 
 
+def _insert(records: list[UsageRecord]) -> None:
+    """One multi-row INSERT ... RETURNING id, as `bulk_create` sends it, but with the statement written out rather
+    than built by the ORM's compiler for every batch (that compiler was ~5 % of a request's CPU at concurrency 32
+    here). Values go through each field's own `get_db_prep_save`, as in `bulk_create`."""
+    connection = connections[router.db_for_write(UsageRecord)]
+    ops, meta = connection.ops, UsageRecord._meta
+    fields = [field for field in meta.concrete_fields if field is not meta.pk]
+    columns = ", ".join(ops.quote_name(field.column) for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # Only identifiers from the model's own metadata go into the text; every value is a parameter.
+    sql = f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) VALUES "  # noqa: S608
+    sql += ", ".join([row] * len(records)) + f" RETURNING {ops.quote_name(meta.pk.column)}"
+    params = [
+        field.get_db_prep_save(getattr(record, field.attname), connection) for record in records for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [returned[0] for returned in cursor.fetchall()]
+    for record, pk in zip(records, ids, strict=True):
+        record.pk = pk
+        record._state.adding, record._state.db = False, connection.alias
+
+
 def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
     """Write the records in one transaction and add their costs to the tokens' and users' monthly totals: one
     INSERT for all of them and one UPDATE per (token or user, month), summed exactly in Decimal. All or none."""
@@ -102,7 +125,7 @@ def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
             if draft.user_id:
                 spend["user", draft.user_id] += draft.cost_usd
     with transaction.atomic():
-        UsageRecord.objects.bulk_create(records)
+        _insert(records)
         for (scope, key), amount in sorted(spend.items()):  # one order everywhere: no deadlock between workers
             if amount:
                 _add_spend(scope, key, month, amount)
