@@ -64,3 +64,15 @@ def auth_client(token):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token[1]}")
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_thread_connections_at_end(django_db_setup, django_db_blocker):
+    """Async tests run their sync database calls on asgiref's shared thread (and some on the hot path's database
+    thread); connections opened there outlive the test. Close them before the test database is dropped, which
+    PostgreSQL refuses while a session is still connected."""
+    yield
+    from tests.live import close_server_thread_connections
+
+    with django_db_blocker.unblock():
+        close_server_thread_connections()
