@@ -6,9 +6,14 @@ id and CORS — so requests under `API_FAST_PATHS` go to a second handler built 
 everything else (admin, account page, docs, calendar OAuth) to the normal one. Same URLconf, same views.
 """
 
+import asyncio
+
 from django.conf import settings
+from django.core import signals
 from django.core.asgi import get_asgi_application
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.urls import set_script_prefix
 
 
 class APIHandler(ASGIHandler):
@@ -20,6 +25,62 @@ class APIHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        """Django's `ASGIHandler.handle`, except that the request signals run in place rather than in a thread.
+
+        Django sends `request_started` and calls `response.close()` (which sends `request_finished`) through
+        `sync_to_async`: two thread hops on every request. Their receivers here do no I/O on the loop's thread:
+        `close_old_connections` finds no connection on it (the ORM refuses to run on an event loop; the hot path's
+        queries run on the DB thread), and `reset_queries`, `reset_urlconf` and `close_caches` (a no-op for the
+        local-memory and Redis caches) only touch this thread's state. So they run on the loop."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            error_response.close()
+            return
+
+        async def process_request():
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client went away while the response was being sent
+            return response
+
+        # As in Django: notice a client that hangs up while the view runs, and cancel the view then.
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        processing = asyncio.create_task(process_request())
+        await asyncio.wait([disconnect, processing], return_when=asyncio.FIRST_COMPLETED)
+        for task in (disconnect, processing):
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        try:
+            response = processing.result()
+        except asyncio.CancelledError:
+            signals.request_finished.send(sender=self.__class__)
+        else:
+            response.close()
+        body_file.close()
 
     def load_middleware(self, is_async=False):
         # BaseHandler reads settings.MIDDLEWARE; swap in the lean list only while this handler is built (at start-up,
