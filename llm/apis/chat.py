@@ -6,7 +6,7 @@ import uuid
 from contextlib import aclosing
 from typing import Any, Literal
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,7 @@ from common.errors import AppError, InvalidRequest
 from common.request_id import current_request_id
 from common.responses import openai_error_body, openai_error_response
 from llm import pipeline
+from llm.apis import streaming
 from llm.apis.common import (
     authenticate,
     check_method,
@@ -145,13 +146,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             no_cache_header=no_cache_requested(request),
         )
         if body.stream:
-            session = await pipeline.open_stream(call)
+            session = await streaming.open_stream(request, call)
             include_usage = bool((body.stream_options or {}).get("include_usage"))
-            response = StreamingHttpResponse(
-                _sse_chunks(session, body.model, include_usage), content_type="text/event-stream"
-            )
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
+            response = streaming.event_stream_response(request, _sse_chunks(session, body.model, include_usage))
             return _headers(response, session.rate, cached=session.cached)
         result = await pipeline.complete(call)
     except AppError as error:

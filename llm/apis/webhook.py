@@ -5,7 +5,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Literal
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,7 @@ from common.errors import AppError, InvalidRequest
 from common.request_id import current_request_id
 from common.responses import api_error_body, api_error_response
 from llm import pipeline
+from llm.apis import streaming
 from llm.apis.common import (
     authenticate,
     check_method,
@@ -138,10 +139,8 @@ async def webhook(request: HttpRequest) -> HttpResponse:
             cached_token, body, request_id=request_id, endpoint="webhook", no_cache=no_cache_requested(request)
         )
         if body.stream:
-            session = await pipeline.open_stream(call)
-            response = StreamingHttpResponse(_events(session, request_id), content_type="text/event-stream")
-            response["Cache-Control"] = "no-cache"
-            response["X-Accel-Buffering"] = "no"
+            session = await streaming.open_stream(request, call)
+            response = streaming.event_stream_response(request, _events(session, request_id))
             for name, value in session.rate.headers().items() if session.rate else ():
                 response[name] = value
             return response
