@@ -42,9 +42,10 @@ async def test_a_client_that_hangs_up_cancels_the_view(monkeypatch):
     from common import asgi
     from config.asgi import application
 
-    cancelled = asyncio.Event()
+    started, cancelled = asyncio.Event(), asyncio.Event()
 
     async def slow_view(self, request):
+        started.set()
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
@@ -81,8 +82,8 @@ async def test_a_client_that_hangs_up_cancels_the_view(monkeypatch):
         "server": ("testserver", 80),
     }
     handling = asyncio.ensure_future(application(scope, receive, send))
-    await asyncio.sleep(0.05)
-    hang_up.set()
+    await asyncio.wait_for(started.wait(), timeout=10)  # the view is running...
+    hang_up.set()  # ...when the client goes away
     await asyncio.wait_for(handling, timeout=10)
     assert cancelled.is_set()
     assert sent == []  # nothing was answered to a client that is gone

@@ -2,10 +2,12 @@
 batch, with a failing record written apart so the rest of its batch still lands."""
 
 import asyncio
+import threading
 from decimal import Decimal
 
 import pytest
 
+from common.db_thread import submit_to_db_thread
 from llm.models import SpendCounter, UsageRecord
 from llm.providers.base import Usage
 from llm.recorder import write_usage_record
@@ -67,13 +69,19 @@ async def test_a_record_the_database_refuses_does_not_take_its_batch_down(token,
     monkeypatch.setattr(recorder, "usage_records_create", noted)
     drafts = [_draft(row, n) for n in range(30)]
     drafts[11] = _draft(row, 11, token_id=row.pk + 10_000)  # no such token: the foreign key fails at commit
-    results = await asyncio.gather(*(write_usage_record(d) for d in drafts), return_exceptions=True)
+    # Keep the DB thread busy until all 30 are queued, so they form one batch whatever the machine's timing.
+    release = threading.Event()
+    submit_to_db_thread(release.wait, 10)
+    writes = asyncio.gather(*(write_usage_record(d) for d in drafts), return_exceptions=True)
+    await asyncio.sleep(0.01)
+    release.set()
+    results = await writes
 
     failures = [n for n, result in enumerate(results) if isinstance(result, Exception)]
     assert failures == [11]
-    # It was refused inside a batch of several, which was then written again record by record.
-    assert any("req-11" in batch and len(batch) > 1 for batch in batches), batches
-    assert ["req-11"] in batches
+    # It was refused inside the one batch of all 30, which was then written again record by record.
+    assert batches[0] == [f"req-{n}" for n in range(30)]
+    assert batches[1:] == [[f"req-{n}"] for n in range(30)]
     assert await UsageRecord.objects.acount() == 29
     assert not await UsageRecord.objects.filter(request_id="req-11").aexists()
     counter = await SpendCounter.objects.aget(scope="token", key=row.pk)
