@@ -30,6 +30,19 @@ from llm.selectors import PRICE_MISSING, usage_totals
 # --- UsageRecord ---------------------------------------------------------------------------------
 
 
+class ReadOnlyAdmin:
+    """Rows the gateway writes (usage records, running totals): shown and exported, never added, edited or deleted."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ProviderFilter(admin.SimpleListFilter):
     """The fixed provider list: no DISTINCT over the usage table to build it."""
 
@@ -240,7 +253,7 @@ def _date_links(cl) -> dict | None:
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only: usage records are written by the gateway and never edited or deleted here."""
 
     date_hierarchy = "created_at"
@@ -303,15 +316,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
         ("Timing", {"fields": ["latency_ms", "upstream_latency_ms", "time_to_first_token_ms", "stream"]}),
     ]
     readonly_fields = ["cost"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="token", ordering="token__prefix")
     def token_prefix(self, obj):
@@ -493,7 +497,7 @@ class PromptTemplateAdmin(RefreshesProcessCaches, admin.ModelAdmin):
 
 
 @admin.register(SpendCounter)
-class SpendCounterAdmin(admin.ModelAdmin):
+class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """The running monthly totals budgets read. Written only by the gateway, with each usage record."""
 
     list_display = ["scope", "owner", "month", "spent_usd"]
@@ -516,12 +520,3 @@ class SpendCounterAdmin(admin.ModelAdmin):
         if obj.scope == "token":
             return f"djl_{obj.token_prefix}" if obj.token_prefix else f"token #{obj.key} (deleted)"
         return obj.username or f"user #{obj.key} (deleted)"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
