@@ -10,6 +10,7 @@ test suite does that by default, because its per-test transaction lives on the t
 """
 
 import asyncio
+import functools
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +34,8 @@ def _get_executor() -> ThreadPoolExecutor:
     return _executor
 
 
-def _with_reconnect(fn, args, kwargs):
+def with_reconnect(fn, *args, **kwargs):
+    """Call `fn` on this thread's kept connection; if the database dropped it, reconnect once and call again."""
     try:
         return fn(*args, **kwargs)
     except (OperationalError, InterfaceError):
@@ -53,12 +55,13 @@ async def run_in_db_thread(fn, *args, **kwargs):
     if not settings.DB_THREAD_ENABLED:
         return await sync_to_async(fn)(*args, **kwargs)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_get_executor(), _with_reconnect, fn, args, kwargs)
+    return await loop.run_in_executor(_get_executor(), functools.partial(with_reconnect, fn, *args, **kwargs))
 
 
 def submit_to_db_thread(fn, *args, **kwargs) -> Future:
-    """Queue `fn` on the thread without waiting for it (DB_THREAD_ENABLED must be on)."""
-    return _get_executor().submit(_with_reconnect, fn, args, kwargs)
+    """Queue `fn` on the thread without waiting for it (DB_THREAD_ENABLED must be on). It runs as it is: `fn`
+    wraps its own queries in `with_reconnect` where a retry is safe."""
+    return _get_executor().submit(fn, *args, **kwargs)
 
 
 def close_db_thread_connections() -> None:

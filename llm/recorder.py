@@ -7,7 +7,8 @@ One transaction per record cost a write lock, a commit and two counter UPDATEs e
 busy process writes N records with one lock, one bulk INSERT, one commit and one UPDATE per token and per user.
 An idle process writes a single record at once, as before, so nothing waits for a batch to fill.
 
-Writes run on the process's database thread (common/db_thread.py). A batch that fails (a record the database
+Writes run on the process's database thread (common/db_thread.py), on its kept connection, reconnecting once if the
+database dropped it (a restart, an idle timeout): the batch's transaction rolled back, so writing it again is safe. A batch that fails (a record the database
 refuses) is written again record by record, so one bad record never takes the others down with it. A request
 cancelled while it waits (a client hanging up) still has its record written: it is already in the queue.
 """
@@ -19,7 +20,7 @@ import threading
 
 from django.conf import settings
 
-from common.db_thread import run_in_db_thread, submit_to_db_thread
+from common.db_thread import run_in_db_thread, submit_to_db_thread, with_reconnect
 from llm.services import UsageDraft, usage_records_create
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class UsageRecorder:
 
     def _write(self, batch) -> None:
         try:
-            usage_records_create(drafts=[draft for draft, _, _ in batch])
+            with_reconnect(usage_records_create, drafts=[draft for draft, _, _ in batch])
         except Exception:
             if len(batch) == 1:
                 raise
@@ -84,7 +85,7 @@ class UsageRecorder:
     def _write_one(self, item) -> None:
         draft, loop, future = item
         try:
-            usage_records_create(drafts=[draft])
+            with_reconnect(usage_records_create, drafts=[draft])
         except Exception as error:
             logger.exception("Usage record %s not written", draft.request_id)
             self._notify(loop, future, error)

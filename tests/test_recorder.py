@@ -99,3 +99,35 @@ async def test_a_cancelled_request_still_gets_its_record(token, db_thread):
             break
         await asyncio.sleep(0.05)
     assert {r async for r in UsageRecord.objects.values_list("request_id", flat=True)} == {"req-1", "req-2"}
+
+
+async def test_records_are_written_after_the_database_dropped_the_kept_connection(token, db_thread):
+    """A PostgreSQL restart or idle timeout kills the DB thread's kept connection: the next batch reconnects."""
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    from common.db_thread import run_in_db_thread
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a SQLite file has no server to drop the connection (runs in the PostgreSQL pass of CI)")
+    row, _ = token
+    await write_usage_record(_draft(row, 1))
+
+    def backend_pid() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    def terminate(pid: int) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return cursor.fetchone()[0]
+
+    kept = await run_in_db_thread(backend_pid)
+    assert await sync_to_async(terminate)(kept) is True
+    await asyncio.gather(*(write_usage_record(_draft(row, n)) for n in range(2, 6)))
+
+    assert {r async for r in UsageRecord.objects.values_list("request_id", flat=True)} == {
+        f"req-{n}" for n in range(1, 6)
+    }
+    assert await run_in_db_thread(backend_pid) != kept  # a new connection
