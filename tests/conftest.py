@@ -1,7 +1,3 @@
-# NOTE FOR EVERYONE WORKING IN THIS TREE AT THE SAME TIME (several people edit /work/main concurrently):
-# - Read /tmp/helper_common.md: the shared ground rules (venv, test commands, commit only your own paths with
-#   `git commit -m ... -- <paths>`, never `git add -A`/stash/checkout others' files, surgical edits to shared files).
-# - PostgreSQL/Redis runs: set your own TEST_DATABASE_NAME and Redis db number (never the defaults).
 import os
 
 import pytest
