@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WEB_CONCURRENCY ?= 2
+# Development settings for `make run`/`make worker` (the WSGI/ASGI/Celery entry points alone default to production).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
 .PHONY: run serve worker test lint schema-check bench deps dev-deps browser migrate clean

@@ -1,6 +1,9 @@
+"""The ASGI entry point. Deployed entry points default to the production settings: DEBUG off, a real
+DJANGO_SECRET_KEY required. Development servers name `config.settings.local` themselves (manage.py, make run)."""
+
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 from common.asgi import build_application  # noqa: E402  (settings module must be chosen first)
 
