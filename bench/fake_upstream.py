@@ -44,6 +44,8 @@ Controller (thread-safe; each call applies to the next request):
       anthropic_delta_usage="output"  message_delta usage is {"output_tokens": N} (the documented form);
                                 "full" also repeats the cumulative input/cache counts (a gateway must not add)
       models=(...)              ids listed by GET /v1/models
+      refusal=None              OpenAI: the model declines with this text (`message.refusal`, streamed as
+                                `delta.refusal` pieces; content null)
     fake.config                 the current FakeConfig (frozen dataclass)
     fake.fail_next(kind, times=1, *, provider=None, model=None, retry_after=0, hold_s=30.0,
                    after_chunks=None, message=None)
@@ -138,6 +140,7 @@ class FakeConfig:
     api_key: str | None = None
     anthropic_delta_usage: str = "output"
     models: tuple[str, ...] = DEFAULT_MODELS
+    refusal: str | None = None
 
 
 @dataclass
@@ -529,6 +532,8 @@ class _Exchange:
                     "refusal": None,
                     "annotations": [],
                 }
+            elif self.cfg.refusal is not None:
+                message = {"role": "assistant", "content": None, "refusal": self.cfg.refusal, "annotations": []}
             else:
                 message = {"role": "assistant", "content": self.text, "refusal": None, "annotations": []}
             obj = {
@@ -605,6 +610,12 @@ class _Exchange:
                     }
                 )
                 for p in parts
+            ]
+        elif self.cfg.refusal is not None:
+            first = {"role": "assistant", "content": None, "refusal": ""}
+            deltas = [
+                event({"index": 0, "delta": {"refusal": p}, "logprobs": None, "finish_reason": None})
+                for p in _split(self.cfg.refusal, self.cfg.chunks)
             ]
         else:
             first = {"role": "assistant", "content": "", "refusal": None}

@@ -27,6 +27,7 @@ from llm.limits import RateState, budget_check, month_start, rate_limit_hit
 from llm.models import UsageRecord, UsageStatus
 from llm.pricing import Price, aprice_for, cost_of
 from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
+from llm.providers.base import tool_calls_from_deltas
 from llm.recorder import write_usage_record
 from llm.routing import Route, aresolve
 from llm.services import UsageDraft, usage_record_create
@@ -198,7 +199,15 @@ async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
     use_cache = response_cache.wanted(
         cache_flag=call.cache_flag, temperature=request.temperature, no_cache_header=call.no_cache_header
     )
-    key = response_cache.key_for(route.provider, request) if use_cache else None
+    key = None
+    if use_cache:
+        key = response_cache.key_for(
+            provider=route.provider,
+            base_url=route.base_url,
+            api_key=route.api_key,
+            user_id=call.cached.token.user_id,
+            request=request,
+        )
     price = await aprice_for(route.provider, route.model)
     return _Prepared(route=route, request=request, rate=rate, cache_key=key, price=price)
 
@@ -288,6 +297,7 @@ class StreamSession:
         draft = self._draft
         usage, finish, completed, model, response_id = None, None, False, None, None
         tool_parts: list[dict] = []
+        refusal: list[str] = []
         try:
             chunk = self._first
             draft.time_to_first_token_ms = _elapsed_ms(self._start)
@@ -299,6 +309,8 @@ class StreamSession:
                 model, response_id = chunk.model or model, chunk.response_id or response_id
                 if chunk.tool_calls:
                     tool_parts.extend(chunk.tool_calls)
+                if chunk.refusal:
+                    refusal.append(chunk.refusal)
                 if chunk.text:
                     self.text.append(chunk.text)
                 yield chunk
@@ -319,9 +331,27 @@ class StreamSession:
         finally:
             if self._rest is not None:
                 await self._rest.aclose()
-            await self._finish(usage, completed, finish, model, response_id)
+            await self._finish(usage, completed, finish, model, response_id, tool_parts, "".join(refusal))
 
-    async def _finish(self, usage, completed, finish, model, response_id) -> None:
+    async def _cache(self, text, model, finish, response_id, usage, tool_parts, refusal) -> None:
+        """Keep the whole answer, tool calls included, or nothing: a hit must give the client what the stream did."""
+        try:
+            tool_calls = tool_calls_from_deltas(tool_parts) if tool_parts else None
+        except ValueError:
+            logger.warning("Streamed tool calls could not be put together; the answer is not cached")
+            return
+        completion = Completion(
+            text=text,
+            model=model or self.route.model,
+            finish_reason=finish,
+            response_id=response_id,
+            usage=usage,
+            tool_calls=tool_calls,
+            refusal=refusal or None,
+        )
+        await response_cache.put(self._cache_key, completion)
+
+    async def _finish(self, usage, completed, finish, model, response_id, tool_parts, refusal) -> None:
         draft = self._draft
         text = "".join(self.text)
         if self.cached:
@@ -341,16 +371,7 @@ class StreamSession:
         if not self.cached:
             draft.cost_usd = _cost(usage, self._price)
             if completed and self._cache_key and not draft.usage_estimated:
-                await response_cache.put(
-                    self._cache_key,
-                    Completion(
-                        text=text,
-                        model=model or self.route.model,
-                        finish_reason=finish,
-                        response_id=response_id,
-                        usage=usage,
-                    ),
-                )
+                await self._cache(text, model, finish, response_id, usage, tool_parts, refusal)
         draft.usage = usage
         draft.upstream_model = model or draft.upstream_model
         draft.latency_ms = _elapsed_ms(self._start)
@@ -385,7 +406,9 @@ async def open_stream(call: GatewayCall) -> StreamSession:
                     usage=usage,
                     model=hit.model,
                     response_id=hit.response_id,
-                    tool_calls=hit.tool_calls,
+                    # Replayed as one delta: streamed tool calls carry their position.
+                    tool_calls=[{"index": i, **c} for i, c in enumerate(hit.tool_calls)] if hit.tool_calls else None,
+                    refusal=hit.refusal or "",
                 )
                 return StreamSession(route=prepared.route, cached=True, _first=first, _rest=None, **common)
 

@@ -2,10 +2,20 @@
 (Redis when configured), so recalculating a spreadsheet costs nothing.
 
 On by default for `temperature: 0` or with `cache: true`; `cache: false` or `Cache-Control: no-cache` bypasses it.
+
+The key holds the route's identity (provider, base URL, and a fingerprint of the key it uses), so two routes to the
+same model never share answers, and, with `RESPONSE_CACHE_SCOPE=user` (the default), the caller's user: a user
+cannot learn from `cached: true` and $0 whether someone else sent the same prompt. `global` shares answers between
+users (more hits, at that price in privacy).
+
+The cache is an optimisation, never a dependency: when its backend fails (Redis down), a lookup is a miss and a
+store is skipped, logged at most once a minute per process.
 """
 
 import hashlib
 import json
+import logging
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -15,6 +25,12 @@ from django.core.cache import cache
 from common.aio import run_blocking
 from llm.providers.base import ChatRequest, Completion, Usage
 
+logger = logging.getLogger(__name__)
+
+SCOPES = ("user", "global")
+_WARN_EVERY_SECONDS = 60.0
+_last_warning = 0.0
+
 
 def wanted(*, cache_flag: bool | None, temperature: float | None, no_cache_header: bool) -> bool:
     if no_cache_header or cache_flag is False or not settings.RESPONSE_CACHE_ENABLED:
@@ -22,8 +38,16 @@ def wanted(*, cache_flag: bool | None, temperature: float | None, no_cache_heade
     return bool(cache_flag) or temperature == 0
 
 
-def key_for(provider: str, request: ChatRequest) -> str:
-    payload = {"provider": provider, **asdict(request)}
+def key_for(*, provider: str, base_url: str | None, api_key: str, user_id: int | None, request: ChatRequest) -> str:
+    """The key for `request` sent over one route, in the configured scope. The route's key enters only as a
+    fingerprint; the whole payload is hashed, so nothing of the prompt or the key is readable from the cache."""
+    payload = {
+        "provider": provider,
+        "base_url": base_url or "",
+        "key": hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else "",
+        "user": user_id if settings.RESPONSE_CACHE_SCOPE == "user" else None,
+        **asdict(request),
+    }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
     return f"llm:resp:{digest}"
 
@@ -35,6 +59,7 @@ def _encode(completion: Completion) -> dict[str, Any]:
         "finish_reason": completion.finish_reason,
         "response_id": completion.response_id,
         "tool_calls": completion.tool_calls,
+        "refusal": completion.refusal,
         "usage": asdict(completion.usage) if completion.usage else None,
     }
 
@@ -46,6 +71,7 @@ def _decode(data: dict[str, Any]) -> Completion:
         finish_reason=data["finish_reason"],
         response_id=data["response_id"],
         tool_calls=data.get("tool_calls"),
+        refusal=data.get("refusal"),
         usage=Usage(**data["usage"]) if data.get("usage") else None,
     )
 
@@ -54,14 +80,29 @@ def _local() -> bool:
     return settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
 
 
+def _backend_failed(action: str) -> None:
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= _WARN_EVERY_SECONDS:
+        _last_warning = now
+        logger.warning("Response cache unavailable (%s failed); answering without it", action, exc_info=True)
+
+
 async def get(key: str) -> Completion | None:
-    data = cache.get(key) if _local() else await run_blocking(cache.get, key)
+    try:
+        data = cache.get(key) if _local() else await run_blocking(cache.get, key)
+    except Exception:  # the cache backend is down: a miss, not an error
+        _backend_failed("get")
+        return None
     return _decode(data) if data else None
 
 
 async def put(key: str, completion: Completion) -> None:
     data = _encode(completion)
-    if _local():
-        cache.set(key, data, settings.RESPONSE_CACHE_TTL)
-    else:
-        await run_blocking(cache.set, key, data, settings.RESPONSE_CACHE_TTL)
+    try:
+        if _local():
+            cache.set(key, data, settings.RESPONSE_CACHE_TTL)
+        else:
+            await run_blocking(cache.set, key, data, settings.RESPONSE_CACHE_TTL)
+    except Exception:  # the answer was already served; not caching it loses nothing but a later hit
+        _backend_failed("set")

@@ -1,6 +1,7 @@
 """Settings shared by every environment. Every value comes from the environment through `config.env`."""
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env, env_list
 
@@ -284,6 +285,10 @@ LLM_HTTP_TRANSPORT = env.str("LLM_HTTP_TRANSPORT", default="aiohttp")
 ANTHROPIC_DEFAULT_MAX_TOKENS = env.int("ANTHROPIC_DEFAULT_MAX_TOKENS", default=4096)  # Anthropic requires one
 RESPONSE_CACHE_ENABLED = env.bool("RESPONSE_CACHE_ENABLED", default=True)
 RESPONSE_CACHE_TTL = env.int("RESPONSE_CACHE_TTL", default=30 * 24 * 3600)  # seconds; 30 days
+# "user": a cached answer serves only the user who caused it (no one learns what others asked); "global": any user.
+RESPONSE_CACHE_SCOPE = env.str("RESPONSE_CACHE_SCOPE", default="user").strip().lower()
+if RESPONSE_CACHE_SCOPE not in ("user", "global"):
+    raise ImproperlyConfigured(f"RESPONSE_CACHE_SCOPE must be 'user' or 'global', not {RESPONSE_CACHE_SCOPE!r}.")
 LLM_RETRY_ATTEMPTS = env.int("LLM_RETRY_ATTEMPTS", default=3)  # attempts per route, before its fallback
 LLM_RETRY_BASE_DELAY = env.float("LLM_RETRY_BASE_DELAY", default=0.5)  # seconds, doubled each attempt, jittered
 LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=20.0)  # cap, also on a Retry-After

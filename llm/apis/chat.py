@@ -154,7 +154,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     except AppError as error:
         return openai_error_response(error)
     completion = result.completion
-    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": completion.refusal}
     if completion.tool_calls:
         message["tool_calls"] = completion.tool_calls
     payload = {
@@ -195,6 +195,8 @@ async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, inc
                 delta["role"], sent_role = "assistant", True
             if chunk.text:
                 delta["content"] = chunk.text
+            if chunk.refusal:
+                delta["refusal"] = chunk.refusal
             if chunk.tool_calls:
                 delta["tool_calls"] = chunk.tool_calls
             if delta or chunk.finish_reason:

@@ -49,6 +49,7 @@ class Completion:
     response_id: str | None
     usage: Usage | None  # None when the upstream gave no count
     tool_calls: list[dict] | None = None  # OpenAI shape
+    refusal: str | None = None  # OpenAI's `message.refusal`: the model declined, in its own words
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,31 @@ class Chunk:
     model: str | None = None
     response_id: str | None = None
     tool_calls: list[dict] | None = None  # OpenAI delta shape
+    refusal: str = ""  # a piece of OpenAI's `delta.refusal`
+
+
+def tool_calls_from_deltas(deltas: list[dict]) -> list[dict] | None:
+    """Whole tool calls (OpenAI message shape) from streamed deltas: the first delta of a call carries its index, id
+    and name, later ones more of its arguments. Raises ValueError for deltas that cannot be put together (no index,
+    or a call without id or name), so a caller can refuse to keep a half-understood answer."""
+    calls: dict[int, dict] = {}
+    for delta in deltas:
+        index = delta.get("index")
+        if not isinstance(index, int):
+            raise ValueError("a tool-call delta without an index")
+        call = calls.setdefault(index, {"id": None, "type": "function", "function": {"name": None, "arguments": ""}})
+        function = delta.get("function") or {}
+        if delta.get("id"):
+            call["id"] = delta["id"]
+        if delta.get("type"):
+            call["type"] = delta["type"]
+        if function.get("name"):
+            call["function"]["name"] = function["name"]
+        call["function"]["arguments"] += function.get("arguments") or ""
+    for call in calls.values():
+        if not call["id"] or not call["function"]["name"]:
+            raise ValueError("a tool call without an id or a name")
+    return [calls[index] for index in sorted(calls)] or None
 
 
 class Provider(Protocol):

@@ -74,6 +74,7 @@ class OpenAIProvider(SDKProvider):
             response_id=response.get("id"),
             usage=usage_from_openai(response.get("usage")),
             tool_calls=message.get("tool_calls") or None,
+            refusal=message.get("refusal") or None,
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
@@ -107,6 +108,7 @@ class OpenAIProvider(SDKProvider):
                     model=event.get("model"),
                     response_id=event.get("id"),
                     tool_calls=[_without_none(call) for call in tool_calls] if tool_calls else None,
+                    refusal=delta.get("refusal") or "",
                 )
         except ProviderError:
             raise
