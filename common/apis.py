@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from common.errors import ServiceUnavailable
+from common.limiter import cache_failures
 from common.responses import api_error_body
 
 logger = logging.getLogger(__name__)
@@ -40,18 +41,38 @@ def _check_cache() -> None:
         raise RuntimeError("the cache did not return what was written")
 
 
+def _counters() -> dict[str, int]:
+    return {"rate_limiter_cache_errors": cache_failures()}
+
+
 class ReadinessApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
     @extend_schema(
         summary="Readiness",
-        description="Checks the database and the cache. 503 names each failing check.",
+        description="Checks the database and the cache. 503 names each failing check. `counters` are this worker's "
+        "since it started: `rate_limiter_cache_errors` counts requests whose rate limit or throttle could not reach "
+        "the cache (let through unlimited, or refused, per RATE_LIMIT_FAIL_OPEN).",
         responses={
-            200: inline_serializer("Ready", {"status": serializers.CharField(), "checks": serializers.DictField()})
+            200: inline_serializer(
+                "Ready",
+                {
+                    "status": serializers.CharField(),
+                    "checks": serializers.DictField(),
+                    "counters": serializers.DictField(child=serializers.IntegerField()),
+                },
+            )
         },
         examples=[
-            OpenApiExample("Ready", value={"status": "ok", "checks": {"database": "ok", "cache": "ok"}}),
+            OpenApiExample(
+                "Ready",
+                value={
+                    "status": "ok",
+                    "checks": {"database": "ok", "cache": "ok"},
+                    "counters": {"rate_limiter_cache_errors": 0},
+                },
+            ),
             OpenApiExample(
                 "Not ready",
                 status_codes=["503"],
@@ -77,6 +98,8 @@ class ReadinessApi(APIView):
                 checks[name] = f"{type(exc).__name__}: {exc}"[:300]
                 failing.append(name)
         if failing:
-            error = ServiceUnavailable(f"Failing checks: {', '.join(failing)}.", code="not_ready", details=checks)
+            error = ServiceUnavailable(
+                f"Failing checks: {', '.join(failing)}.", code="not_ready", details={**checks, "counters": _counters()}
+            )
             return Response(api_error_body(error), status=503)
-        return Response({"status": "ok", "checks": checks})
+        return Response({"status": "ok", "checks": checks, "counters": _counters()})

@@ -76,6 +76,28 @@ class ServiceUnavailable(AppError):
     message = "The service is not available."
 
 
+class _DependencyUnavailable(ServiceUnavailable):
+    """A store djllm depends on is unreachable: 503 with `Retry-After`, so clients and load balancers back off."""
+
+    retry_after_seconds = 5
+
+    def __init__(self, message: str | None = None, **kwargs) -> None:
+        kwargs["headers"] = {"Retry-After": str(self.retry_after_seconds), **(kwargs.get("headers") or {})}
+        super().__init__(message, **kwargs)
+
+
+class RateLimiterUnavailable(_DependencyUnavailable):
+    """The cache the rate limits count in is unreachable and RATE_LIMIT_FAIL_OPEN is off."""
+
+    code = "rate_limiter_unavailable"
+    message = "The rate limiter is not available (its cache cannot be reached). Try again shortly."
+
+
+class DatabaseUnavailable(_DependencyUnavailable):
+    code = "database_unavailable"
+    message = "The database is not available. Try again shortly."
+
+
 class UpstreamError(AppError):
     status, code, openai_type = 502, "upstream_error", "api_error"
     message = "The upstream provider failed."

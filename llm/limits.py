@@ -9,9 +9,9 @@ from django.conf import settings
 from django_ratelimit.core import get_usage
 
 from accounts.token_cache import CachedToken
-from common.aio import run_blocking
 from common.db_thread import run_in_db_thread
 from common.errors import BudgetExceeded, RateLimited
+from common.limiter import aguarded
 from llm.models import SpendCounter
 
 
@@ -27,10 +27,6 @@ class RateState:
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(self.reset_seconds),
         }
-
-
-def _cache_is_local() -> bool:
-    return settings.CACHES["default"]["BACKEND"].endswith("LocMemCache")
 
 
 def _key(group, request) -> str:
@@ -51,14 +47,12 @@ def _check(prefix: str, rate: str) -> dict | None:
 
 
 async def rate_limit_hit(cached: CachedToken) -> RateState | None:
-    """Count this request against the token's rate. Raises RateLimited (429) over the limit."""
+    """Count this request against the token's rate. Raises RateLimited (429) over the limit. With the cache down,
+    RATE_LIMIT_FAIL_OPEN decides: no limit (None) or RateLimiterUnavailable (503)."""
     if not settings.RATE_LIMIT_ENABLED:
         return None
     rate = cached.token.rate_limit or settings.RATE_LIMIT
-    if _cache_is_local():
-        usage = _check(cached.token.prefix, rate)  # in-process memory: no I/O, no need to leave the loop
-    else:
-        usage = await run_blocking(_check, cached.token.prefix, rate)
+    usage = await aguarded(_check, cached.token.prefix, rate, limiter="token_rate_limit")
     if usage is None:
         return None
     state = RateState(

@@ -275,7 +275,11 @@ def test_liveness_needs_no_auth_and_makes_no_query(api_client, django_assert_num
 def test_readiness_ok(api_client):
     response = api_client.get("/api/v1/health/ready")
     assert response.status_code == 200, response.content
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "cache": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "cache": "ok"},
+        "counters": {"rate_limiter_cache_errors": 0},
+    }
 
 
 @pytest.mark.django_db

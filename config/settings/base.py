@@ -241,6 +241,10 @@ REQUEST_TIMEOUT = env.float("REQUEST_TIMEOUT", default=60.0)
 MAX_PROMPT_LENGTH = env.int("MAX_PROMPT_LENGTH", default=100_000)
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 RATE_LIMIT = env.str("RATE_LIMIT", default="60/m")
+# When the cache the limiters count in (Redis) cannot be reached: true lets requests through unlimited (logged once a
+# minute, counted in readiness); false refuses them with 503 rate_limiter_unavailable. Applies to every cache-based
+# limiter (common/limiter.py). Budgets live in the database and are not affected.
+RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" (readable) or "json" (one object a line)
