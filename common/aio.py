@@ -26,6 +26,32 @@ async def shielded(awaitable: Awaitable) -> Any:
     return await asyncio.shield(task)
 
 
+def background_tasks() -> set[asyncio.Task]:
+    """The work still running on behalf of requests whose callers are gone (shutdown waits for it)."""
+    return set(_background)
+
+
+async def outlive_caller(awaitable: Awaitable[T], on_caller_cancelled: Callable[[asyncio.Task], None]) -> T:
+    """Run `awaitable` as its own task and return its result. If the caller is cancelled (the client hung up), the
+    task is not: `on_caller_cancelled(task)` is told, and the task goes on, kept referenced until done, its outcome
+    consumed (nobody is waiting for it any more)."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            _background.add(task)
+            task.add_done_callback(_forget)
+            on_caller_cancelled(task)
+        raise
+
+
+def _forget(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned task's error is not logged a second time by asyncio
+
+
 _flights: dict[tuple[int, Hashable], asyncio.Task] = {}
 
 

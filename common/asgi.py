@@ -15,6 +15,8 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
 
+from common import shutdown
+
 
 class APIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
@@ -102,7 +104,25 @@ def build_application():
     async def application(scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith(fast_paths):
             await api_app(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await lifespan(receive, send)
         else:
             await django_app(scope, receive, send)
 
     return application
+
+
+async def lifespan(receive, send) -> None:
+    """The ASGI lifespan protocol (Django has none): at start-up, drain on SIGTERM/SIGINT; at shutdown, once the
+    server has finished the requests in flight, wait for their background work and flush the usage records
+    (common/shutdown.py)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            shutdown.install_signal_hooks(asyncio.get_running_loop())
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            # A call whose client left is bounded by REQUEST_TIMEOUT from then; the margin covers its record.
+            await shutdown.drain(within=settings.REQUEST_TIMEOUT + 5)
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -23,7 +23,7 @@ from common.errors import AppError, InvalidRequest
 from common.request_id import current_request_id
 from common.responses import api_error_response
 from jobs import idempotency
-from jobs.execution import ItemContext, ItemOutcome, check_options, run_item
+from jobs.execution import ItemContext, ItemOutcome, check_options, record_unsent, run_item
 from jobs.inputs import BatchIn
 from llm.apis.common import UnsupportedMediaType, authenticate, check_method, money, no_cache_requested, validate
 from llm.limits import rate_limit_hit
@@ -110,8 +110,19 @@ async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[st
     semaphore = token_semaphore(ctx.cached_token.token.pk)
 
     async def one(item) -> ItemOutcome:
-        async with semaphore:
-            return await run_item(ctx, prompt=item.text(), model=item.model, request_id=request_id)
+        # If the client hangs up, the view and these tasks are cancelled: an item already sent upstream finishes in
+        # the background and is billed `cancelled`; one still waiting for its turn is not sent, and recorded so.
+        try:
+            await semaphore.acquire()
+        except asyncio.CancelledError:
+            await record_unsent(ctx, request_id=request_id, model=item.model)
+            raise
+        try:
+            return await run_item(
+                ctx, prompt=item.text(), model=item.model, request_id=request_id, record_if_cancelled=True
+            )
+        finally:
+            semaphore.release()
 
     outcomes = await asyncio.gather(*(one(item) for item in body.items))
     refs = [item.id if item.id is not None else index for index, item in enumerate(body.items)]

@@ -76,6 +76,26 @@ def _refusal_draft(ctx: ItemContext, request_id: str, error: AppError) -> UsageD
     )
 
 
+async def record_unsent(ctx: ItemContext, *, request_id: str, model: str | None) -> None:
+    """A batch item cancelled with its batch before it reached the upstream: nothing was sent, nothing is billed,
+    and it still leaves its one record (`cancelled`, no tokens, no cost), so a batch's records match its items."""
+    token = ctx.cached_token.token
+    draft = UsageDraft(
+        request_id=request_id,
+        endpoint=ctx.endpoint,
+        user_id=token.user_id,
+        token_id=token.pk,
+        requested_model=model or ctx.options.model or "",
+        type=ctx.options.kind,
+        source=ctx.options.source,
+        batch_id=ctx.batch_id,
+        status=UsageStatus.CANCELLED,
+        http_status=499,
+        error_code="client_disconnected",
+    )
+    await pipeline.record(draft)
+
+
 def _write_refusal(draft: UsageDraft, hook: RecordHook | None) -> None:
     with transaction.atomic():
         record = usage_record_create(draft=draft)
@@ -92,18 +112,39 @@ def _rate_limit_wait(error: RateLimited, round_: int) -> float:
 
 
 async def run_item(
-    ctx: ItemContext, *, prompt: str, model: str | None, request_id: str, on_record: RecordHook | None = None
+    ctx: ItemContext,
+    *,
+    prompt: str,
+    model: str | None,
+    request_id: str,
+    on_record: RecordHook | None = None,
+    record_if_cancelled: bool = False,
 ) -> ItemOutcome:
-    """One item, start to finish. Every item leaves a usage record with the batch id, refusals included."""
+    """One item, start to finish. Every item leaves a usage record with the batch id, refusals included. Cancelled
+    (a batch whose client hung up), an item already sent finishes in the background and is recorded `cancelled`
+    by the pipeline; with `record_if_cancelled`, one not yet sent is recorded here (record_unsent)."""
     try:
-        return await _run_item(ctx, prompt=prompt, model=model, request_id=request_id, on_record=on_record)
+        return await _run_item(
+            ctx,
+            prompt=prompt,
+            model=model,
+            request_id=request_id,
+            on_record=on_record,
+            record_if_cancelled=record_if_cancelled,
+        )
     except Exception:  # a bug in one row must not fail the others
         logger.exception("Item %s failed unexpectedly", request_id)
         return ItemOutcome(ok=False, error_code="internal_error", error_message="An internal error occurred.")
 
 
 async def _run_item(
-    ctx: ItemContext, *, prompt: str, model: str | None, request_id: str, on_record: RecordHook | None
+    ctx: ItemContext,
+    *,
+    prompt: str,
+    model: str | None,
+    request_id: str,
+    on_record: RecordHook | None,
+    record_if_cancelled: bool,
 ) -> ItemOutcome:
     try:
         if not prompt.strip():
@@ -119,6 +160,10 @@ async def _run_item(
     except AppError as error:  # refused before the gateway (empty cell, over MAX_PROMPT_LENGTH): recorded here
         await shielded(sync_to_async(_write_refusal)(_refusal_draft(ctx, request_id, error), on_record))
         return ItemOutcome.failed(error)
+    except asyncio.CancelledError:
+        if record_if_cancelled:
+            await record_unsent(ctx, request_id=request_id, model=model)
+        raise
     call = replace(call, skip_rate_limit=True, on_record=on_record)
     rounds = max(settings.BATCH_RATE_LIMIT_RETRIES, 0)
     for round_ in range(rounds + 1):

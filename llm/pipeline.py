@@ -1,7 +1,8 @@
 """The hot path: token -> rate limit -> route -> budget -> cache -> provider (retries, fallback) -> usage record.
 
 Every request that got past authentication leaves exactly one UsageRecord, whatever happens: success, cache hit,
-a refusal (rate limit, budget, bad model), an upstream failure, or a client hanging up mid-stream.
+a refusal (rate limit, budget, bad model), an upstream failure, or a client hanging up (mid-stream, or while a
+non-streamed call is under way: that call finishes in the background and is billed as `cancelled`, see complete()).
 """
 
 import asyncio
@@ -19,9 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.token_cache import CachedToken
-from common.aio import shielded
+from common.aio import outlive_caller, shielded
 from common.db_thread import run_in_db_thread
 from common.errors import AppError, BudgetExceeded, RateLimited, UpstreamError
+from common.shutdown import draining
 from llm import response_cache
 from llm.limits import RateState, budget_check, month_start, rate_limit_hit
 from llm.models import UsageRecord, UsageStatus
@@ -99,30 +101,46 @@ def _retry_delay(attempt: int, retry_after: float | None) -> float:
     return min(backoff * random.uniform(0.5, 1.5), settings.LLM_RETRY_MAX_DELAY)
 
 
-async def _with_retries(operation: Callable[[], Awaitable]):
+@dataclass
+class _Flight:
+    """A non-streamed call's state shared by its caller and the task doing the work (see complete())."""
+
+    client_gone: bool = False
+
+
+def _no_new_attempt(flight: _Flight | None) -> bool:
+    """After the client left, or once the worker is shutting down, the attempt in flight is the last: a retry or
+    a fallback would be billed for an answer nobody reads (or would outlast the graceful shutdown)."""
+    return draining() or (flight is not None and flight.client_gone)
+
+
+async def _with_retries(operation: Callable[[], Awaitable], flight: _Flight | None = None):
     attempts = max(settings.LLM_RETRY_ATTEMPTS, 1)
     for attempt in range(1, attempts + 1):
         try:
             return await operation()
         except ProviderError as error:
-            if not error.retryable or attempt >= attempts:
+            if not error.retryable or attempt >= attempts or _no_new_attempt(flight):
                 raise
             delay = _retry_delay(attempt, error.retry_after)
             logger.warning("Upstream %s (attempt %d/%d); retrying in %.2fs", error.code, attempt, attempts, delay)
             await asyncio.sleep(delay)
+            if _no_new_attempt(flight):  # the client left, or the worker began shutting down, during the wait
+                raise
     raise AssertionError("unreachable")
 
 
-async def _over_routes(route: Route, request: ChatRequest, operation):
-    """Retries on each route, then its fallback. A non-retryable error (a bad request) is not retried anywhere."""
+async def _over_routes(route: Route, request: ChatRequest, operation, flight: _Flight | None = None):
+    """Retries on each route, then its fallback. A non-retryable error (a bad request) is not retried anywhere, and
+    nothing is tried again once the client has gone or the worker is draining."""
     current, last_error = route, None
     while current is not None:
         provider = provider_for(current.provider, base_url=current.base_url, api_key=current.api_key)
         routed = replace(request, model=current.model)
         try:
-            return current, await _with_retries(lambda p=provider, r=routed: operation(p, r))
+            return current, await _with_retries(lambda p=provider, r=routed: operation(p, r), flight)
         except ProviderError as error:
-            if not error.retryable:
+            if not error.retryable or _no_new_attempt(flight):
                 raise
             last_error = error
             if current.fallback is not None:
@@ -161,6 +179,17 @@ def _fail(draft: UsageDraft, error: AppError) -> None:
         draft.status = UsageStatus.CLIENT_ERROR
     draft.http_status = error.status
     draft.error_code = error.code
+
+
+def _cancelled(draft: UsageDraft) -> None:
+    draft.status, draft.http_status, draft.error_code = UsageStatus.CANCELLED, 499, "client_disconnected"
+
+
+def _estimate_aborted(draft: UsageDraft, request: ChatRequest, price: "Price | None") -> None:
+    """An upstream call cut off after it was sent (our timeout, a dropped connection, an unreadable answer) may be
+    billed: count the prompt, estimated, and no output (none was received)."""
+    draft.usage = Usage(input_tokens=estimate_tokens(_prompt_text(request)))
+    draft.usage_estimated, draft.cost_usd = True, _cost(draft.usage, price)
 
 
 def _elapsed_ms(start: float) -> int:
@@ -217,8 +246,25 @@ def _cost(usage: Usage, price: Price | None) -> Decimal | None:
 
 
 async def complete(call: GatewayCall) -> GatewayResult:
+    """One non-streamed call, recorded. The work runs as its own task: if the caller is cancelled (under ASGI the
+    view is cancelled when the client hangs up), the upstream call in flight is not. It finishes in the background
+    (at most REQUEST_TIMEOUT more, then it is aborted) and is recorded as `cancelled` with the usage the upstream
+    reported, or an estimate if it was aborted. No retry or fallback starts after that; a call whose client left
+    before it reached the upstream is not sent at all."""
+    flight = _Flight()
+
+    def caller_cancelled(task: asyncio.Task) -> None:
+        flight.client_gone = True
+        deadline = asyncio.get_running_loop().call_later(settings.REQUEST_TIMEOUT, task.cancel)
+        task.add_done_callback(lambda _: deadline.cancel())
+
+    return await outlive_caller(_complete(call, flight), caller_cancelled)
+
+
+async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
     start = time.perf_counter()
     draft = _draft(call, stream=False)
+    prepared, sent, recording = None, False, False
     try:
         prepared = await _prepare(call, draft)
         if prepared.cache_key:
@@ -228,11 +274,17 @@ async def complete(call: GatewayCall) -> GatewayResult:
                 draft.status, draft.usage, draft.cost_usd = UsageStatus.CACHED, usage, Decimal("0")
                 draft.saved_usd = _cost(usage, prepared.price) or Decimal("0")
                 draft.latency_ms = _elapsed_ms(start)
+                if flight.client_gone:
+                    _cancelled(draft)
+                recording = True
                 await record(draft, call, hit)
                 return GatewayResult(hit, prepared.route, usage, True, Decimal("0"), draft.latency_ms, prepared.rate)
+        if flight.client_gone:
+            raise asyncio.CancelledError  # nothing was sent: nothing is (recorded below, at no cost)
         upstream_start = time.perf_counter()
+        sent = True
         route, completion = await _over_routes(
-            prepared.route, prepared.request, lambda provider, request: provider.complete(request)
+            prepared.route, prepared.request, lambda provider, request: provider.complete(request), flight
         )
         draft.upstream_latency_ms = _elapsed_ms(upstream_start)
         draft.provider, draft.upstream_model = route.provider, completion.model or route.model
@@ -248,6 +300,9 @@ async def complete(call: GatewayCall) -> GatewayResult:
         if prepared.cache_key:
             await response_cache.put(prepared.cache_key, completion)
         draft.latency_ms = _elapsed_ms(start)
+        if flight.client_gone:
+            _cancelled(draft)  # billed with its real usage; nobody got the answer
+        recording = True
         await record(draft, call, completion)
         return GatewayResult(
             completion, route, usage, False, draft.cost_usd, draft.latency_ms, prepared.rate, usage_estimated=estimated
@@ -255,6 +310,10 @@ async def complete(call: GatewayCall) -> GatewayResult:
     except ProviderError as error:
         app_error = _upstream_error(error)
         _fail(draft, app_error)
+        if flight.client_gone:
+            _cancelled(draft)
+            if error.status is None:  # no answer from upstream (timeout, connection lost): it may still bill
+                _estimate_aborted(draft, prepared.request, prepared.price)
         draft.latency_ms = _elapsed_ms(start)
         await record(draft, call)
         raise app_error from error
@@ -262,6 +321,16 @@ async def complete(call: GatewayCall) -> GatewayResult:
         _fail(draft, error)
         draft.latency_ms = _elapsed_ms(start)
         await record(draft, call)
+        raise
+    except asyncio.CancelledError:
+        # Aborted REQUEST_TIMEOUT after the client left, or the event loop is closing; or (raised above) the client
+        # left before anything was sent.
+        if not recording:
+            _cancelled(draft)
+            if sent and draft.usage is None:
+                _estimate_aborted(draft, prepared.request, prepared.price)
+            draft.latency_ms = _elapsed_ms(start)
+            await record(draft, call)
         raise
 
 
@@ -384,6 +453,7 @@ async def open_stream(call: GatewayCall) -> StreamSession:
     chunk raise AppError, recorded, so the view can still answer with a proper status code."""
     start = time.perf_counter()
     draft = _draft(call, stream=True)
+    prepared, sent = None, False
     try:
         prepared = await _prepare(call, draft)
         common = {
@@ -423,6 +493,7 @@ async def open_stream(call: GatewayCall) -> StreamSession:
                 raise
 
         upstream_start = time.perf_counter()
+        sent = True
         route, (rest, first) = await _over_routes(prepared.route, prepared.request, open_upstream)
         draft.upstream_latency_ms = _elapsed_ms(upstream_start)
         draft.provider, draft.upstream_model = route.provider, route.model
@@ -437,6 +508,13 @@ async def open_stream(call: GatewayCall) -> StreamSession:
         raise app_error from error
     except AppError as error:
         _fail(draft, error)
+        draft.latency_ms = _elapsed_ms(start)
+        await record(draft)
+        raise
+    except asyncio.CancelledError:  # the client hung up before the first chunk: the stream was never relayed
+        _cancelled(draft)
+        if sent:
+            _estimate_aborted(draft, prepared.request, prepared.price)
         draft.latency_ms = _elapsed_ms(start)
         await record(draft)
         raise

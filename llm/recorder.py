@@ -54,6 +54,10 @@ class UsageRecorder:
             submit_to_db_thread(self._drain)
         await future
 
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue) + (1 if self._draining else 0)
+
     def _drain(self) -> None:
         """On the database thread: write whatever is queued, batch after batch, until the queue is empty."""
         while True:
@@ -109,6 +113,16 @@ def _get_recorder() -> UsageRecorder:
     if _recorder is None or _recorder_pid != os.getpid():  # a forked worker gets its own queue
         _recorder, _recorder_pid = UsageRecorder(), os.getpid()
     return _recorder
+
+
+async def flush_usage_records() -> None:
+    """Return once every record queued so far is written (shutdown: nothing queued is lost when the process exits).
+    The database thread runs its jobs in order, so a no-op submitted after the drain returns when that drain did."""
+    recorder = _recorder
+    if recorder is None or _recorder_pid != os.getpid() or not settings.DB_THREAD_ENABLED:
+        return
+    while recorder.pending():
+        await asyncio.wrap_future(submit_to_db_thread(lambda: None))
 
 
 async def write_usage_record(draft: UsageDraft) -> None:

@@ -23,6 +23,8 @@ def require_shared_database() -> None:
 
 def shared_database_url() -> str:
     db = connection.settings_dict  # after pytest-django's setup, NAME is the test database
+    if connection.vendor == "sqlite":  # the test database is a file (config/settings/test.py) others can open
+        return f"sqlite:///{db['NAME']}"
     auth = quote(db["USER"] or "", safe="")
     if db.get("PASSWORD"):
         auth += ":" + quote(db["PASSWORD"], safe="")

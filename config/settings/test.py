@@ -9,8 +9,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECURE_SSL_REDIRECT = False
 RATE_LIMIT_ENABLED = True
 # The per-test transaction lives on the test thread's connection; tests over real HTTP (tests/live.py) and the
-# event-loop test switch the dedicated database thread back on.
-DB_THREAD_ENABLED = False
+# event-loop test switch the dedicated database thread back on (server processes started by tests, through the env).
+DB_THREAD_ENABLED = env.bool("DB_THREAD_ENABLED", default=False)
 
 # Lets parallel local runs on one PostgreSQL server keep apart (CI uses the default, `test_<name>`).
 _test_db_name = env.str("TEST_DATABASE_NAME", default="")
