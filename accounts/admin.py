@@ -5,7 +5,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from accounts import services
-from accounts.forms import AdminTokenForm
+from accounts.forms import AdminPreferencesForm, AdminTokenForm
 from accounts.models import APIToken, UserPreferences
 
 User = get_user_model()
@@ -56,6 +56,12 @@ class APITokenAdmin(admin.ModelAdmin):
             else ["display_prefix", *editable, "created_at", "last_used_at", "revoked_at", "status"]
         )
 
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            # A token stays with the user it was made for: moving it would let its holder act as someone else.
+            return [*self.readonly_fields, "user"]
+        return self.readonly_fields
+
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.is_revoked:
             return False  # revoked tokens are read-only
@@ -63,8 +69,11 @@ class APITokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
-            services.api_token_changed(token=obj)
+            # The admin's change history (LogEntry) is written by the admin itself after this.
+            fields = {
+                name: form.cleaned_data[name] for name in form.changed_data if name in services.TOKEN_EDITABLE_FIELDS
+            }
+            services.api_token_update(token=obj, **fields)
             return
         token, plaintext = services.api_token_create(
             user=form.cleaned_data["user"],
@@ -74,7 +83,9 @@ class APITokenAdmin(admin.ModelAdmin):
             rate_limit=form.cleaned_data["rate_limit"],
             monthly_budget_usd=form.cleaned_data["monthly_budget_usd"],
         )
-        obj.pk = token.pk
+        # The admin logs the addition of `obj` next: make it the stored token (its prefix names it in the history).
+        obj.__dict__.update({k: v for k, v in token.__dict__.items() if k != "_state"})
+        obj._state.adding = False
         request._djllm_new_tokens = [(token, plaintext)]
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -95,19 +106,24 @@ class APITokenAdmin(admin.ModelAdmin):
         count = 0
         for token in queryset.exclude(revoked_at__lte=timezone.now()):
             services.api_token_revoke(token=token)
+            self.log_change(request, token, "Revoked.")
             count += 1
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
     @admin.action(description="Rotate selected tokens (new token, old one revoked now)", permissions=["change"])
     def rotate_tokens(self, request, queryset):
-        request._djllm_new_tokens = [
-            services.api_token_rotate(token=token) for token in queryset.exclude(revoked_at__lte=timezone.now())
-        ]
+        request._djllm_new_tokens = []
+        for token in queryset.exclude(revoked_at__lte=timezone.now()):
+            new_token, plaintext = services.api_token_rotate(token=token)
+            self.log_change(request, token, f"Rotated: revoked, replaced by {new_token.display_prefix}….")
+            self.log_addition(request, new_token, f"Created by rotating {token.display_prefix}….")
+            request._djllm_new_tokens.append((new_token, plaintext))
         return self._show_plaintexts(request, "Tokens rotated")
 
 
 class PreferencesInline(admin.StackedInline):
     model = UserPreferences
+    form = AdminPreferencesForm
     can_delete = False
     extra = 0
     min_num = 1

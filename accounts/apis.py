@@ -9,9 +9,10 @@ from accounts.permissions import HasTokenScope
 
 
 class MeApi(APIView):
-    """The caller: user, the token's scopes, and the user's preferences."""
+    """The caller: user, the token's scopes, and the user's preferences. Changing them needs the `account` scope."""
 
     permission_classes = [HasTokenScope]
+    write_scope = "account"
 
     class PreferencesSerializer(serializers.Serializer):
         default_provider = serializers.ChoiceField(choices=[""] + Provider.values, required=False, allow_blank=True)
@@ -71,7 +72,10 @@ class MeApi(APIView):
 
     @extend_schema(
         summary="Update my preferences",
-        description="Change any of the default provider, default model, output language and timezone (IANA name).",
+        description=(
+            "Change any of the default provider, default model, output language and timezone (IANA name). "
+            "Needs a token with the `account` scope (403 `insufficient_scope` otherwise)."
+        ),
         request=PreferencesSerializer,
         responses=OutputSerializer,
         examples=[

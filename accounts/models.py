@@ -10,9 +10,18 @@ from django.utils import timezone
 class Scope(models.TextChoices):
     LLM = "llm", "LLM"
     CALENDAR = "calendar", "Calendar"
+    ACCOUNT = "account", "Account"  # change the account over the API (preferences, tokens)
 
 
 ALL_SCOPES = [choice.value for choice in Scope]
+# What a new token gets when no scopes are named: enough for the LLM and calendar endpoints, but a token that sits
+# in a workbook or a script cannot change the account. Name `account` explicitly to get it.
+DEFAULT_SCOPES = [Scope.CALENDAR.value, Scope.LLM.value]
+
+
+def all_scopes() -> list[str]:
+    return list(ALL_SCOPES)
+
 
 rate_limit_validator = RegexValidator(
     r"^\d+/\d*[smhd]$", "Use the form N/unit, e.g. 60/m, 1000/h, 10/5s (units: s, m, h, d)."
@@ -29,7 +38,7 @@ class APIToken(models.Model):
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
-    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar.")
+    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar, account.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -98,6 +107,37 @@ class UserPreferences(models.Model):
     monthly_budget_usd = models.DecimalField(
         max_digits=12, decimal_places=2, null=True, blank=True, help_text="Budget across all tokens. Blank: none."
     )
+    # Set by an administrator only (the account page and `PATCH /api/v1/me` never offer them).
+    rate_limit = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[rate_limit_validator],
+        verbose_name="rate limit across all tokens",
+        help_text="Like 120/m, counted over all of this user's tokens on top of each token's own. "
+        "Blank: RATE_LIMIT_PER_USER.",
+    )
+    token_scopes_allowed = models.JSONField(
+        default=all_scopes,
+        blank=True,
+        verbose_name="scopes the user may give own tokens",
+        help_text="Tokens this user creates (account page, API) can have only these scopes.",
+    )
+    token_rate_limit_max = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[rate_limit_validator],
+        verbose_name="fastest rate for own tokens",
+        help_text="Like 30/m. Tokens this user creates get at most this rate (no faster on average, no larger "
+        "burst); blank asks for this rate. Blank: no cap.",
+    )
+    token_budget_max_usd = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        verbose_name="largest monthly budget for own tokens",
+        help_text="Tokens this user creates get at most this monthly budget; blank asks for it. Blank: no cap.",
+    )
 
     class Meta:
         verbose_name = "preferences"
@@ -105,3 +145,8 @@ class UserPreferences(models.Model):
 
     def __str__(self) -> str:
         return f"Preferences of {self.user}"
+
+    def clean(self) -> None:
+        unknown = set(self.token_scopes_allowed or []) - set(ALL_SCOPES)
+        if unknown:
+            raise ValidationError({"token_scopes_allowed": f"Unknown scopes: {', '.join(sorted(unknown))}."})

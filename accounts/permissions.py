@@ -1,16 +1,25 @@
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.authentication import require_scope
 from accounts.token_cache import CachedToken
 
 
+def _as_tuple(scopes) -> tuple[str, ...]:
+    if not scopes:
+        return ()
+    return (scopes,) if isinstance(scopes, str) else tuple(scopes)
+
+
 class HasTokenScope(BasePermission):
-    """Requires `view.required_scope` on the token (when the view names one)."""
+    """Requires every scope in `view.required_scope` (one name or several) on the token, and for writes (any method
+    but GET, HEAD, OPTIONS) every scope in `view.write_scope` as well."""
 
     def has_permission(self, request, view) -> bool:
         if not isinstance(request.auth, CachedToken):
             return False
-        scope = getattr(view, "required_scope", None)
-        if scope:
+        needed = _as_tuple(getattr(view, "required_scope", None))
+        if request.method not in SAFE_METHODS:
+            needed += _as_tuple(getattr(view, "write_scope", None))
+        for scope in needed:
             require_scope(request.auth, scope)
         return True

@@ -8,9 +8,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import token_cache
-from accounts.models import ALL_SCOPES, APIToken, UserPreferences
+from accounts.models import ALL_SCOPES, DEFAULT_SCOPES, APIToken, UserPreferences
+from accounts.rates import parse_rate, rate_within
 from accounts.tokens import generate_token, token_digest
-from common.errors import InvalidRequest
+from common.errors import InvalidRequest, PermissionDenied
 
 User = get_user_model()
 
@@ -32,8 +33,8 @@ def api_token_create(
     monthly_budget_usd: Decimal | None = None,
     rotated_from: APIToken | None = None,
 ) -> tuple[APIToken, str]:
-    """Create a token; the plaintext is returned here once and never again."""
-    scopes = _validate_scopes(list(ALL_SCOPES) if scopes is None else scopes)
+    """Create a token; the plaintext is returned here once and never again. No scopes named: `DEFAULT_SCOPES`."""
+    scopes = _validate_scopes(list(DEFAULT_SCOPES) if scopes is None else scopes)
     for _ in range(5):  # an 8-hex prefix collision is rare; try again with a fresh one
         plaintext, prefix = generate_token()
         try:
@@ -53,6 +54,91 @@ def api_token_create(
         except IntegrityError:
             continue
     raise RuntimeError("Could not allocate a unique token prefix.")
+
+
+def _token_limit_exceeded(field: str, message: str, allowed) -> PermissionDenied:
+    return PermissionDenied(message, code="token_limit_exceeded", details={"field": field, "allowed": allowed})
+
+
+def api_token_create_for_self(
+    *,
+    user,
+    name: str = "",
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    rate_limit: str = "",
+    monthly_budget_usd: Decimal | None = None,
+) -> tuple[APIToken, str]:
+    """A token a user creates for themselves (the account page, the API): within what an administrator allows
+    that user on their preferences, so per-token limits set by an administrator are not undone by a new token.
+    A rate or budget left blank takes the cap; asking for more raises 403 `token_limit_exceeded`."""
+    preferences = user_preferences_get(user=user)
+    allowed = [s for s in ALL_SCOPES if s in (preferences.token_scopes_allowed or [])]
+    if scopes is None:
+        scopes = [s for s in DEFAULT_SCOPES if s in allowed]
+    scopes = _validate_scopes(scopes)
+    refused = sorted(set(scopes) - set(allowed))
+    if refused:
+        raise _token_limit_exceeded(
+            "scopes", f"You may not create tokens with the scopes: {', '.join(refused)}.", allowed
+        )
+    if not scopes:
+        raise InvalidRequest("A token needs at least one scope.", details={"scopes": allowed})
+    rate_cap = preferences.token_rate_limit_max
+    if rate_limit:
+        try:
+            parse_rate(rate_limit)
+        except ValueError as error:
+            raise InvalidRequest(str(error), details={"rate_limit": [str(error)]}) from None
+        if rate_cap and not rate_within(rate_limit, rate_cap):
+            raise _token_limit_exceeded("rate_limit", f"The rate of your tokens can be at most {rate_cap}.", rate_cap)
+    else:
+        rate_limit = rate_cap
+    budget_cap = preferences.token_budget_max_usd
+    if monthly_budget_usd is None:
+        monthly_budget_usd = budget_cap
+    elif monthly_budget_usd < 0:
+        raise InvalidRequest("A budget cannot be negative.", details={"monthly_budget_usd": ["At least 0."]})
+    elif budget_cap is not None and monthly_budget_usd > budget_cap:
+        raise _token_limit_exceeded(
+            "monthly_budget_usd", f"The monthly budget of your tokens can be at most ${budget_cap}.", str(budget_cap)
+        )
+    return api_token_create(
+        user=user,
+        name=name,
+        scopes=scopes,
+        expires_at=expires_at,
+        rate_limit=rate_limit,
+        monthly_budget_usd=monthly_budget_usd,
+    )
+
+
+TOKEN_EDITABLE_FIELDS = ("name", "scopes", "expires_at", "rate_limit", "monthly_budget_usd")
+
+
+def api_token_update(*, token: APIToken, **fields) -> APIToken:
+    """Change a token's settings. Its user is fixed at creation: moving a token to another user would let whoever
+    holds it act as that user."""
+    if "user" in fields or "user_id" in fields:
+        new_user = fields.pop("user", None)
+        new_user_id = fields.pop("user_id", getattr(new_user, "pk", None))
+        if new_user_id != token.user_id:
+            raise PermissionDenied("A token's user cannot be changed.", code="token_user_immutable")
+    unknown = sorted(set(fields) - set(TOKEN_EDITABLE_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"Not editable: {', '.join(unknown)}.")
+    stored_user_id = APIToken.objects.filter(pk=token.pk).values_list("user_id", flat=True).first()
+    if stored_user_id is not None and stored_user_id != token.user_id:
+        raise PermissionDenied("A token's user cannot be changed.", code="token_user_immutable")
+    if "scopes" in fields:
+        fields["scopes"] = _validate_scopes(list(fields["scopes"]))
+    for name, value in fields.items():
+        setattr(token, name, value)
+    if fields:
+        token.full_clean(exclude=["user", "rotated_from"])
+        token.save(update_fields=list(fields))
+    token_cache.forget(token.prefix)
+    return token
 
 
 def api_token_revoke(*, token: APIToken, at: datetime | None = None) -> APIToken:

@@ -11,12 +11,13 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.forms import PreferencesForm, TokenCreateForm
 from accounts.models import APIToken
+from common.errors import AppError
 
 
 def _render_page(request, *, new_token: str | None = None, token_form=None, preferences_form=None, status=200):
     context = {
         "tokens": selectors.api_tokens_for_user(user=request.user),
-        "token_form": token_form or TokenCreateForm(),
+        "token_form": token_form or TokenCreateForm(preferences=services.user_preferences_get(user=request.user)),
         "preferences_form": preferences_form
         or PreferencesForm(instance=services.user_preferences_get(user=request.user)),
         "new_token": new_token,
@@ -32,16 +33,23 @@ def account_page(request):
 @login_required
 @require_POST
 def token_create(request):
-    form = TokenCreateForm(request.POST)
+    form = TokenCreateForm(request.POST, preferences=services.user_preferences_get(user=request.user))
     if not form.is_valid():
         return _render_page(request, token_form=form, status=400)
     days = form.cleaned_data["expires_days"]
-    _, plaintext = services.api_token_create(
-        user=request.user,
-        name=form.cleaned_data["name"],
-        scopes=form.cleaned_data["scopes"],
-        expires_at=timezone.now() + timedelta(days=days) if days else None,
-    )
+    try:
+        _, plaintext = services.api_token_create_for_self(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+            rate_limit=form.cleaned_data["rate_limit"],
+            monthly_budget_usd=form.cleaned_data["monthly_budget_usd"],
+        )
+    except AppError as error:
+        field = error.details.get("field")
+        form.add_error(field if field in form.fields else None, error.message)
+        return _render_page(request, token_form=form, status=400)
     # Rendered, not redirected: the plaintext is shown in this one response and stored nowhere.
     return _render_page(request, new_token=plaintext)
 

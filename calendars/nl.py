@@ -72,9 +72,8 @@ async def acalendar_text_process(
     try:
         extraction = json.loads(result.completion.text)
     except ValueError:
-        raise CalendarExtractionInvalid(
-            "The model did not answer with JSON.", details={"answer": result.completion.text[:500]}
-        ) from None
+        # The answer itself is not returned: this endpoint is for events, not a way around the `llm` scope's limits.
+        raise CalendarExtractionInvalid("The model did not answer with JSON.") from None
     processed = await sync_to_async(calendar_events_from_extraction)(
         user=user,
         extraction=extraction,

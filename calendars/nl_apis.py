@@ -39,6 +39,9 @@ EXAMPLE_RESULT = {
 
 
 class CalendarProcessTextApi(CalendarApi):
+    # It makes an LLM call with a model the caller may choose, so it needs the `llm` scope as well.
+    required_scope = ("calendar", "llm")
+
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField(
             max_length=5000, help_text='e.g. "Team lunch next Tuesday at 1, invite team@example.com"'
@@ -65,7 +68,8 @@ class CalendarProcessTextApi(CalendarApi):
             "recorded like any gateway request), given the current time and your timezone, then creates them in "
             'Google Calendar. `dry_run` returns the preview without creating anything. Ambiguous text ("sometime '
             'next week") answers `status: needs_clarification` with a `question` instead of a guess. A retry '
-            "with the same `Idempotency-Key` (or the same extracted events) never creates a duplicate."
+            "with the same `Idempotency-Key` (or the same extracted events) never creates a duplicate. Needs a token "
+            "with both the `calendar` and the `llm` scope."
         ),
         tags=["calendar"],
         request=InputSerializer,

@@ -1,18 +1,28 @@
-"""Per-token rate limits (django-ratelimit, on the Django cache: shared across workers with Redis) and monthly
-budgets (running totals in `SpendCounter`, never a sum over the usage table)."""
+"""Rate limits per token and per user (fixed windows on the Django cache: shared across workers with Redis) and
+monthly budgets (running totals in `SpendCounter`, never a sum over the usage table).
 
+Each request counts once against its token's rate and once against its user's (all of the user's tokens
+together). With Redis both counters are created and incremented in one pipelined round trip. With the cache down,
+RATE_LIMIT_FAIL_OPEN decides (common.limiter): no limit, or 503 `rate_limiter_unavailable`."""
+
+import time
+import zlib
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django_ratelimit.core import get_usage
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 
+from accounts.rates import parse_rate
 from accounts.token_cache import CachedToken
 from common.db_thread import run_in_db_thread
 from common.errors import BudgetExceeded, RateLimited
 from common.limiter import aguarded
 from llm.models import SpendCounter
+
+_FUDGE_SECONDS = 5  # counters outlive their window a little, so a late increment never starts a fresh one
 
 
 @dataclass(frozen=True)
@@ -29,44 +39,100 @@ class RateState:
         }
 
 
-def _key(group, request) -> str:
-    return request.djllm_token_prefix
+@dataclass(frozen=True)
+class _Counter:
+    """One fixed window of one rate for one key (a token prefix or a user id)."""
+
+    key: str
+    rate: str
+    limit: int
+    ttl: int
+    reset_seconds: int
+    label: str
 
 
-class _KeyHolder:
-    """django-ratelimit reads the method and our key from a request-like object."""
+def _counter(kind: str, value: str, rate: str, label: str, now: int) -> _Counter:
+    limit, period = parse_rate(rate)
+    # Windows end at a per-key offset so that all keys do not reset in the same second.
+    end = now - (now % period) + (zlib.crc32(value.encode()) % period)
+    if end <= now:
+        end += period
+    return _Counter(
+        key=f"rl:djllm.llm.{kind}:{limit}/{period}s:{value}:{end}",
+        rate=rate,
+        limit=limit,
+        ttl=period + _FUDGE_SECONDS,
+        reset_seconds=end - now,
+        label=label,
+    )
 
-    method = "POST"
 
-    def __init__(self, prefix: str) -> None:
-        self.djllm_token_prefix = prefix
+def _hit_generic(counters: list[_Counter]) -> list[int]:
+    counts = []
+    for counter in counters:
+        if cache.add(counter.key, 1, counter.ttl):
+            counts.append(1)
+        else:
+            try:
+                counts.append(cache.incr(counter.key))
+            except ValueError:  # expired between add and incr
+                cache.add(counter.key, 1, counter.ttl)
+                counts.append(1)
+    return counts
 
 
-def _check(prefix: str, rate: str) -> dict | None:
-    return get_usage(_KeyHolder(prefix), group="djllm.llm", key=_key, rate=rate, method=["POST"], increment=True)
+def _hit_redis(counters: list[_Counter]) -> list[int]:
+    """Every counter created if missing (with its expiry) and incremented: one pipelined round trip."""
+    client = cache._cache.get_client(write=True)
+    pipe = client.pipeline(transaction=False)
+    for counter in counters:
+        key = cache.make_key(counter.key)
+        pipe.set(key, 0, ex=counter.ttl, nx=True)
+        pipe.incr(key)
+    results = pipe.execute()
+    return [int(n) for n in results[1::2]]
+
+
+def _hit(counters: list[_Counter]) -> list[int]:
+    if isinstance(cache, RedisCache):
+        return _hit_redis(counters)
+    return _hit_generic(counters)
+
+
+def _user_rate(cached: CachedToken) -> str:
+    override = cached.preferences.rate_limit if cached.preferences else ""
+    return override or getattr(settings, "RATE_LIMIT_PER_USER", "")
 
 
 async def rate_limit_hit(cached: CachedToken) -> RateState | None:
-    """Count this request against the token's rate. Raises RateLimited (429) over the limit. With the cache down,
-    RATE_LIMIT_FAIL_OPEN decides: no limit (None) or RateLimiterUnavailable (503)."""
+    """Count this request against the token's rate and the user's. Raises RateLimited (429) over either. With the
+    cache down, RATE_LIMIT_FAIL_OPEN decides: no limit (None) or RateLimiterUnavailable (503)."""
     if not settings.RATE_LIMIT_ENABLED:
         return None
-    rate = cached.token.rate_limit or settings.RATE_LIMIT
-    usage = await aguarded(_check, cached.token.prefix, rate, limiter="token_rate_limit")
-    if usage is None:
+    now = int(time.time())
+    token_rate = cached.token.rate_limit or settings.RATE_LIMIT
+    counters = [_counter("token", cached.token.prefix, token_rate, "this token", now)]
+    user_rate = _user_rate(cached)
+    if user_rate:
+        counters.append(_counter("user", str(cached.token.user_id), user_rate, "your account (all tokens)", now))
+    # In-process memory is counted in place (no I/O); a network cache off the event loop.
+    counts = await aguarded(_hit, counters, limiter="token_rate_limit")
+    if counts is None:
         return None
-    state = RateState(
-        limit=usage["limit"],
-        remaining=max(usage["limit"] - usage["count"], 0),
-        reset_seconds=max(usage["time_left"], 0),
-    )
-    if usage["should_limit"]:
-        raise RateLimited(
-            f"Rate limit of {rate} for this token exceeded; retry in {max(state.reset_seconds, 1)} s.",
-            details={"limit": rate},
-            headers={**state.headers(), "Retry-After": str(max(state.reset_seconds, 1))},
-        )
-    return state
+    states = [
+        (counter, RateState(counter.limit, max(counter.limit - count, 0), max(counter.reset_seconds, 0)), count)
+        for counter, count in zip(counters, counts, strict=True)
+    ]
+    for counter, state, count in states:
+        if count > counter.limit:
+            retry = max(state.reset_seconds, 1)
+            raise RateLimited(
+                f"Rate limit of {counter.rate} for {counter.label} exceeded; retry in {retry} s.",
+                details={"limit": counter.rate, "scope": "token" if counter is counters[0] else "user"},
+                headers={**state.headers(), "Retry-After": str(retry)},
+            )
+    # The headers describe whichever limit is closer to running out.
+    return min((state for _, state, _ in states), key=lambda state: state.remaining)
 
 
 def month_start(day: date) -> date:

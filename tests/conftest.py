@@ -5,6 +5,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts import services, token_cache
+from accounts.models import ALL_SCOPES
 from tests.factories import UserFactory
 
 # `browser_page` (headless Chromium on `live_server`) and friends: see tests/browser.py.
@@ -47,7 +48,7 @@ def make_token(db):
 @pytest.fixture
 def token(user, make_token):
     """(APIToken, plaintext) for `user` with every scope."""
-    return make_token(user=user, name="test")
+    return make_token(user=user, name="test", scopes=list(ALL_SCOPES))
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_bearer_and_x_api_token_both_authenticate(api_client, token, user):
         response = _me(api_client, **headers)
         assert response.status_code == 200, response.content
         assert response.json()["user"]["username"] == user.username
-        assert sorted(response.json()["token"]["scopes"]) == ["calendar", "llm"]
+        assert sorted(response.json()["token"]["scopes"]) == ["account", "calendar", "llm"]
 
 
 @pytest.mark.parametrize(

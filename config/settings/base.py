@@ -245,6 +245,9 @@ RATE_LIMIT = env.str("RATE_LIMIT", default="60/m")
 # minute, counted in readiness); false refuses them with 503 rate_limiter_unavailable. Applies to every cache-based
 # limiter (common/limiter.py). Budgets live in the database and are not affected.
 RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
+# Counted over all of a user's tokens on top of each token's own rate (a user's own setting in the admin overrides
+# it). Blank: no per-user limit.
+RATE_LIMIT_PER_USER = env.str("RATE_LIMIT_PER_USER", default="")
 
 # --- Logging --------------------------------------------------------------------------------------
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")  # "text" (readable) or "json" (one object a line)

@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from accounts import services
+from accounts.models import ALL_SCOPES
 
 
 class Command(BaseCommand):
@@ -20,7 +21,7 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         user = services.user_create(username=username, password=password, is_superuser=True)
-        _, plaintext = services.api_token_create(user=user, name="make run")
+        _, plaintext = services.api_token_create(user=user, name="make run", scopes=list(ALL_SCOPES))
         self.stdout.write(self.style.SUCCESS("Created the admin user. Keep these; they are shown only now:"))
         self.stdout.write(f"  admin login:  {url.rstrip('/')}/admin/   user {username}   password {password}")
         self.stdout.write(f"  API token:    {plaintext}")

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from accounts import services
-from accounts.models import ALL_SCOPES
+from accounts.models import ALL_SCOPES, DEFAULT_SCOPES
 from common.errors import AppError
 
 
@@ -16,7 +16,12 @@ class Command(BaseCommand):
         parser.add_argument("username")
         parser.add_argument("--create-user", action="store_true", help="Create the user if it does not exist.")
         parser.add_argument("--name", default="", help="A label for the token.")
-        parser.add_argument("--scopes", default=",".join(ALL_SCOPES), help="Comma list, e.g. llm,calendar.")
+        parser.add_argument(
+            "--scopes",
+            default=",".join(DEFAULT_SCOPES),
+            help=f"Comma list of {', '.join(ALL_SCOPES)} (default: {','.join(DEFAULT_SCOPES)}; "
+            "`account` lets the token change the account).",
+        )
         parser.add_argument("--expires-days", type=int, default=None, help="Days until the token expires.")
 
     def handle(self, *args, username, create_user, name, scopes, expires_days, **options):
