@@ -4,7 +4,12 @@ from common import crypto
 
 
 class EncryptedTextField(models.TextField):
-    """A text field stored Fernet-encrypted; Python code sees plaintext, the database never does."""
+    """A text field stored Fernet-encrypted; Python code sees plaintext, the database never does.
+
+    A stored value no configured key can decrypt is read as `crypto.UnreadableSecret` instead of failing the whole
+    query (one bad row must not take down every row beside it), and is written back unchanged: ciphertext is never
+    dropped because the key in use today cannot read it.
+    """
 
     def __init__(self, *args, keys_setting: str = "FIELD_ENCRYPTION_KEYS", **kwargs):
         self.keys_setting = keys_setting
@@ -19,9 +24,19 @@ class EncryptedTextField(models.TextField):
     def from_db_value(self, value, expression, connection):
         if not value:
             return value
-        return crypto.decrypt(value, keys_setting=self.keys_setting)
+        try:
+            return crypto.decrypt(value, keys_setting=self.keys_setting)
+        except crypto.DecryptionFailed:
+            return crypto.UnreadableSecret(value, self.keys_setting)
+
+    def to_python(self, value):
+        if isinstance(value, crypto.UnreadableSecret):
+            return value
+        return super().to_python(value)
 
     def get_prep_value(self, value):
+        if isinstance(value, crypto.UnreadableSecret):
+            return value.ciphertext
         value = super().get_prep_value(value)
         if not value:
             return value

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import APIToken, Provider
+from common.crypto import UnreadableSecret
 from llm import pricing, routing, templates_store
 from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord, UsageStatus
 from llm.paginator import EstimatedCountPaginator
@@ -418,15 +419,17 @@ class ModelRouteForm(forms.ModelForm):
         strip=True,
         label="API key",
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="Write-only. Leave blank to keep the stored key (or, with none stored, to use the provider's "
-        "key from the environment).",
+        help_text="Write-only. Leave blank to keep the stored key. With none stored, a route on the provider's "
+        "configured base URL uses the provider's key from the environment; a route with a base URL of its own sends "
+        "no key (the server's key never goes to another host).",
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
     base_url = forms.URLField(
         required=False,
         assume_scheme="https",
         label="Base URL",
-        help_text="Blank: the provider's configured base URL.",
+        help_text="Blank: the provider's configured base URL. Otherwise its host must be allowed by "
+        "LLM_BASE_URL_ALLOWLIST.",
     )
 
     class Meta:
@@ -448,6 +451,9 @@ class ModelRouteForm(forms.ModelForm):
 
 @admin.register(ModelRoute)
 class ModelRouteAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+    """Superusers only may add, change or delete routes: a route decides where prompts and keys are sent. Staff with
+    any route permission can at most view them."""
+
     cache_changed = staticmethod(routing.routes_changed)
 
     form = ModelRouteForm
@@ -458,7 +464,18 @@ class ModelRouteAdmin(RefreshesProcessCaches, admin.ModelAdmin):
 
     @admin.display(description="API key")
     def api_key_status(self, obj):
+        if isinstance(obj.api_key, UnreadableSecret):
+            return "cannot be decrypted with FIELD_ENCRYPTION_KEYS"
         return "set" if obj.api_key else "not set"
+
+    def has_add_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
 
     def get_fields(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):

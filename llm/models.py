@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -14,8 +15,15 @@ class ModelRoute(models.Model):
     alias = models.CharField(max_length=100, unique=True, help_text="The model name clients send, e.g. `fast`.")
     provider = models.CharField(max_length=20, choices=Provider.choices)
     upstream_model = models.CharField(max_length=100)
-    base_url = models.URLField(blank=True, help_text="Blank: the provider's configured base URL.")
-    api_key = EncryptedTextField(blank=True, help_text="Blank: the provider's key from the environment.")
+    base_url = models.URLField(
+        blank=True,
+        help_text="Blank: the provider's configured base URL. Otherwise a host allowed by LLM_BASE_URL_ALLOWLIST.",
+    )
+    api_key = EncryptedTextField(
+        blank=True,
+        help_text="Blank: the provider's key from the environment when the route uses the provider's configured base "
+        "URL; no key at all when the route has a base URL of its own.",
+    )
     fallback = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, help_text="Tried when this route keeps failing."
     )
@@ -26,6 +34,13 @@ class ModelRoute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alias} → {self.provider}/{self.upstream_model}"
+
+    def clean(self) -> None:
+        from llm.upstream_urls import base_url_problem
+
+        problem = base_url_problem(self.base_url) if self.base_url else None
+        if problem:
+            raise ValidationError({"base_url": problem})
 
 
 class ModelPrice(models.Model):

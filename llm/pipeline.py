@@ -30,6 +30,7 @@ from llm.models import UsageRecord, UsageStatus
 from llm.pricing import Price, aprice_for, cost_of
 from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
 from llm.providers.base import tool_calls_from_deltas
+from llm.providers.errors import MAX_UPSTREAM_MESSAGE, redact
 from llm.recorder import write_usage_record
 from llm.routing import Route, aresolve
 from llm.services import UsageDraft, usage_record_create
@@ -85,13 +86,23 @@ def _prompt_text(request: ChatRequest) -> str:
 
 
 def _upstream_error(error: ProviderError) -> AppError:
+    """What the caller learns of an upstream failure: its status, its error type and a short message with anything
+    key-like removed (see `llm.providers.errors`), never the upstream's body as it came."""
+    message = redact(error.message, limit=MAX_UPSTREAM_MESSAGE + 100)
+    details = {}
+    if error.status is not None:
+        details["upstream_status"] = error.status
+    if error.upstream_type:
+        details["upstream_type"] = error.upstream_type
     if error.code == "upstream_rate_limited":
         headers = {"Retry-After": str(math.ceil(error.retry_after))} if error.retry_after else {}
-        return RateLimited(f"The upstream provider is rate limiting: {error.message}", code=error.code, headers=headers)
+        return RateLimited(
+            f"The upstream provider is rate limiting: {message}", code=error.code, headers=headers, details=details
+        )
     if error.code == "upstream_bad_request":
-        return AppError(error.message, code=error.code, status=400)
+        return AppError(message, code=error.code, status=400, details=details)
     status = 504 if error.code == "upstream_timeout" else 502
-    return UpstreamError(error.message, code=error.code, status=status)
+    return UpstreamError(message, code=error.code, status=status, details=details)
 
 
 def _retry_delay(attempt: int, retry_after: float | None) -> float:

@@ -6,12 +6,14 @@ With no model at all: the user's preferences, then `LLM_PROVIDER` / `OPENAI_MODE
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 
+from common.crypto import UnreadableSecret
 from common.errors import AppError, InvalidRequest, ServiceUnavailable
 from common.process_copy import ProcessCopy
+from llm import upstream_urls
 from llm.models import ModelRoute
 
 EXPLICIT_PREFIXES = ("openai", "anthropic", "local")
@@ -29,13 +31,25 @@ class ProviderNotConfigured(ServiceUnavailable):
     code = "provider_not_configured"
 
 
+class RouteBaseUrlNotAllowed(ServiceUnavailable):
+    """A stored route points at a host outside `LLM_BASE_URL_ALLOWLIST`: refused before anything is sent."""
+
+    code = "route_base_url_not_allowed"
+
+
+class RouteKeyUnreadable(ServiceUnavailable):
+    """A route's stored key cannot be decrypted with `FIELD_ENCRYPTION_KEYS`: that route fails, the others work."""
+
+    code = "route_key_unreadable"
+
+
 @dataclass(frozen=True)
 class Route:
     requested: str  # what the client asked for (alias or model)
     provider: str
     model: str  # upstream model
     base_url: str | None
-    api_key: str
+    api_key: str = field(repr=False)
     fallback: "Route | None" = None
 
 
@@ -65,8 +79,19 @@ def _provider_defaults(provider: str) -> tuple[str | None, str, str]:
 
 
 def _direct(requested: str, provider: str, model: str, base_url: str = "", api_key: str = "") -> Route:
+    """The server's key for a provider goes only to that provider's configured base URL: a route with a base URL of
+    its own sends its own key, or none."""
     default_url, default_key, env_name = _provider_defaults(provider)
-    url, key = base_url or default_url, api_key or default_key
+    if base_url and not upstream_urls.is_configured_endpoint(base_url, provider):
+        problem = upstream_urls.base_url_problem(base_url)
+        if problem:
+            raise RouteBaseUrlNotAllowed(
+                f"Model {requested!r} is routed to a base URL this server does not allow; no request was sent. "
+                f"{problem}",
+                details={"model": requested, "setting": "LLM_BASE_URL_ALLOWLIST"},
+            )
+        return Route(requested=requested, provider=provider, model=model, base_url=base_url, api_key=api_key)
+    url, key = default_url, api_key or default_key
     if provider == "local" and not url:
         raise ProviderNotConfigured(
             f"No local model server configured: set {env_name}.", details={"provider": provider, "env": env_name}
@@ -78,6 +103,17 @@ def _direct(requested: str, provider: str, model: str, base_url: str = "", api_k
     return Route(requested=requested, provider=provider, model=model, base_url=url or None, api_key=key)
 
 
+def _route_key(route: ModelRoute) -> str:
+    if isinstance(route.api_key, UnreadableSecret):
+        raise RouteKeyUnreadable(
+            f"The API key stored for model route {route.alias!r} cannot be decrypted with FIELD_ENCRYPTION_KEYS; "
+            "no request was sent. An administrator must restore the key it was encrypted with (as a later entry of "
+            "FIELD_ENCRYPTION_KEYS) or enter the route's key again.",
+            details={"model": route.alias, "setting": "FIELD_ENCRYPTION_KEYS"},
+        )
+    return route.api_key or ""
+
+
 def _from_alias(route: ModelRoute, table: dict[str, ModelRoute], depth: int = 0) -> Route:
     fallback = None
     if route.fallback_id and depth < _MAX_FALLBACK_DEPTH:
@@ -87,8 +123,8 @@ def _from_alias(route: ModelRoute, table: dict[str, ModelRoute], depth: int = 0)
                 fallback = _from_alias(target, table, depth + 1)
             except AppError:
                 fallback = None  # an unconfigured fallback is skipped, not fatal
-    primary = _direct(route.alias, route.provider, route.upstream_model, route.base_url, route.api_key)
-    return Route(primary.requested, primary.provider, primary.model, primary.base_url, primary.api_key, fallback)
+    primary = _direct(route.alias, route.provider, route.upstream_model, route.base_url, _route_key(route))
+    return replace(primary, fallback=fallback)
 
 
 def default_model(provider: str) -> str:

@@ -237,6 +237,9 @@ ANTHROPIC_MODEL = env.str("ANTHROPIC_MODEL", default="claude-3-5-haiku-latest")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="") or None
 LOCAL_LLM_BASE_URL = env.str("LOCAL_LLM_BASE_URL", default="http://127.0.0.1:11434/v1")
 LOCAL_LLM_API_KEY = env.str("LOCAL_LLM_API_KEY", default="")
+# Hosts a model route's own base URL may point at (names, `*.suffix`, IPs, CIDR networks). Blank: the providers' public
+# hosts and loopback (llm/upstream_urls.py). The hosts of the three base URLs above are always allowed.
+LLM_BASE_URL_ALLOWLIST = env_list("LLM_BASE_URL_ALLOWLIST")
 REQUEST_TIMEOUT = env.float("REQUEST_TIMEOUT", default=60.0)
 MAX_PROMPT_LENGTH = env.int("MAX_PROMPT_LENGTH", default=100_000)
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
 from llm.providers.clients import SDKProvider
-from llm.providers.errors import from_sdk_error
+from llm.providers.errors import from_sdk_error, redact
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -269,7 +269,9 @@ class AnthropicProvider(SDKProvider):
                         response_id=response_id,
                     )
                 elif kind == "error":
-                    raise ProviderError(f"{self.name} stream error: {event}", code="upstream_server_error")
+                    error = getattr(event, "error", None)
+                    message = redact(f"{getattr(error, 'type', '')}: {getattr(error, 'message', '')}")
+                    raise ProviderError(f"{self.name} stream error: {message}", code="upstream_server_error")
         except ProviderError:
             raise
         except Exception as exc:

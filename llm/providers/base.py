@@ -106,8 +106,12 @@ class ProviderError(Exception):
         code: str = "upstream_error",
         retryable: bool = False,
         retry_after: float | None = None,
+        upstream_type: str | None = None,
     ) -> None:
         super().__init__(message)
+        self.upstream_type = (
+            upstream_type  # the upstream's own error type (e.g. `invalid_request_error`), if it sent one
+        )
         self.message = message
         self.status = status
         self.code = code

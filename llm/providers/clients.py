@@ -36,10 +36,22 @@ def _http_client(kind: str) -> httpx.AsyncClient:
 def _make(kind: str, base_url: str | None, api_key: str):
     http_client = _http_client(kind)
     if kind == "anthropic":
-        return anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=_timeout(), http_client=http_client
+        client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            auth_token="",
+            base_url=base_url,
+            max_retries=0,
+            timeout=_timeout(),
+            http_client=http_client,
         )
-    # OpenAI-compatible servers often need no key, but the SDK insists on one.
+        # Only the key given here is ever sent: never ANTHROPIC_AUTH_TOKEN from the environment, and with no key
+        # (a route to a server of its own) no key header at all (see `SDKProvider._options`).
+        client.auth_token = None
+        if not api_key:
+            client.api_key = None
+        return client
+    # OpenAI-compatible servers often need no key, but the SDK insists on one (and would read OPENAI_API_KEY from the
+    # environment if given None).
     return openai.AsyncOpenAI(
         api_key=api_key or "not-needed", base_url=base_url, max_retries=0, timeout=_timeout(), http_client=http_client
     )
@@ -68,6 +80,9 @@ class SDKProvider:
         self.base_url = base_url
         self.api_key = api_key
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} base_url={self.base_url!r}>"  # never the key
+
     def _client(self):
         return client_for(self.kind, self.base_url, self.api_key)
 
@@ -76,6 +91,13 @@ class SDKProvider:
         typed responses), without the per-call transform of typed params that `create()` runs first: our bodies
         are plain JSON already, and that transform was the SDK's largest CPU cost here (~1.2 ms a call)."""
         client = self._client()
+        options = self._options()
         if stream_cls is None:
-            return await client.post(path, body=body, cast_to=cast_to)
-        return await client.post(path, body=body, cast_to=cast_to, stream=True, stream_cls=stream_cls)
+            return await client.post(path, body=body, cast_to=cast_to, options=options)
+        return await client.post(path, body=body, cast_to=cast_to, options=options, stream=True, stream_cls=stream_cls)
+
+    def _options(self) -> dict:
+        if self.kind == "anthropic" and not self.api_key:
+            # The SDK refuses to send a request without an auth header unless one is explicitly omitted.
+            return {"headers": {"X-Api-Key": anthropic.Omit()}}
+        return {}

@@ -1,10 +1,52 @@
-"""Map each SDK's exceptions onto ProviderError, once, for both providers."""
+"""Map each SDK's exceptions onto ProviderError, once, for both providers.
+
+What an upstream says in an error is not passed through: the caller gets the status, the upstream's error type and a
+short message with anything that looks like a credential removed (OpenAI's 401 names the masked key it was sent,
+which is the *server's* key when the route used it) and cut to `MAX_UPSTREAM_MESSAGE` characters.
+"""
+
+import re
 
 import anthropic
 import httpx
 import openai
+from django.conf import settings
 
 from llm.providers.base import ProviderError
+
+MAX_UPSTREAM_MESSAGE = 200
+REDACTED = "[redacted]"
+_KEY_LIKE = re.compile(
+    "|".join(
+        (
+            r"\bsk-[A-Za-z0-9_\-*.]+",  # OpenAI and Anthropic keys (sk-..., sk-ant-..., sk-proj-...), masked or not
+            r"\bdjl_[A-Za-z0-9_\-]+",  # djllm's own tokens
+            r"\bbearer\s+\S+",  # an Authorization header's value
+            r"\b(?:api[ _-]?key|x-api-key|token|secret|password)(?:\s+provided)?\s*[:=]\s*\S+",
+            r"\S*\*{3,}\S*",  # a masked value, whatever its prefix
+            r"\b[0-9A-Fa-f]{20,}\b",  # long hex runs
+            r"[A-Za-z0-9+/_\-]{32,}={0,2}",  # long base64 / base64url runs
+        )
+    ),
+    re.IGNORECASE,
+)
+
+
+def _configured_secrets() -> list[str]:
+    names = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LOCAL_LLM_API_KEY")
+    return [value for value in (getattr(settings, name, "") for name in names) if value and len(value) >= 8]
+
+
+def redact(text: str, *, secrets: tuple[str, ...] = (), limit: int = MAX_UPSTREAM_MESSAGE) -> str:
+    """`text` with key-like runs replaced, whitespace collapsed, and cut to `limit` characters."""
+    for secret in (*secrets, *_configured_secrets()):
+        if secret and len(secret) >= 8:
+            text = text.replace(secret, REDACTED)
+    text = _KEY_LIKE.sub(REDACTED, text)
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
 
 
 def _retry_after(response) -> float | None:
@@ -17,13 +59,27 @@ def _retry_after(response) -> float | None:
         return None
 
 
-def _upstream_message(exc) -> str:
+def _upstream_error(exc) -> tuple[str | None, str]:
+    """(error type, message) as the upstream's JSON error body gives them, unredacted."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-    return str(getattr(exc, "message", exc))
+        if isinstance(err, dict):
+            kind = err.get("type") if isinstance(err.get("type"), str) else None
+            if err.get("message"):
+                return kind, str(err["message"])
+            return kind, ""
+    if isinstance(body, str):
+        return None, body
+    return None, ""
+
+
+def upstream_status_error(provider: str, status: int, kind: str | None, message: str, **kwargs) -> ProviderError:
+    safe_kind = redact(kind, limit=60) if kind else None
+    safe_message = redact(message) if message else ""
+    text = f"{provider} answered {status}" + (f" ({safe_kind})" if safe_kind else "")
+    text += f": {safe_message}" if safe_message else "."
+    return ProviderError(text, status=status, upstream_type=safe_kind, **kwargs)
 
 
 def from_sdk_error(exc: Exception, provider: str) -> ProviderError:
@@ -38,30 +94,34 @@ def from_sdk_error(exc: Exception, provider: str) -> ProviderError:
             return ProviderError(f"Could not connect to {provider}.", code="upstream_unreachable", retryable=True)
         if isinstance(exc, sdk.APIStatusError):
             status = exc.status_code
-            message = f"{provider} answered {status}: {_upstream_message(exc)}"
+            kind, message = _upstream_error(exc)
             if status == 429:
-                return ProviderError(
+                return upstream_status_error(
+                    provider,
+                    status,
+                    kind,
                     message,
-                    status=status,
                     code="upstream_rate_limited",
                     retryable=True,
                     retry_after=_retry_after(exc.response),
                 )
             if status >= 500:
                 code = "upstream_overloaded" if status == 529 else "upstream_server_error"
-                return ProviderError(
-                    message, status=status, code=code, retryable=True, retry_after=_retry_after(exc.response)
+                return upstream_status_error(
+                    provider, status, kind, message, code=code, retryable=True, retry_after=_retry_after(exc.response)
                 )
             if status in (401, 403):
-                return ProviderError(message, status=status, code="upstream_auth_failed")
-            return ProviderError(message, status=status, code="upstream_bad_request")
+                return upstream_status_error(provider, status, kind, message, code="upstream_auth_failed")
+            return upstream_status_error(provider, status, kind, message, code="upstream_bad_request")
         if isinstance(exc, sdk.APIResponseValidationError | sdk.APIError):
             return ProviderError(f"{provider} sent a response djllm could not read.", code="upstream_bad_response")
     if isinstance(exc, httpx.TimeoutException):
         return ProviderError(f"{provider} stopped answering mid-response.", code="upstream_timeout", retryable=True)
     if isinstance(exc, httpx.TransportError):  # e.g. the connection dropped mid-stream (SDKs don't wrap these)
         return ProviderError(
-            f"The connection to {provider} broke mid-response: {exc}", code="upstream_interrupted", retryable=True
+            f"The connection to {provider} broke mid-response: {redact(str(exc))}",
+            code="upstream_interrupted",
+            retryable=True,
         )
     # Anything else (malformed JSON, an unexpected shape) is the upstream's answer being unreadable.
     return ProviderError(
