@@ -7,7 +7,7 @@ WEB_CONCURRENCY ?= 2
 # Development settings for `make run`/`make worker` (the WSGI/ASGI/Celery entry points alone default to production).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: run serve worker test lint schema-check bench deps dev-deps browser migrate clean
+.PHONY: run serve worker test lint schema-check bench soak deps dev-deps browser migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +80,15 @@ bench: dev-deps
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; \
 	  else echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Soak test (bench/soak.py): SOAK_SECONDS of mixed traffic with upstream faults against `make serve` (2 workers) on
+# PostgreSQL and Redis, then requests vs usage rows, recorded vs billed cost, unmapped 5xx and worker RSS; fails on a
+# mismatch. DATABASE_URL names the PostgreSQL server (the soak creates its own database, SOAK_DATABASE).
+SOAK_SECONDS ?= 180
+soak: deps
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} \
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache clients/node_modules clients/build

@@ -46,6 +46,12 @@ Controller (thread-safe; each call applies to the next request):
       models=(...)              ids listed by GET /v1/models
       refusal=None              OpenAI: the model declines with this text (`message.refusal`, streamed as
                                 `delta.refusal` pieces; content null)
+      fault_mix={}              random faults for requests no queued fault matched: {kind: probability}, e.g.
+                                {"429": 0.03, "500": 0.02, "timeout": 0.01, "reset": 0.01, "stream_cut": 0.03};
+                                kinds as fail_next's, plus "stream_stall" (a stream stalls after one delta; a
+                                plain request is held like "timeout"). 429s carry `retry-after: 0`
+      fault_hold_s=30.0         how long a random "timeout"/"stream_stall" holds
+      fault_seed=None           seeds the random faults (set it to replay a mix)
     fake.config                 the current FakeConfig (frozen dataclass)
     fake.fail_next(kind, times=1, *, provider=None, model=None, retry_after=0, hold_s=30.0,
                    after_chunks=None, message=None)
@@ -74,6 +80,10 @@ Controller (thread-safe; each call applies to the next request):
     fake.wait_for_requests(n, timeout=5.0) -> list    blocks until n requests were recorded
     fake.wait_until(predicate, timeout=5.0)  polls, e.g. `lambda: fake.last_request.disconnected` (a client's
                                 close reaches the server a moment after the client call returns)
+    fake.ledger                 with FakeUpstream(ledger=True): every completion request, compactly (n, tag,
+                                provider, model, stream, fault, status, usage it reported, completed); see
+                                `ledger_json()`. `tag` is the `[ledger:ID]` marker found in the request body (the
+                                soak puts one in each prompt), so attempts and billed usage can be told per request
     fake.stats                  {"total" requests, "connections" accepted (pooling shows as few),
                                 "in_flight", "max_in_flight"}; reset() zeroes all but in_flight
 
@@ -83,10 +93,10 @@ Checks like the real APIs (400 invalid_request_error): Anthropic needs `anthropi
 Standalone (benchmark)::
 
     python -m bench.fake_upstream --host 127.0.0.1 --port 9100 --latency-ms 0 [--chunks 4]
-        [--chunk-delay-ms 0] [--api-key KEY] [--record N]
+        [--chunk-delay-ms 0] [--api-key KEY] [--record N] [--ledger]
     prints "fake upstream listening on http://127.0.0.1:9100" (flushed). uvloop when installed. HTTP control,
     never recorded: POST /_fake/config {fields}, POST /_fake/fail_next {kind, times, ...}, POST /_fake/reset,
-    GET /_fake/stats.
+    GET /_fake/stats, GET /_fake/ledger (with --ledger: {"entries": [...]}, see `ledger_json()`).
 """
 
 from __future__ import annotations
@@ -96,6 +106,8 @@ import asyncio
 import dataclasses
 import itertools
 import json
+import random
+import re
 import signal
 import socket
 import struct
@@ -116,6 +128,8 @@ OPENAI = "openai"
 ANTHROPIC = "anthropic"
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o3-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
 FAULT_KINDS = frozenset({"timeout", "reset", "disconnect", "malformed", "stream_cut", "stream_error"})
+MIX_ONLY_KINDS = frozenset({"stream_stall"})
+LEDGER_TAG = re.compile(rb"\[ledger:([A-Za-z0-9._:-]{1,128})\]")
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,9 @@ class FakeConfig:
     anthropic_delta_usage: str = "output"
     models: tuple[str, ...] = DEFAULT_MODELS
     refusal: str | None = None
+    fault_mix: tuple[tuple[str, float], ...] = ()
+    fault_hold_s: float = 30.0
+    fault_seed: int | None = None
 
 
 @dataclass
@@ -172,6 +189,10 @@ class RecordedRequest:
     status: int | None = None
     response_id: str | None = None
     disconnected: bool = False
+    n: int = 0
+    tag: str | None = None
+    usage: Usage | None = None  # the usage this response reports (in full) when it is delivered
+    completed: bool = False  # every byte of the response was handed to a connection still open
 
 
 # --------------------------------------------------------------------------------------------- HTTP plumbing
@@ -341,6 +362,8 @@ class _Conn(asyncio.Protocol):
                 self._finish()
                 _reset(transport)
                 return False
+        if self.current is not None:
+            self.current.completed = True
         self._finish()
         if not self.keep_alive:
             transport.close()
@@ -709,8 +732,13 @@ class _Exchange:
         rec.status = 200
         rec.response_id = self.rid
         headers = [self.req_header]
+        if kind in (None, "timeout"):  # answered in full (a held request answers once its hold ends)
+            include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
+            if not stream or self.provider == ANTHROPIC or include_usage:
+                rec.usage = self.usage
         if not stream:
             if kind == "stream_error":
+                rec.status = 500
                 return self.error_ops(500, fault)
             body = self.plain_body()
             if kind == "malformed":
@@ -858,9 +886,12 @@ def _validate(provider: str, body: dict, headers: dict[str, str]) -> str | None:
 class FakeUpstream:
     """The fake server and its controller (see the module docstring)."""
 
-    def __init__(self, *, record_limit: int = 10_000, **config: Any):
+    def __init__(self, *, record_limit: int = 10_000, ledger: bool = False, **config: Any):
         self._initial = _make_config(FakeConfig(), config)
         self._config = self._initial
+        self._ledger_on = ledger
+        self._ledger: list[RecordedRequest] = []
+        self._rng = random.Random(self._initial.fault_seed)
         self._lock = threading.Lock()
         self._recorded_cv = threading.Condition(self._lock)
         self._faults: deque[Fault] = deque()
@@ -962,6 +993,8 @@ class FakeUpstream:
     def configure(self, **fields: Any) -> FakeConfig:
         with self._lock:
             self._config = _make_config(self._config, fields)
+            if "fault_seed" in fields:
+                self._rng = random.Random(self._config.fault_seed)
             return self._config
 
     def fail_next(
@@ -1015,6 +1048,8 @@ class FakeUpstream:
             self._config = self._initial
             self._faults.clear()
             self._records.clear()
+            self._ledger.clear()
+            self._rng = random.Random(self._initial.fault_seed)
             self._total = 0
             self._connections = 0
             self._max_in_flight = self._in_flight
@@ -1052,6 +1087,31 @@ class FakeUpstream:
             time.sleep(0.01)
 
     @property
+    def ledger(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._ledger)
+
+    def ledger_json(self) -> list[dict[str, Any]]:
+        """The ledger as JSON-ready dicts: what was asked (tag, provider, model, stream), what the fake did (fault,
+        status) and what it billed: `usage` (the counts its response reported, in the provider's own fields) when
+        `completed` (the whole response left on an open connection), else null."""
+        return [
+            {
+                "n": r.n,
+                "tag": r.tag,
+                "provider": r.provider,
+                "model": r.model,
+                "stream": r.stream,
+                "fault": r.fault,
+                "status": r.status,
+                "completed": r.completed,
+                "disconnected": r.disconnected,
+                "usage": dataclasses.asdict(r.usage) if r.usage is not None and r.completed else None,
+            }
+            for r in self.ledger
+        ]
+
+    @property
     def stats(self) -> dict[str, int]:
         return {
             "total": self._total,
@@ -1061,7 +1121,7 @@ class FakeUpstream:
         }
 
     # request handling (server loop)
-    def _take_fault(self, provider: str, model: str | None) -> Fault | None:
+    def _take_fault(self, provider: str, model: str | None, cfg: FakeConfig) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if (fault.provider is None or fault.provider == provider) and (
@@ -1072,6 +1132,12 @@ class FakeUpstream:
                         if fault.times <= 0:
                             self._faults.remove(fault)
                     return fault
+            if cfg.fault_mix:
+                draw = self._rng.random()
+                for kind, probability in cfg.fault_mix:
+                    draw -= probability
+                    if draw < 0:
+                        return _mix_fault(kind, cfg)
         return None
 
     def _handle(self, req: _Req) -> tuple[list, RecordedRequest | None]:
@@ -1096,7 +1162,13 @@ class FakeUpstream:
                 body = None
         is_dict = isinstance(body, dict)
         model = body.get("model") if is_dict and isinstance(body.get("model"), str) else None
+        tag = None
+        if self._ledger_on:
+            found = LEDGER_TAG.search(req.body)
+            tag = found.group(1).decode("ascii") if found else None
         rec = RecordedRequest(
+            n=n,
+            tag=tag,
             method=req.method,
             path=path,
             query=query,
@@ -1109,10 +1181,15 @@ class FakeUpstream:
             received_at=time.time(),
         )
         ops = self._respond(req, rec, cfg, path, provider, body, n)
+        if self._ledger_on and path in ("/v1/chat/completions", "/v1/messages"):
+            with self._lock:
+                self._ledger.append(rec)
         if self._record_limit:
             with self._recorded_cv:
                 self._records.append(rec)
                 self._recorded_cv.notify_all()
+        elif self._ledger_on:  # the ledger alone keeps only what it reports (no bodies: a long soak stays small)
+            rec.raw_body, rec.body, rec.headers = b"", None, {}
         return ops, rec
 
     def _respond(self, req, rec, cfg, path, provider, body, n) -> list:
@@ -1146,7 +1223,7 @@ class FakeUpstream:
         if problem is not None:
             rec.status = 400
             return _error_ops(provider, 400, keep_alive, n, None, problem)
-        fault = self._take_fault(provider, rec.model)
+        fault = self._take_fault(provider, rec.model, cfg)
         exchange = _Exchange(self, cfg, provider, body, req, n)
         if fault is None:
             return exchange.ok_ops(None, rec)
@@ -1193,6 +1270,8 @@ class FakeUpstream:
                 self.fail_next(**args)
             elif path == "/_fake/reset" and req.method == "POST":
                 self.reset()
+            elif path == "/_fake/ledger" and req.method == "GET":
+                return _plain_ops(200, {"entries": self.ledger_json()}, req.keep_alive)
             elif path != "/_fake/stats":
                 return _plain_ops(404, {"error": f"unknown control {req.method} {path}"}, req.keep_alive)
         except (TypeError, ValueError) as exc:
@@ -1214,7 +1293,31 @@ def _make_config(base: FakeConfig, fields: dict[str, Any]) -> FakeConfig:
         raise ValueError("chunks must be at least 1")
     if fields.get("anthropic_delta_usage", "output") not in ("output", "full"):
         raise ValueError("anthropic_delta_usage must be 'output' or 'full'")
+    if "fault_mix" in fields:
+        fields["fault_mix"] = _fault_mix(fields["fault_mix"])
     return dataclasses.replace(base, **fields)
+
+
+def _fault_mix(mix: Any) -> tuple[tuple[str, float], ...]:
+    items = mix.items() if isinstance(mix, dict) else mix
+    out = []
+    for kind, probability in items:
+        kind, probability = str(kind), float(probability)
+        known = kind in FAULT_KINDS or kind in MIX_ONLY_KINDS or (kind.isdigit() and 400 <= int(kind) <= 599)
+        if not known:
+            raise ValueError(f"unknown fault {kind!r} in fault_mix")
+        if probability < 0:
+            raise ValueError("fault_mix probabilities must not be negative")
+        out.append((kind, probability))
+    if sum(p for _, p in out) > 1:
+        raise ValueError("fault_mix probabilities add up to more than 1")
+    return tuple(out)
+
+
+def _mix_fault(kind: str, cfg: FakeConfig) -> Fault:
+    if kind == "stream_stall":
+        return Fault(kind="timeout", times=None, hold_s=cfg.fault_hold_s, after_chunks=1)
+    return Fault(kind=kind, times=None, hold_s=cfg.fault_hold_s, retry_after=0)
 
 
 # --------------------------------------------------------------------------------------------- standalone
@@ -1240,10 +1343,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-delay-ms", type=float, default=0)
     parser.add_argument("--api-key", default=None)
     parser.add_argument("--record", type=int, default=0, help="keep the last N requests (0: none)")
+    parser.add_argument("--ledger", action="store_true", help="keep the ledger (GET /_fake/ledger)")
     parser.add_argument("--no-uvloop", action="store_true")
     args = parser.parse_args(argv)
     fake = FakeUpstream(
         record_limit=args.record,
+        ledger=args.ledger,
         latency_ms=args.latency_ms,
         chunks=args.chunks,
         chunk_delay_ms=args.chunk_delay_ms,
