@@ -49,14 +49,16 @@ worker: migrate
 	$(CELERY_WORKER)
 
 # Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY required) unless
-# SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves them compressed.
+# SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves them compressed. On SIGTERM a worker
+# finishes its calls in flight and writes their usage records; the graceful timeout is REQUEST_TIMEOUT + 15 s
+# (GRACEFUL_TIMEOUT overrides it; config/gunicorn.py).
 SERVE_SETTINGS ?= config.settings.production
 serve: deps
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py migrate --noinput -v 0
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py collectstatic --noinput -v 0
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) \
-	$(BIN)/gunicorn config.asgi:application -k uvicorn_worker.UvicornWorker \
-	  --workers $(WEB_CONCURRENCY) --bind $${HOST:-127.0.0.1}:$(PORT) --access-logfile - --graceful-timeout 30
+	$(BIN)/gunicorn config.asgi:application -c config/gunicorn.py \
+	  --workers $(WEB_CONCURRENCY) --bind $${HOST:-127.0.0.1}:$(PORT) --access-logfile -
 
 # npm packages of the Excel clients (TypeScript for the Office Script), from the lockfile. Without npm the Node-based
 # tests skip (they say why); with it they run.

@@ -159,7 +159,9 @@ def test_global_scope_shares_answers_between_users(client, settings, fake_upstre
 def test_two_routes_to_one_model_never_share_answers(client, gateway_settings, fake_upstream):
     base = gateway_settings.openai_base_url
     for alias, key in (("team-a", "sk-route-a-000000000000"), ("team-b", "sk-route-b-000000000000")):
-        ModelRoute.objects.create(alias=alias, provider="openai", upstream_model="gpt-4o-mini", base_url=base, api_key=key)
+        ModelRoute.objects.create(
+            alias=alias, provider="openai", upstream_model="gpt-4o-mini", base_url=base, api_key=key
+        )
     routing.routes_changed()
     fake_upstream.configure(reply="Answer")
 

@@ -1,0 +1,22 @@
+"""gunicorn settings for `make serve` (flags on the command line override these).
+
+A deploy (SIGTERM) gives the requests in flight `graceful_timeout` seconds before their worker is killed. One upstream
+attempt may take REQUEST_TIMEOUT, and a draining worker starts no retry or fallback (common/shutdown.py), so the
+timeout follows REQUEST_TIMEOUT, plus a margin for the usage records to be written: GRACEFUL_TIMEOUT overrides it.
+"""
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # gunicorn loads this file before the app
+
+from config.env import env  # noqa: E402  (reads .env like the settings do)
+
+GRACEFUL_MARGIN = 15  # seconds: a call's record, and the flush of the queued records, after its last attempt
+
+worker_class = "uvicorn_worker.UvicornWorker"
+_override = env.str("GRACEFUL_TIMEOUT", default="").strip()
+graceful_timeout = (
+    int(_override) if _override else math.ceil(env.float("REQUEST_TIMEOUT", default=60.0)) + GRACEFUL_MARGIN
+)
