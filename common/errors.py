@@ -66,6 +66,13 @@ class BudgetExceeded(AppError):
     message = "The monthly budget is used up."
 
 
+class ModelNotPriced(AppError):
+    """A budget applies, and the model has no price: the request's cost could not be bounded or charged."""
+
+    status, code = 400, "model_not_priced"
+    message = "This model has no price, and a budget applies."
+
+
 class RateLimited(AppError):
     status, code, openai_type = 429, "rate_limited", "rate_limit_error"
     message = "Too many requests."

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.models import APIToken, Provider
+from accounts.models import APIToken, Provider, UserPreferences
 from common.crypto import UnreadableSecret
 from llm import pricing, routing, templates_store
 from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord, UsageStatus
@@ -283,6 +283,7 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         "token",
         CachedFilter,
         PriceMissingFilter,
+        "priced",
         "stream",
     ]
     list_select_related = ["user", "token"]
@@ -309,6 +310,7 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
                     "cache_write_tokens",
                     "reasoning_tokens",
                     "usage_estimated",
+                    "priced",
                     "cost",
                     "saved_usd",
                 ]
@@ -401,6 +403,7 @@ class ModelPriceAdmin(RefreshesProcessCaches, admin.ModelAdmin):
         "output_per_mtok",
         "cached_input_per_mtok",
         "cache_write_per_mtok",
+        "max_output_tokens",
         "effective_from",
     ]
     list_filter = ["provider", "effective_from"]
@@ -515,9 +518,11 @@ class PromptTemplateAdmin(RefreshesProcessCaches, admin.ModelAdmin):
 
 @admin.register(SpendCounter)
 class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
-    """The running monthly totals budgets read. Written only by the gateway, with each usage record."""
+    """The running monthly totals budgets read, per token and per user: budget, spent, reserved (by requests in
+    flight) and left. Written only by the gateway: reservations before upstream calls, spend with each usage
+    record. A token or user appears from its first request of the month."""
 
-    list_display = ["scope", "owner", "month", "spent_usd"]
+    list_display = ["scope", "owner", "month", "budget", "spent", "reserved", "left"]
     list_filter = ["scope", "month"]
     ordering = ["-month", "scope", "key"]
 
@@ -528,9 +533,38 @@ class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
             .get_queryset(request)
             .annotate(
                 token_prefix=Subquery(APIToken.objects.filter(pk=OuterRef("key")).values("prefix")[:1]),
+                token_budget=Subquery(APIToken.objects.filter(pk=OuterRef("key")).values("monthly_budget_usd")[:1]),
                 username=Subquery(user_model.objects.filter(pk=OuterRef("key")).values("username")[:1]),
+                user_budget=Subquery(
+                    UserPreferences.objects.filter(user_id=OuterRef("key")).values("monthly_budget_usd")[:1]
+                ),
             )
         )
+
+    @staticmethod
+    def _budget_of(obj) -> Decimal | None:
+        return obj.token_budget if obj.scope == "token" else obj.user_budget
+
+    @admin.display(description="budget (USD)")
+    def budget(self, obj):
+        budget = self._budget_of(obj)
+        return "no budget" if budget is None else _usd(Decimal(budget))
+
+    @admin.display(description="spent (USD)", ordering="spent_usd")
+    def spent(self, obj):
+        return _usd(Decimal(obj.spent_usd))
+
+    @admin.display(description="reserved (USD)", ordering="reserved_usd")
+    def reserved(self, obj):
+        return _usd(Decimal(obj.reserved_usd))
+
+    @admin.display(description="left (USD)")
+    def left(self, obj):
+        budget = self._budget_of(obj)
+        if budget is None:
+            return "—"
+        left = Decimal(budget) - Decimal(obj.spent_usd) - Decimal(obj.reserved_usd)
+        return _usd(max(left, Decimal("0")))
 
     @admin.display(description="token or user")
     def owner(self, obj):

@@ -1,5 +1,5 @@
 """Rate limits per token and per user (fixed windows on the Django cache: shared across workers with Redis) and
-monthly budgets (running totals in `SpendCounter`, never a sum over the usage table).
+which monthly budgets apply (reserved against the running totals in `SpendCounter`: see llm/budgets.py).
 
 Each request counts once against its token's rate and once against its user's (all of the user's tokens
 together). With Redis both counters are created and incremented in one pipelined round trip. With the cache down,
@@ -17,10 +17,8 @@ from django.core.cache.backends.redis import RedisCache
 
 from accounts.rates import parse_rate
 from accounts.token_cache import CachedToken
-from common.db_thread import run_in_db_thread
-from common.errors import BudgetExceeded, RateLimited
+from common.errors import RateLimited
 from common.limiter import aguarded
-from llm.models import SpendCounter
 
 _FUDGE_SECONDS = 5  # counters outlive their window a little, so a late increment never starts a fresh one
 
@@ -139,31 +137,15 @@ def month_start(day: date) -> date:
     return day.replace(day=1)
 
 
-def _spent(scope: str, key: int, month: date) -> Decimal:
-    row = SpendCounter.objects.filter(scope=scope, key=key, month=month).values_list("spent_usd", flat=True).first()
-    return row or Decimal("0")
-
-
-def _budget_check(cached: CachedToken, month: date) -> None:
+def budgets_for(cached: CachedToken) -> list[tuple[str, int, Decimal, str]]:
+    """(scope, key, budget, label) of the token's and the user's monthly budgets that are set; no I/O."""
     token = cached.token
     user_budget = cached.preferences.monthly_budget_usd if cached.preferences else None
-    for scope, key, budget, label in (
-        ("token", token.pk, token.monthly_budget_usd, "this token"),
-        ("user", token.user_id, user_budget, "your account"),
-    ):
-        if budget is None:
-            continue
-        spent = _spent(scope, key, month)
-        if spent >= budget:
-            raise BudgetExceeded(
-                f"The monthly budget of ${budget} for {label} is used up (spent ${spent.quantize(Decimal('0.0001'))}).",
-                details={"scope": scope, "budget_usd": str(budget), "spent_usd": str(spent)},
-            )
-
-
-async def budget_check(cached: CachedToken, month: date) -> None:
-    """Before the upstream call. Only touches the database when a budget is set on the token or the user."""
-    user_budget = cached.preferences.monthly_budget_usd if cached.preferences else None
-    if cached.token.monthly_budget_usd is None and user_budget is None:
-        return
-    await run_in_db_thread(_budget_check, cached, month)
+    return [
+        (scope, key, budget, label)
+        for scope, key, budget, label in (
+            ("token", token.pk, token.monthly_budget_usd, "this token"),
+            ("user", token.user_id, user_budget, "your account"),
+        )
+        if budget is not None
+    ]

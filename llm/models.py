@@ -8,6 +8,10 @@ from django.utils import timezone
 from accounts.models import Provider
 from common.fields import EncryptedTextField
 
+# Output tokens a request may produce when it sets no `max_tokens`, for a price row that names no limit of its own:
+# budgets reserve this many output tokens at the output price (see ModelPrice.max_output_tokens).
+DEFAULT_MAX_OUTPUT_TOKENS = 16_384
+
 
 class ModelRoute(models.Model):
     """An admin-managed alias: `alias` -> provider + upstream model (+ base URL, key, fallback)."""
@@ -52,6 +56,11 @@ class ModelPrice(models.Model):
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
     cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(
+        default=DEFAULT_MAX_OUTPUT_TOKENS,
+        help_text="The most output tokens the model produces in one answer. A request under a budget that sets no "
+        "max_tokens reserves this many output tokens; set it to at least the model's real limit.",
+    )
     effective_from = models.DateField(default=timezone.localdate)
 
     class Meta:
@@ -115,6 +124,8 @@ class UsageRecord(models.Model):
     cache_write_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
     usage_estimated = models.BooleanField(default=False)
+    # False: the model had no ModelPrice row. cost_usd is then null, or the UNPRICED_* fallback price when set.
+    priced = models.BooleanField(default=True)
 
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
     saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
@@ -139,15 +150,22 @@ class UsageRecord(models.Model):
 
 class SpendCounter(models.Model):
     """Running monthly spend per token and per user, updated with each usage record so budget checks never sum
-    the usage table. `scope` is "token" or "user"; `month` is the first day of the month (UTC)."""
+    the usage table. `scope` is "token" or "user"; `month` is the first day of the month (UTC).
+
+    `reserved_usd` is what requests in flight may still cost at most: reserved before their upstream call (only
+    where a budget applies), released in the transaction that writes their usage record and adds their real cost
+    to `spent_usd`. A reservation fits when spent + reserved + it <= budget."""
 
     scope = models.CharField(max_length=10)
     key = models.BigIntegerField()
     month = models.DateField()
     spent_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+    reserved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["scope", "key", "month"], name="uniq_spend_counter")]
+        verbose_name = "budget and spend"
+        verbose_name_plural = "budgets and spend"
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} {self.month:%Y-%m} ${self.spent_usd}"

@@ -1,5 +1,9 @@
 """The hot path: token -> rate limit -> route -> budget -> cache -> provider (retries, fallback) -> usage record.
 
+Where a budget applies, the request's maximum cost is reserved before the upstream call and settled to its real
+cost (the rest released) by the transaction that writes its usage record (llm/budgets.py); without one, no
+database work is added.
+
 Every request that got past authentication leaves exactly one UsageRecord, whatever happens: success, cache hit,
 a refusal (rate limit, budget, bad model), an upstream failure, or a client hanging up (mid-stream, or while a
 non-streamed call is under way: that call finishes in the background and is billed as `cancelled`, see complete()).
@@ -25,9 +29,10 @@ from common.db_thread import run_in_db_thread
 from common.errors import AppError, BudgetExceeded, RateLimited, UpstreamError
 from common.shutdown import draining
 from llm import response_cache
-from llm.limits import RateState, budget_check, month_start, rate_limit_hit
+from llm.budgets import budget_reserve
+from llm.limits import RateState, month_start, rate_limit_hit
 from llm.models import UsageRecord, UsageStatus
-from llm.pricing import Price, aprice_for, cost_of
+from llm.pricing import Price, aprice_for, cost_of, fallback_price
 from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
 from llm.providers.base import tool_calls_from_deltas
 from llm.providers.errors import MAX_UPSTREAM_MESSAGE, redact
@@ -234,8 +239,12 @@ async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
     route = await aresolve(call.requested_model, provider=call.provider_hint, preferences=call.cached.preferences)
     draft.provider, draft.upstream_model = route.provider, route.model
     draft.requested_model = draft.requested_model or route.requested
-    await budget_check(call.cached, month_start(timezone.now().date()))
     request = replace(call.chat, model=route.model)
+    price = await _route_price(route, draft)
+    # Budgets: the request's maximum cost is reserved now and settled with its usage record (llm/budgets.py).
+    draft.reservation = await budget_reserve(
+        call.cached, month=month_start(timezone.now().date()), route=route, request=request, price=price
+    )
     use_cache = response_cache.wanted(
         cache_flag=call.cache_flag, temperature=request.temperature, no_cache_header=call.no_cache_header
     )
@@ -248,8 +257,15 @@ async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
             user_id=call.cached.token.user_id,
             request=request,
         )
-    price = await aprice_for(route.provider, route.model)
     return _Prepared(route=route, request=request, rate=rate, cache_key=key, price=price)
+
+
+async def _route_price(route: Route, draft: UsageDraft) -> Price | None:
+    """The route's price; without a ModelPrice row the record says `priced` false and the UNPRICED_* fallback price
+    (if set) applies."""
+    price = await aprice_for(route.provider, route.model)
+    draft.priced = price is not None
+    return price or fallback_price()
 
 
 def _cost(usage: Usage, price: Price | None) -> Decimal | None:
@@ -306,7 +322,7 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
                 output_tokens=estimate_tokens(completion.text),
             )
             estimated = True
-        price = prepared.price if route is prepared.route else await aprice_for(route.provider, route.model)
+        price = prepared.price if route is prepared.route else await _route_price(route, draft)
         draft.usage, draft.usage_estimated, draft.cost_usd = usage, estimated, _cost(usage, price)
         if prepared.cache_key:
             await response_cache.put(prepared.cache_key, completion)
@@ -509,7 +525,7 @@ async def open_stream(call: GatewayCall) -> StreamSession:
         draft.upstream_latency_ms = _elapsed_ms(upstream_start)
         draft.provider, draft.upstream_model = route.provider, route.model
         if route is not prepared.route:
-            common["_price"] = await aprice_for(route.provider, route.model)
+            common["_price"] = await _route_price(route, draft)
         return StreamSession(route=route, cached=False, _first=first, _rest=rest, **common)
     except ProviderError as error:
         app_error = _upstream_error(error)

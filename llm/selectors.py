@@ -11,7 +11,7 @@ from llm.models import UsageRecord, UsageStatus
 
 GROUP_BY_CHOICES = ("day", "model", "token")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
-COUNT_FIELDS = ("requests", *TOKEN_FIELDS, "cached", "errors", "unpriced")
+COUNT_FIELDS = ("requests", *TOKEN_FIELDS, "cached", "errors", "unpriced", "unpriced_requests")
 MONEY_FIELDS = ("cost_usd", "saved_usd")
 
 # A request "without a price" used tokens but has no cost: its model is missing from ModelPrice.
@@ -34,6 +34,7 @@ class UsageGroup:
     cached: int = 0
     errors: int = 0
     unpriced: int = 0
+    unpriced_requests: int = 0
     provider: str | None = None  # with group_by=model
     token_name: str | None = None  # with group_by=token
 
@@ -57,6 +58,7 @@ def usage_aggregates() -> dict:
         "cached": Count("id", filter=Q(status=UsageStatus.CACHED)),
         "errors": Count("id", filter=NOT_COMPLETED),
         "unpriced": Count("id", filter=PRICE_MISSING),
+        "unpriced_requests": Count("id", filter=Q(priced=False)),
     }
 
 
@@ -67,6 +69,7 @@ def _group_from_row(key, row: dict, **labels) -> UsageGroup:
         cached=row["cached"],
         errors=row["errors"],
         unpriced=row["unpriced"],
+        unpriced_requests=row["unpriced_requests"],
         **{name: row[f"sum_{name}"] or 0 for name in TOKEN_FIELDS},
         **{name: row[f"sum_{name}"] or Decimal("0") for name in MONEY_FIELDS},
         **labels,

@@ -1,16 +1,28 @@
-"""Writes for the gateway: usage records and the running spend totals that budgets read."""
+"""Writes for the gateway: usage records, the running spend totals that budgets read, and budget reservations."""
 
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from common.errors import BudgetExceeded
 from llm.limits import month_start
 from llm.models import SpendCounter, UsageRecord, UsageStatus
 from llm.providers.base import Usage
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What `spend_reserve` holds on the counters of `scopes` (the token's and/or the user's, those with a budget)
+    for one request; released by the transaction that writes the request's usage record."""
+
+    month: date
+    amount: Decimal
+    scopes: tuple[tuple[str, int], ...]
 
 
 @dataclass
@@ -33,11 +45,20 @@ class UsageDraft:
     usage: Usage | None = None
     usage_estimated: bool = False
     cost_usd: Decimal | None = Decimal("0")  # None: the model has no price (flagged in the admin)
+    priced: bool = True  # False: no ModelPrice row (cost_usd is None, or the UNPRICED_* fallback price)
     saved_usd: Decimal = Decimal("0")
     latency_ms: int = 0
     upstream_latency_ms: int | None = None
     time_to_first_token_ms: int | None = None
     stream: bool = False
+    reservation: Reservation | None = None  # released when this draft's record is written
+
+
+def _counter_sql():
+    connection = connections[router.db_for_write(SpendCounter)]
+    ops, meta = connection.ops, SpendCounter._meta
+    names = (meta.db_table, "spent_usd", "reserved_usd", "scope", "key", "month")
+    return connection, ops, tuple(ops.quote_name(name) for name in names)
 
 
 def _increment_spend(scope: str, key: int, month, amount: Decimal) -> int:
@@ -57,20 +78,41 @@ def _increment_spend(scope: str, key: int, month, amount: Decimal) -> int:
         return cursor.rowcount
 
 
-def _add_spend(scope: str, key: int, month, amount: Decimal) -> None:
-    if _increment_spend(scope, key, month, amount):
+def _settle_spend(scope: str, key: int, month, amount: Decimal, release: Decimal) -> int:
+    """UPDATE ... SET spent_usd = spent_usd + amount, reserved_usd = reserved_usd - release (never below 0)."""
+    connection, ops, (table, spent, reserved, scope_, key_, month_) = _counter_sql()
+    number = "CAST(%s AS NUMERIC)"
+    # Only identifiers from the model's own metadata go into the text; every value is a parameter.
+    sql = f"UPDATE {table} SET {spent} = CAST({spent} + {number} AS NUMERIC), "  # noqa: S608
+    sql += f"{reserved} = CASE WHEN {reserved} - {number} > 0 THEN CAST({reserved} - {number} AS NUMERIC) ELSE 0 END "
+    sql += f"WHERE {scope_} = %s AND {key_} = %s AND {month_} = %s"
+    amount_, release_ = ops.adapt_decimalfield_value(amount), ops.adapt_decimalfield_value(release)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [amount_, release_, release_, scope, key, ops.adapt_datefield_value(month)])
+        return cursor.rowcount
+
+
+def _add_spend(scope: str, key: int, month, amount: Decimal, release: Decimal = Decimal("0")) -> None:
+    """Add a cost to a counter and release a reservation from it; creates the month's row if missing."""
+
+    def update() -> int:
+        if release:
+            return _settle_spend(scope, key, month, amount, release)
+        return _increment_spend(scope, key, month, amount)
+
+    if update():
         return
     try:
         with transaction.atomic():
             SpendCounter.objects.create(scope=scope, key=key, month=month, spent_usd=amount)
     except IntegrityError:  # another worker created it first
-        _increment_spend(scope, key, month, amount)
+        update()
 
 
 # Draft fields stored as they are, and the token counts of its Usage.
 _COPIED = (
     "request_id", "user_id", "token_id", "endpoint", "provider", "type", "source", "batch_id", "status",
-    "http_status", "usage_estimated", "cost_usd", "saved_usd", "latency_ms", "upstream_latency_ms",
+    "http_status", "usage_estimated", "priced", "cost_usd", "saved_usd", "latency_ms", "upstream_latency_ms",
     "time_to_first_token_ms", "stream",
 )  # fmt: skip
 _TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -112,26 +154,101 @@ def _insert(records: list[UsageRecord]) -> None:
 
 
 def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
-    """Write the records in one transaction and add their costs to the tokens' and users' monthly totals: one
-    INSERT for all of them and one UPDATE per (token or user, month), summed exactly in Decimal. All or none."""
+    """Write the records in one transaction, add their costs to the tokens' and users' monthly totals and release
+    their budget reservations: one INSERT for all of them and one UPDATE per (token or user, month), summed exactly
+    in Decimal. All or none, so spend and reservations never drift apart."""
     now = timezone.now()
     month = month_start(now.date())
     records = [_record_from(draft, now) for draft in drafts]
-    spend: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+    spend: dict[tuple[str, int, date], Decimal] = defaultdict(Decimal)
+    release: dict[tuple[str, int, date], Decimal] = defaultdict(Decimal)
     for draft in drafts:
         if draft.cost_usd:
             if draft.token_id:
-                spend["token", draft.token_id] += draft.cost_usd
+                spend["token", draft.token_id, month] += draft.cost_usd
             if draft.user_id:
-                spend["user", draft.user_id] += draft.cost_usd
+                spend["user", draft.user_id, month] += draft.cost_usd
+        if draft.reservation is not None and draft.reservation.amount:
+            for scope, key in draft.reservation.scopes:  # the month it was reserved in, across a month's end
+                release[scope, key, draft.reservation.month] += draft.reservation.amount
     with transaction.atomic():
         _insert(records)
-        for (scope, key), amount in sorted(spend.items()):  # one order everywhere: no deadlock between workers
-            if amount:
-                _add_spend(scope, key, month, amount)
+        # One order everywhere (the reservations' too): no deadlock between workers.
+        for scope, key, month_ in sorted(spend.keys() | release.keys()):
+            amount, released = spend.get((scope, key, month_), Decimal("0")), release.get((scope, key, month_))
+            if amount or released:
+                _add_spend(scope, key, month_, amount, released or Decimal("0"))
     return records
 
 
 def usage_record_create(*, draft: UsageDraft) -> UsageRecord:
     """Write one record and, in the same transaction, add its cost to the token's and the user's monthly totals."""
     return usage_records_create(drafts=[draft])[0]
+
+
+# --- Budget reservations -------------------------------------------------------------------------
+
+
+def _reserve(scope: str, key: int, month: date, amount: Decimal, budget: Decimal) -> int:
+    """UPDATE ... SET reserved_usd = reserved_usd + amount WHERE spent_usd + reserved_usd + amount <= budget: the
+    database decides whether it fits, against what every other process has spent and reserved (the row stays
+    locked until the transaction ends). The rows changed: 0 (no row, or it does not fit) or 1."""
+    connection, ops, (table, spent, reserved, scope_, key_, month_) = _counter_sql()
+    number = "CAST(%s AS NUMERIC)"
+    # Only identifiers from the model's own metadata go into the text; every value is a parameter.
+    sql = f"UPDATE {table} SET {reserved} = CAST({reserved} + {number} AS NUMERIC) "  # noqa: S608
+    sql += f"WHERE {scope_} = %s AND {key_} = %s AND {month_} = %s AND {spent} + {reserved} + {number} <= {number}"
+    amount_ = ops.adapt_decimalfield_value(amount)
+    params = [amount_, scope, key, ops.adapt_datefield_value(month), amount_, ops.adapt_decimalfield_value(budget)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _money(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.0001")))
+
+
+def _plain(value: Decimal) -> str:
+    return format(Decimal(value).normalize(), "f")
+
+
+def _does_not_fit(scope: str, key: int, month: date, amount: Decimal, budget: Decimal, label: str) -> BudgetExceeded:
+    # Read only to explain the refusal: the UPDATE above already decided.
+    row = SpendCounter.objects.filter(scope=scope, key=key, month=month).values("spent_usd", "reserved_usd").first()
+    spent = Decimal(row["spent_usd"]) if row else Decimal("0")
+    reserved = Decimal(row["reserved_usd"]) if row else Decimal("0")
+    left = max(budget - spent - reserved, Decimal("0"))
+    details = {
+        "scope": scope,
+        "budget_usd": _plain(budget),
+        "spent_usd": _plain(spent),
+        "reserved_usd": _plain(reserved),
+        "left_usd": _plain(left),
+        "request_max_cost_usd": _plain(amount),
+    }
+    if spent >= budget:
+        message = f"The monthly budget of ${budget} for {label} is used up (spent ${_money(spent)})."
+    else:
+        message = (
+            f"This request may cost up to ${_money(amount)}, more than is left of the monthly budget of ${budget} "
+            f"for {label} (${_money(left)} left: ${_money(spent)} spent, ${_money(reserved)} reserved by requests "
+            "in flight). Send a lower max_tokens or a shorter prompt, or retry once requests in flight have finished."
+        )
+    return BudgetExceeded(message, details=details)
+
+
+def spend_reserve(*, month: date, amount: Decimal, budgets: Sequence[tuple[str, int, Decimal, str]]) -> Reservation:
+    """Reserve `amount` on every (scope, key, budget, label) counter of the month, or on none: one transaction of
+    conditional UPDATEs (a missing month row is created first, race-safe), rolled back with BudgetExceeded when
+    any of them does not fit. Never read-then-write: the check and the write are one statement."""
+    ordered = sorted(budgets)  # the order every writer locks counters in: no deadlock between workers
+    with transaction.atomic():
+        for scope, key, budget, label in ordered:
+            if _reserve(scope, key, month, amount, budget):
+                continue
+            # No row yet for this month (or no room): create it if missing; a concurrent creator wins harmlessly.
+            SpendCounter.objects.bulk_create([SpendCounter(scope=scope, key=key, month=month)], ignore_conflicts=True)
+            if not _reserve(scope, key, month, amount, budget):
+                raise _does_not_fit(scope, key, month, amount, budget, label)
+    return Reservation(month=month, amount=amount, scopes=tuple((scope, key) for scope, key, _, _ in ordered))

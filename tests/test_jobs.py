@@ -344,7 +344,9 @@ def test_a_used_up_budget_stops_the_job(client, echo, django_capture_on_commit_c
     echo.configure(usage=FakeUsage(input_tokens=40_000, output_tokens=0))  # $0.006 a row
     token[0].monthly_budget_usd = Decimal("0.01")  # spent after the second row
     token[0].save()
-    job_id = create(client, django_capture_on_commit_callbacks, {"items": rows(6)}).json()["id"]
+    # max_tokens keeps each row's reservation small, so the second row still fits after the first one's $0.006.
+    body = {"parameters": {"max_tokens": 10}, "items": rows(6)}
+    job_id = create(client, django_capture_on_commit_callbacks, body).json()["id"]
     run(job_id)
     progress = client.get(f"{JOBS}/{job_id}").json()
     assert progress["status"] == "failed" and progress["error"]["code"] == "budget_exceeded"

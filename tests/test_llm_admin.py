@@ -122,6 +122,7 @@ def expected_totals(queryset) -> dict[str, str]:
         "cached": str(sum(r.status == "cached" for r in rows)),
         "errors": str(sum(r.status not in ("ok", "cached") for r in rows)),
         "unpriced": str(sum(r.cost_usd is None and (r.input_tokens + r.output_tokens) > 0 for r in rows)),
+        "unpriced_requests": str(sum(not r.priced for r in rows)),
     }
 
 
@@ -412,12 +413,14 @@ def test_price_save_and_delete_refresh_this_process(admin_client, django_capture
         "output_per_mtok": "6",
         "cached_input_per_mtok": "0.15",
         "cache_write_per_mtok": "",
+        "max_output_tokens": "32000",
         "effective_from": "2025-01-01",
     }
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post("/admin/llm/modelprice/add/", form)
     assert response.status_code == 302
     assert aprice_for("openai", "gpt-test-2025").input == Decimal("1.5")  # at once, not in 10 seconds
+    assert aprice_for("openai", "gpt-test-2025").max_output_tokens == 32000
     price = ModelPrice.objects.get(model="gpt-test")
     listing = admin_client.get("/admin/llm/modelprice/?q=gpt-test").content.decode()
     assert "gpt-test" in listing

@@ -133,6 +133,7 @@ ZERO_COUNTS = dict(
     cached=0,
     errors=0,
     unpriced=0,
+    unpriced_requests=0,
 )
 
 

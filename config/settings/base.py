@@ -293,6 +293,10 @@ DB_THREAD_ENABLED = env.bool("DB_THREAD_ENABLED", default=True)
 # How the provider SDKs talk HTTP: "aiohttp" (their DefaultAioHttpClient; faster under concurrency) or "httpx".
 LLM_HTTP_TRANSPORT = env.str("LLM_HTTP_TRANSPORT", default="aiohttp")
 ANTHROPIC_DEFAULT_MAX_TOKENS = env.int("ANTHROPIC_DEFAULT_MAX_TOKENS", default=4096)  # Anthropic requires one
+# A model with no ModelPrice row is charged at these prices (USD per 1M tokens) when both are set; blank (the
+# default): such requests have no cost (`priced` false on their record) and are refused wherever a budget applies.
+UNPRICED_INPUT_PER_MTOK = env.str("UNPRICED_INPUT_PER_MTOK", default="").strip()
+UNPRICED_OUTPUT_PER_MTOK = env.str("UNPRICED_OUTPUT_PER_MTOK", default="").strip()
 RESPONSE_CACHE_ENABLED = env.bool("RESPONSE_CACHE_ENABLED", default=True)
 RESPONSE_CACHE_TTL = env.int("RESPONSE_CACHE_TTL", default=30 * 24 * 3600)  # seconds; 30 days
 # "user": a cached answer serves only the user who caused it (no one learns what others asked); "global": any user.

@@ -72,6 +72,7 @@ _GROUP_EXAMPLE = {
     "cached": 7,
     "errors": 2,
     "unpriced": 0,
+    "unpriced_requests": 0,
 }
 
 
@@ -114,6 +115,11 @@ class UsageApi(APIView):
                 help_text="Requests that did not complete: errors, budget or rate-limit stops, cancelled streams."
             )
             unpriced = serializers.IntegerField(help_text="Requests with tokens but no price for their model.")
+            unpriced_requests = serializers.IntegerField(
+                help_text="Requests for a model without a price (their record has `priced` false), whether they ran "
+                "with no cost, were charged the UNPRICED_* fallback price, or were refused with `model_not_priced`. "
+                "Their cost is not a $0 price: it is unknown or estimated."
+            )
 
         class UsageGroupSerializer(UsageCountsSerializer):
             key = serializers.CharField(
@@ -144,7 +150,8 @@ class UsageApi(APIView):
             "current month), grouped per `day`, per `model` (the upstream model that answered) or per `token`. "
             "Only requests made by the caller's user are counted, through any of the user's tokens. Days follow "
             "the timezone in your preferences. Money amounts are decimal strings in USD, exact to the last digit; "
-            "requests whose model has no price count as 0 and are counted in `unpriced`."
+            "requests whose model has no price count as 0 (or at the server's fallback price, when one is set) and "
+            "are counted in `unpriced_requests` (and, when they used tokens with no cost, in `unpriced`)."
         ),
         tags=["usage"],
         parameters=[InputSerializer],
