@@ -8,6 +8,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.db_connections import DB_UNAVAILABLE_ERRORS, close_dropped_connections
 from common.errors import ServiceUnavailable
 from common.limiter import cache_failures
 from common.responses import api_error_body
@@ -94,6 +95,8 @@ class ReadinessApi(APIView):
                 check()
                 checks[name] = "ok"
             except Exception as exc:  # any failure is the answer, not a crash
+                if isinstance(exc, DB_UNAVAILABLE_ERRORS):
+                    close_dropped_connections(force=True)  # the next check connects afresh
                 logger.warning("Readiness check %s failed: %s", name, exc)
                 checks[name] = f"{type(exc).__name__}: {exc}"[:300]
                 failing.append(name)

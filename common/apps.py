@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class CommonConfig(AppConfig):
     name = "common"
     verbose_name = "Common"
+
+    def ready(self) -> None:
+        from common import db_connections
+
+        db_connections.install()

@@ -9,6 +9,7 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
 from common import errors
+from common.db_connections import DB_UNAVAILABLE_ERRORS, close_dropped_connections
 from common.responses import api_error_body, error_response_for_path
 
 logger = logging.getLogger(__name__)
@@ -57,11 +58,21 @@ def to_app_error(exc: Exception) -> errors.AppError | None:
         return errors.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return errors.PermissionDenied()
+    if isinstance(exc, DB_UNAVAILABLE_ERRORS):
+        return errors.DatabaseUnavailable()
     return None
 
 
+def database_unavailable(exc: Exception) -> errors.DatabaseUnavailable:
+    """The database could not be reached or dropped the connection: log it, close this thread's connections so the
+    next request reconnects (whatever thread this is), answer 503."""
+    logger.error("Database unavailable: %s: %s", type(exc).__name__, str(exc).strip()[:300])
+    close_dropped_connections(force=True)
+    return errors.DatabaseUnavailable()
+
+
 def api_exception_handler(exc, context):
-    error = to_app_error(exc)
+    error = database_unavailable(exc) if isinstance(exc, DB_UNAVAILABLE_ERRORS) else to_app_error(exc)
     if error is None:
         logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
         error = errors.AppError("An internal error occurred.", code="internal_error", status=500)

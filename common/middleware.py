@@ -1,5 +1,6 @@
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from common.db_connections import DB_UNAVAILABLE_ERRORS
 from common.request_id import new_request_id, request_id_var
 
 
@@ -36,4 +37,39 @@ class RequestIDMiddleware:
         self._start(request)
         response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        return response
+
+
+class DependencyErrorsMiddleware:
+    """A view that raised because the database is unreachable answers 503 `database_unavailable` with `Retry-After`
+    (djllm's error shape under /api/, OpenAI's under /v1/, plain text elsewhere) instead of a 500.
+
+    DRF views are answered by the exception handler; this covers the async views of the fast path and the pages.
+    Only `process_exception` does anything: Django calls it on its shared sync thread, after a failure only."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, DB_UNAVAILABLE_ERRORS):
+            return None
+        from django.http import HttpResponse
+
+        from common.exceptions import database_unavailable
+        from common.responses import error_response_for_path
+
+        error = database_unavailable(exception)
+        if request.path.startswith(("/api/", "/v1/")):
+            return error_response_for_path(request.path, error)
+        response = HttpResponse(error.message, status=error.status, content_type="text/plain; charset=utf-8")
+        for name, value in error.headers.items():
+            response[name] = value
         return response
