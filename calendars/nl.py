@@ -16,6 +16,7 @@ from accounts.token_cache import CachedToken
 from calendars.errors import CalendarExtractionInvalid
 from calendars.schemas import EVENT_EXTRACTION_SCHEMA, EVENT_EXTRACTION_SCHEMA_NAME, extraction_instructions
 from calendars.services import ExtractionResult, calendar_events_from_extraction, calendar_timezone_resolve
+from common.sync_threads import own_sync_thread
 from llm import pipeline
 from llm.providers import ChatRequest, Message, Usage
 
@@ -105,15 +106,18 @@ async def webhook_calendar_event(cached_token: CachedToken, body, request_id: st
 
     require_scope(cached_token, "calendar")
     check_prompt_length(len(body.prompt))
-    await sync_to_async(google_config_get)()
-    processed = await acalendar_text_process(
-        cached_token=cached_token,
-        text=body.prompt,
-        request_id=request_id,
-        endpoint="webhook",
-        model=body.model,
-        source=body.source,
-    )
+    # The webhook is served by the lean API stack, whose sync calls share one thread: Google's client must not
+    # run there (a hung Google call would hold up every other request's sync work, health checks included).
+    async with own_sync_thread():
+        await sync_to_async(google_config_get)()
+        processed = await acalendar_text_process(
+            cached_token=cached_token,
+            text=body.prompt,
+            request_id=request_id,
+            endpoint="webhook",
+            model=body.model,
+            source=body.source,
+        )
     return {
         "result": processed.result.to_dict(),
         "request_id": request_id,

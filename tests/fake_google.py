@@ -66,6 +66,23 @@ class Fault:
 
 
 @dataclass
+class Hang:
+    """Matching requests wait until `release()` (a Google that stops answering). `arrived` is set by the first."""
+
+    method: str | None
+    path_contains: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+    waiting: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return not self.released.is_set() and self.method in (None, method) and self.path_contains in path
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class Grant:
     email: str
     scopes: list[str]
@@ -86,6 +103,7 @@ class FakeGoogle:
         self.codes: dict[str, dict] = {}
         self.calendars: dict[str, dict[str, dict]] = {}
         self.faults: list[Fault] = []
+        self.hangs: list[Hang] = []
         self.requests: list[tuple[str, str]] = []  # (method, path with query)
         self.token_requests: list[dict] = []
         self.revoked: list[str] = []
@@ -101,6 +119,8 @@ class FakeGoogle:
         return self
 
     def stop(self) -> None:
+        for hang in self.hangs:
+            hang.release()
         self._server.shutdown()
         self._server.server_close()
 
@@ -127,6 +147,13 @@ class FakeGoogle:
             self.faults.append(
                 Fault(status, body if body is not None else {}, headers or {}, method, path_contains, times, after)
             )
+
+    def hang(self, *, method=None, path_contains="") -> Hang:
+        """Matching requests get no answer until the returned `Hang` is released (then they are served)."""
+        hang = Hang(method, path_contains)
+        with self.lock:
+            self.hangs.append(hang)
+        return hang
 
     def events(self, calendar_id: str = "primary") -> dict[str, dict]:
         return self.calendars.setdefault(calendar_id, {})
@@ -198,6 +225,11 @@ class FakeGoogle:
             def _dispatch(self, method: str):
                 body = self._body()
                 fake.requests.append((method, self.path))
+                for hang in list(fake.hangs):
+                    if hang.matches(method, self.path):
+                        hang.waiting += 1
+                        hang.arrived.set()
+                        hang.released.wait(timeout=120)
                 with fake.lock:
                     for fault in fake.faults:
                         if fault.times > 0 and (fault.method in (None, method)) and fault.path_contains in self.path:
