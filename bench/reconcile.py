@@ -190,8 +190,8 @@ def _check_rows(books, sent, rows_by_rid, entries_by_tag, ledger) -> None:
     if untagged:
         books.failures.append(f"{untagged} upstream calls carried no ledger tag (a prompt lost its marker)")
     for label, items in (
-        ("requests without their rows", missing),
-        ("requests with more rows than expected", extra),
+        (f"requests without their rows{_by_kind(missing)}", missing),
+        (f"requests with more rows than expected{_by_kind(extra)}", extra),
         ("hung-up requests whose prompt reached the upstream (billed) but left no row", unbilled_missing),
         ("rows under request ids the soak never sent", strays),
     ):
@@ -206,6 +206,12 @@ def _check_rows(books, sent, rows_by_rid, entries_by_tag, ledger) -> None:
         "hung_up_billed_unrecorded": len(unbilled_missing),
         "stray": len(strays),
     }
+
+
+def _by_kind(problems: list[str]) -> str:
+    """ " (job_item 3, batch 2)" from "<request id> (<kind>: ...)" lines."""
+    kinds = Counter(line.split(" (", 1)[1].split(":", 1)[0] for line in problems if " (" in line)
+    return " (" + ", ".join(f"{k} {n}" for k, n in kinds.most_common()) + ")" if kinds else ""
 
 
 def _groups(sent: list[Sent]) -> dict[str, list[Sent]]:

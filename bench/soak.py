@@ -14,7 +14,8 @@ fresh run id, so nothing is flushed). Starts:
 - djllm exactly as `make serve` runs it (gunicorn + uvicorn workers, production settings, WEB_CONCURRENCY=2) with
   its own secret key, REQUEST_TIMEOUT=2 and short retry delays, and a jobs worker (Celery, threads);
 - halfway through, a short storm of 429s (every upstream call is refused for STORM_SECONDS);
-- N client loops (asyncio) sending, by weight: plain and streamed chat completions, cached ones (a few prompts
+- N client loops (asyncio) sending, by weight: plain and streamed chat completions, plain ones through a route
+  whose model always fails and falls back to another route, cached ones (a few prompts
   repeated at temperature 0), batches (POST /api/v1/batch), jobs (POST /api/v1/jobs), and requests the client
   hangs up on mid-way (plain: closed after a few ms; streamed: closed after the first chunk).
 
@@ -62,7 +63,8 @@ FAULT_MIX = {
     "stream_error": 0.01,
 }
 WEIGHTS = {
-    "plain": 30,
+    "plain": 26,
+    "fallback": 4,
     "stream": 20,
     "cached": 15,
     "batch": 6,
@@ -74,6 +76,19 @@ STORM_SECONDS = 1.5
 BATCH_ITEMS = 6
 JOB_ITEMS = 8
 CACHED_PROMPTS = 6
+# A route whose model always fails upstream (500) and falls back to another: retries and the fallback must stay
+# inside the request's one row, billed at the fallback model's price.
+FALLBACK_ALIAS, BROKEN_MODEL, BACKUP_ALIAS, BACKUP_MODEL = (
+    "soak-primary",
+    "gpt-4o-mini-broken",
+    "soak-backup",
+    "gpt-4.1-mini",
+)
+ROUTES_SCRIPT = f"""
+from llm.models import ModelRoute
+backup = ModelRoute.objects.create(alias={BACKUP_ALIAS!r}, provider="openai", upstream_model={BACKUP_MODEL!r})
+ModelRoute.objects.create(alias={FALLBACK_ALIAS!r}, provider="openai", upstream_model={BROKEN_MODEL!r}, fallback=backup)
+"""
 TOPICS = ("invoices", "a late delivery", "the weather", "a refund", "the quarterly report", "a broken part")
 
 
@@ -230,6 +245,12 @@ class Soak:
         django_env = {**self.env, "DJANGO_SETTINGS_MODULE": "config.settings.production"}
         out = _run([sys.executable, "manage.py", "createtoken", "soak", "--create-user", "--name", "soak"], django_env)
         self.token = out.strip().splitlines()[-1]
+        _run([sys.executable, "manage.py", "shell", "-c", ROUTES_SCRIPT], django_env)
+        status, _, body = http(
+            "POST", self.fake_url + "/_fake/fail_next", {"kind": "500", "times": None, "model": BROKEN_MODEL}
+        )
+        if status != 200:
+            raise StackError(f"the fake upstream refused the broken model's fault: {body!r}")
         celery = Path(sys.executable).with_name("celery")
         cmd = [str(celery), "-A", "config", "worker", "--pool", "threads", "--concurrency", "4", "--loglevel"]
         cmd += ["WARNING", "--without-mingle", "--without-gossip", "-n", f"{self.run_id}@%h"]
@@ -259,10 +280,10 @@ class Soak:
         self.seq += 1
         return f"{self.run_id}-{self.seq}"
 
-    def _chat(self, tag: str, *, stream: bool = False, temperature: float = 0.7) -> dict:
+    def _chat(self, tag: str, *, stream: bool = False, temperature: float = 0.7, model: str = MODEL) -> dict:
         topic = random.choice(TOPICS)
         body = {
-            "model": MODEL,
+            "model": model,
             "messages": [
                 {"role": "system", "content": "You are terse."},
                 {"role": "user", "content": f"Write one sentence about {topic}. [ledger:{tag}]"},
@@ -284,6 +305,9 @@ class Soak:
             body = self._chat(tag, temperature=0 if kind == "cached" else 0.7)
             sent = reconcile.Sent(rid, kind, (tag,), group=tag if kind == "cached" else "")
             await self._post(client, "/v1/chat/completions", body, sent)
+        elif kind == "fallback":
+            sent = reconcile.Sent(rid, kind, (rid,))
+            await self._post(client, "/v1/chat/completions", self._chat(rid, model=FALLBACK_ALIAS), sent)
         elif kind == "stream":
             sent = reconcile.Sent(rid, kind, (rid,))
             await self._stream(client, self._chat(rid, stream=True), sent)

@@ -70,7 +70,7 @@ def test_matching_books_pass_and_report_every_section():
 def test_a_missing_row_fails():
     books = reconcile([Sent("r1", "plain", ("r1",), status=200)], [], [entry("r1")], PRICES)
     assert not books.ok
-    assert any("requests without their rows: 1" in f and "r1 (plain: 0 of 1)" in f for f in books.failures)
+    assert any("requests without their rows (plain 1): 1" in f and "r1 (plain: 0 of 1)" in f for f in books.failures)
     assert any("billed $0.000027000, recorded $0.000000000" in f for f in books.failures)
 
 
@@ -78,7 +78,7 @@ def test_a_batch_item_with_two_rows_fails():
     sent = [Sent("b1", "batch", ("b1.0", "b1.1"), rows_expected=2, status=200)]
     rows = [row("b1"), row("b1", cost=None, status="upstream_error"), row("b1")]
     books = reconcile(sent, rows, [entry("b1.0"), entry("b1.1")], PRICES)
-    assert any("more rows than expected: 1" in f and "3 rows for 2" in f for f in books.failures)
+    assert any("more rows than expected (batch 1): 1" in f and "3 rows for 2" in f for f in books.failures)
 
 
 def test_recorded_cost_that_differs_from_the_bill_fails():
