@@ -21,6 +21,8 @@ Checks (each failure is a line in `Books.failures`; the soak exits non-zero when
    rows. Groups with an estimated row (cut streams, aborted calls) are counted and summed apart, not compared.
 4. 5xx answers whose error code is not a mapped upstream error (`upstream_*`), batch or job rows that failed with
    `internal_error`, and requests that got no answer at all although the client waited: all must be 0.
+5. budget counters (when given): each one's spent equals the recorded cost of its rows, and nothing is left
+   reserved once every call has ended.
 """
 
 from __future__ import annotations
@@ -134,7 +136,13 @@ class Books:
         return "\n".join(out)
 
 
-def reconcile(sent: list[Sent], rows: list[dict], ledger: list[dict], prices: dict[tuple[str, str], Price]) -> Books:
+def reconcile(
+    sent: list[Sent],
+    rows: list[dict],
+    ledger: list[dict],
+    prices: dict[tuple[str, str], Price],
+    counters: list[dict] | None = None,
+) -> Books:
     books = Books()
     rows_by_rid: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
@@ -146,7 +154,39 @@ def reconcile(sent: list[Sent], rows: list[dict], ledger: list[dict], prices: di
     _check_attempts(books, sent, rows_by_rid, entries_by_tag)
     _check_cost(books, sent, rows_by_rid, entries_by_tag, prices)
     _check_answers(books, sent)
+    if counters is not None:
+        _check_spend(books, rows, counters)
     return books
+
+
+def _check_spend(books, rows, counters) -> None:
+    """Budget counters (`llm_spendcounter`) once every call has ended: spent = the recorded cost of the key's rows,
+    and nothing left reserved (each reservation settled with its record, whatever the call's end)."""
+    if not counters:
+        books.lines.append("budget counters: none (no budget applied)")
+        return
+    column = {"token": "token_id", "user": "user_id"}
+    wrong = []
+    for counter in counters:
+        field_name = column.get(counter["scope"])
+        if field_name is None:
+            continue
+        recorded = sum(
+            (Decimal(row["cost_usd"] or 0) for row in rows if row.get(field_name) == counter["key"]), Decimal(0)
+        )
+        spent, reserved = Decimal(counter["spent_usd"]), Decimal(counter.get("reserved_usd") or 0)
+        books.lines.append(
+            f"budget counter {counter['scope']} {counter['key']}: spent {_money(spent)} (its rows: {_money(recorded)})"
+            f", reserved {_money(reserved)} after the last call"
+        )
+        if abs(spent - recorded) > TOLERANCE:
+            wrong.append(f"{counter['scope']} {counter['key']} spent {_money(spent)}, its rows cost {_money(recorded)}")
+        if reserved != 0:
+            wrong.append(
+                f"{counter['scope']} {counter['key']} keeps {_money(reserved)} reserved with no call in flight"
+            )
+    if wrong:
+        books.failures.append("budget counters disagree with the rows: " + "; ".join(wrong))
 
 
 def _check_rows(books, sent, rows_by_rid, entries_by_tag, ledger) -> None:

@@ -14,6 +14,7 @@ fresh run id, so nothing is flushed). Starts:
 - djllm exactly as `make serve` runs it (gunicorn + uvicorn workers, production settings, WEB_CONCURRENCY=2) with
   its own secret key, REQUEST_TIMEOUT=2 and short retry delays, and a jobs worker (Celery, threads);
 - halfway through, a short storm of 429s (every upstream call is refused for STORM_SECONDS);
+- a monthly budget on the soak's token and user (never reached), so every call reserves and settles;
 - N client loops (asyncio) sending, by weight: plain and streamed chat completions, plain ones through a route
   whose model always fails and falls back to another route, cached ones (a few prompts
   repeated at temperature 0), batches (POST /api/v1/batch), jobs (POST /api/v1/jobs), and requests the client
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import random
@@ -76,7 +78,8 @@ STORM_SECONDS = 1.5
 BATCH_ITEMS = 6
 JOB_ITEMS = 8
 CACHED_PROMPTS = 6
-# A route whose model always fails upstream (500) and falls back to another: retries and the fallback must stay
+# Budgets on the token and its user (never reached), so every call reserves and settles. A route whose model
+# always fails upstream (500) and falls back to another: retries and the fallback must stay
 # inside the request's one row, billed at the fallback model's price.
 FALLBACK_ALIAS, BROKEN_MODEL, BACKUP_ALIAS, BACKUP_MODEL = (
     "soak-primary",
@@ -84,8 +87,12 @@ FALLBACK_ALIAS, BROKEN_MODEL, BACKUP_ALIAS, BACKUP_MODEL = (
     "soak-backup",
     "gpt-4.1-mini",
 )
-ROUTES_SCRIPT = f"""
+SETUP_SCRIPT = f"""
+from accounts.models import APIToken, UserPreferences
 from llm.models import ModelRoute
+token = APIToken.objects.get(name="soak")
+APIToken.objects.filter(pk=token.pk).update(monthly_budget_usd=1000)
+UserPreferences.objects.update_or_create(user_id=token.user_id, defaults={{"monthly_budget_usd": 1000}})
 backup = ModelRoute.objects.create(alias={BACKUP_ALIAS!r}, provider="openai", upstream_model={BACKUP_MODEL!r})
 ModelRoute.objects.create(alias={FALLBACK_ALIAS!r}, provider="openai", upstream_model={BROKEN_MODEL!r}, fallback=backup)
 """
@@ -245,7 +252,7 @@ class Soak:
         django_env = {**self.env, "DJANGO_SETTINGS_MODULE": "config.settings.production"}
         out = _run([sys.executable, "manage.py", "createtoken", "soak", "--create-user", "--name", "soak"], django_env)
         self.token = out.strip().splitlines()[-1]
-        _run([sys.executable, "manage.py", "shell", "-c", ROUTES_SCRIPT], django_env)
+        _run([sys.executable, "manage.py", "shell", "-c", SETUP_SCRIPT], django_env)
         status, _, body = http(
             "POST", self.fake_url + "/_fake/fail_next", {"kind": "500", "times": None, "model": BROKEN_MODEL}
         )
@@ -460,7 +467,7 @@ class Soak:
             time.sleep(0.1)
 
     # -------------------------------------------------------------------------------------------- the books
-    def read_database(self) -> tuple[list[dict], list[dict], dict[str, list[str]]]:
+    def read_database(self) -> tuple[list[dict], list[dict], dict[str, list[str]], list[dict]]:
         import psycopg
         from psycopg.rows import dict_row
 
@@ -468,11 +475,12 @@ class Soak:
             rows = conn.execute("SELECT * FROM llm_usagerecord").fetchall()
             prices = conn.execute("SELECT * FROM llm_modelprice WHERE effective_from <= CURRENT_DATE").fetchall()
             items = conn.execute("SELECT job_id, position, status, error_code FROM jobs_jobitem").fetchall()
+            counters = conn.execute("SELECT * FROM llm_spendcounter").fetchall()
         item_errors: dict[str, list[str]] = {}
         for item in items:
             rid = f"job_{item['job_id'].hex}.{item['position']}"
             item_errors[rid] = [item["error_code"]] if item["error_code"] else []
-        return rows, prices, item_errors
+        return rows, prices, item_errors, counters
 
     def wait_rows_settled(self, quiet_s: float = 1.5, timeout: float = 30.0) -> int:
         import psycopg
@@ -548,11 +556,14 @@ def run(args: argparse.Namespace, soak: Soak) -> int:
     soak.stop_djllm()  # SIGTERM: drain and flush, like a deploy
     ledger = soak.fetch_ledger()
     soak.procs.stop_all()
-    rows, prices, item_errors = soak.read_database()
+    rows, prices, item_errors, counters = soak.read_database()
+    (soak.workdir / "soak-data.json").write_text(  # for a post-mortem: what was sent, and the upstream's ledger
+        json.dumps({"sent": [dataclasses.asdict(s) for s in soak.sent], "ledger": ledger}, default=str)
+    )
     for sent in soak.sent:
         if sent.kind == "job_item":
             sent.item_error_codes = tuple(item_errors.get(sent.request_id, ()))
-    books = reconcile.reconcile(soak.sent, rows, ledger, reconcile.price_rows(prices))
+    books = reconcile.reconcile(soak.sent, rows, ledger, reconcile.price_rows(prices), counters)
     if unfinished:
         books.failures.append(f"{len(unfinished)} jobs did not finish within the drain (e.g. {unfinished[0]})")
     restarted = sorted(set(pids) ^ set(end_pids))

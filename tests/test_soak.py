@@ -207,7 +207,13 @@ def test_ledger_bills_a_delivered_answer_and_not_a_cut_one(fake):
         assert client.post("/chat/completions", json=_body("t4")).status_code == 500
     fake.wait_until(lambda: len(fake.ledger) == 4 and not fake.stats["in_flight"])
     by_tag = {e["tag"]: e for e in fake.ledger_json()}
-    billed = {"input_tokens": 10, "output_tokens": 3, "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0}
+    billed = {
+        "input_tokens": 10,
+        "output_tokens": 3,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+    }
     assert by_tag["t1"]["usage"] == billed and by_tag["t1"]["completed"]
     assert by_tag["t2"]["usage"] == billed and by_tag["t2"]["stream"]
     assert (by_tag["t3"]["fault"], by_tag["t3"]["usage"], by_tag["t3"]["completed"]) == ("stream_cut", None, False)
@@ -253,3 +259,20 @@ def test_stream_stall_holds_a_stream_after_its_first_delta(fake):
     assert got.count(b'"content":') == 2  # the role preamble and one delta, then silence
     fake.wait_until(lambda: fake.ledger and fake.ledger[0].disconnected)
     assert fake.ledger_json()[0]["usage"] is None
+
+
+def test_budget_counters_must_match_the_rows_and_hold_no_reservation_at_the_end():
+    sent = [Sent("r1", "plain", ("r1",), status=200), Sent("r2", "plain", ("r2",), status=200)]
+    rows = [row("r1", token_id=1, user_id=9), row("r2", token_id=1, user_id=9)]
+    ledger = [entry("r1"), entry("r2")]
+    good = [
+        {"scope": "token", "key": 1, "spent_usd": COST * 2, "reserved_usd": Decimal(0)},
+        {"scope": "user", "key": 9, "spent_usd": COST * 2, "reserved_usd": Decimal(0)},
+    ]
+    books = reconcile(sent, rows, ledger, PRICES, good)
+    assert books.ok, books.text()
+    assert "budget counter token 1: spent $0.000054000 (its rows: $0.000054000), reserved $0.000000000" in books.text()
+    leaked = [{**good[0], "reserved_usd": Decimal("0.0001")}, {**good[1], "spent_usd": COST}]
+    [failure] = reconcile(sent, rows, ledger, PRICES, leaked).failures
+    assert "token 1 keeps $0.000100000 reserved with no call in flight" in failure
+    assert "user 9 spent $0.000027000, its rows cost $0.000054000" in failure
