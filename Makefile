@@ -48,10 +48,10 @@ run: migrate
 worker: migrate
 	$(CELERY_WORKER)
 
-# Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY required) unless
-# SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves them compressed. On SIGTERM a worker
-# finishes its calls in flight and writes their usage records; the graceful timeout is REQUEST_TIMEOUT + 15 s
-# (GRACEFUL_TIMEOUT overrides it; config/gunicorn.py).
+# Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY and
+# FIELD_ENCRYPTION_KEYS required) unless SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves
+# them compressed. On SIGTERM a worker finishes its calls in flight and writes their usage records; the graceful
+# timeout is REQUEST_TIMEOUT + 15 s (GRACEFUL_TIMEOUT overrides it; config/gunicorn.py).
 SERVE_SETTINGS ?= config.settings.production
 serve: deps
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py migrate --noinput -v 0

@@ -6,6 +6,7 @@ all, newest first, by process-group id: on normal exit, on an exception, on Ctrl
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -136,6 +137,10 @@ class Stack:
     port: int = field(default_factory=free_port)
     upstream_key: str = field(default_factory=lambda: "sk-bench-" + secrets.token_hex(8))
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(50))
+    # Production settings refuse to start without FIELD_ENCRYPTION_KEYS (a Fernet key: 32 url-safe base64 bytes).
+    field_encryption_key: str = field(
+        default_factory=lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    )
     fake: subprocess.Popen | None = None
     server: subprocess.Popen | None = None
     token: str = ""
@@ -189,6 +194,7 @@ class Stack:
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings.production",
             DJANGO_SECRET_KEY=self.secret_key,
+            FIELD_ENCRYPTION_KEYS=self.field_encryption_key,
             DEBUG="false",
             SECURE_SSL_REDIRECT="false",
             DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",

@@ -6,7 +6,16 @@ class CalendarsConfig(AppConfig):
     verbose_name = "Google Calendar"
 
     def ready(self) -> None:
-        from calendars import checks  # noqa: F401  (registers the system checks)
+        from calendars import checks, connections  # noqa: F401  (checks: registers the system checks)
+        from common import key_rotation
+
+        key_rotation.register(
+            key_rotation.Rotator(
+                name="GOOGLE_TOKEN_ENCRYPTION_KEYS",
+                count=connections.encryption_rows_count,
+                rotate=connections.encryption_keys_rotation,
+            )
+        )
         from calendars.nl import webhook_calendar_event
         from llm.apis.webhook import register_type_handler
 

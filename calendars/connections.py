@@ -12,7 +12,12 @@ from google.oauth2.credentials import Credentials
 from calendars import google_client, oauth
 from calendars.config import REQUIRED_SCOPES, GoogleConfig, google_config_get
 from calendars.crypto import CredentialDecryptError, encrypt
-from calendars.errors import CalendarNotConnected, CalendarReconnectRequired, OAuthFlowError
+from calendars.errors import (
+    CalendarCredentialsUnreadable,
+    CalendarNotConnected,
+    CalendarReconnectRequired,
+    OAuthFlowError,
+)
 from calendars.google_client import GoogleAuthRejected
 from calendars.models import GoogleCredential, OAuthState
 
@@ -108,9 +113,10 @@ def oauth_callback_complete(*, user, state: str, code: str = "", error: str = ""
         credential = GoogleCredential.objects.select_for_update().filter(user=user).first()
         if credential is None:
             credential = GoogleCredential(user=user)
-        # Google sends a refresh token only on consent; keep the stored one otherwise.
-        refresh_token = grant.refresh_token or (credential.refresh_token if credential.has_refresh_token else "")
-        credential.refresh_token = refresh_token
+        # Google sends a refresh token only on consent; keep the stored one otherwise (as stored: it is not
+        # decrypted here, so a key problem never turns into a lost token).
+        if grant.refresh_token:
+            credential.refresh_token = grant.refresh_token
         credential.access_token = grant.access_token
         credential.expiry = grant.expiry
         credential.scopes = grant.scopes
@@ -233,8 +239,12 @@ def calendar_connection_open(*, user) -> CalendarConnection:
     try:
         access_token, refresh_token = credential.access_token, credential.refresh_token
     except CredentialDecryptError:
-        google_credential_mark_reconnect(credential=credential, reason="stored token not decryptable with the keys")
-        raise _reconnect_error(user=user, config=config) from None
+        # A key problem on this server, not a dead grant: the row is left exactly as it is (the right key, put back
+        # in GOOGLE_TOKEN_ENCRYPTION_KEYS, opens it again). Connecting again replaces it, if the user chooses to.
+        logger.error("Stored Google tokens of user %s cannot be decrypted with GOOGLE_TOKEN_ENCRYPTION_KEYS", user.pk)
+        raise CalendarCredentialsUnreadable(
+            details={"authorization_url": oauth_authorization_start(user=user, config=config)}
+        ) from None
     credentials = google_client.credentials_build(
         config,
         access_token=access_token,
@@ -296,3 +306,20 @@ def encryption_keys_rotate(*, on_row=None) -> RotationReport:
 
 def encryption_rows_count() -> int:
     return GoogleCredential.objects.count() + OAuthState.objects.count()
+
+
+def encryption_keys_rotation(on_row=None):
+    """`encryption_keys_rotate` as one part of `manage.py rotate_encryption_keys` (common/key_rotation.py)."""
+    from calendars import crypto
+    from common.key_rotation import RotationReport
+
+    report = RotationReport(name="GOOGLE_TOKEN_ENCRYPTION_KEYS")
+    problem = crypto.keys_problem()
+    if problem == crypto.NO_KEYS and not encryption_rows_count():
+        report.note = "not set, and no Google tokens are stored: nothing to do."
+    elif problem:
+        report.problem = problem
+    else:
+        done = encryption_keys_rotate(on_row=on_row)
+        report.rotated, report.failed = done.rotated, done.failed_ids
+    return report

@@ -18,6 +18,15 @@ class CalendarReconnectRequired(errors.Conflict):
     message = "Google no longer accepts the stored authorization. Reconnect: open `details.authorization_url`."
 
 
+class CalendarCredentialsUnreadable(errors.ServiceUnavailable):
+    status, code = 503, "calendar_credentials_unreadable"
+    message = (
+        "The stored Google Calendar authorization cannot be decrypted with this server's GOOGLE_TOKEN_ENCRYPTION_KEYS "
+        "(a key was changed or dropped); nothing was deleted. An administrator can restore the key, or connect again: "
+        "open `details.authorization_url`."
+    )
+
+
 class CalendarForbidden(errors.PermissionDenied):
     status, code = 403, "calendar_forbidden"
     message = "Google Calendar refused the request."

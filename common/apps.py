@@ -6,6 +6,9 @@ class CommonConfig(AppConfig):
     verbose_name = "Common"
 
     def ready(self) -> None:
-        from common import db_connections
+        from common import (
+            checks,  # noqa: F401  (registers the system checks)
+            db_connections,
+        )
 
         db_connections.install()

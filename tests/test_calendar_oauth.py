@@ -355,7 +355,8 @@ def test_rotate_encryption_keys(connected, fake_google, google_settings, auth_cl
     google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = [new_key, old_key]
     call_command("rotate_encryption_keys")
     captured = capsys.readouterr()
-    assert "Re-encrypted 2 row(s) under the first key." in captured.out  # the credential and the used state
+    # the credential and the used state
+    assert "GOOGLE_TOKEN_ENCRYPTION_KEYS: re-encrypted 2 value(s) under the first key." in captured.out
     assert "Re-encrypting" in captured.err and "100%" in captured.err  # tqdm's bar
 
     after = GoogleCredential.objects.values("refresh_token_encrypted", "access_token_encrypted").get()
@@ -364,7 +365,7 @@ def test_rotate_encryption_keys(connected, fake_google, google_settings, auth_cl
     assert only_new.decrypt(after["refresh_token_encrypted"].encode()).decode() == refresh_token
 
     call_command("rotate_encryption_keys", "--no-progress")  # twice is fine
-    assert "Re-encrypted 2 row(s)" in capsys.readouterr().out
+    assert "GOOGLE_TOKEN_ENCRYPTION_KEYS: re-encrypted 2 value(s)" in capsys.readouterr().out
     google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = [new_key]  # the old key can go now
     assert auth_client.get("/api/v1/calendar/events").status_code == 200
     assert GoogleCredential.objects.get().refresh_token == refresh_token
@@ -373,7 +374,7 @@ def test_rotate_encryption_keys(connected, fake_google, google_settings, auth_cl
 def test_rotate_reports_rows_no_key_opens(connected, google_settings, capsys):
     stranger = Fernet(Fernet.generate_key())
     GoogleCredential.objects.update(access_token_encrypted=stranger.encrypt(b"x").decode())
-    with pytest.raises(CommandError, match=r"1 row\(s\) could not be decrypted"):
+    with pytest.raises(CommandError, match=r"1 value\(s\) could not be decrypted"):
         call_command("rotate_encryption_keys", "--no-progress")
     google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = ["bad"]
     with pytest.raises(CommandError, match="not a Fernet key"):
@@ -447,11 +448,23 @@ def test_invalid_grant_marks_reconnect_and_answers_409_with_a_url(connected, fak
     assert auth_client.get("/api/v1/calendar/events").status_code == 200
 
 
-def test_undecryptable_tokens_ask_for_reconnect(connected, google_settings, auth_client):
-    google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key was dropped
-    response = auth_client.get("/api/v1/calendar/events")
-    assert response.status_code == 409 and response.json()["error"]["code"] == "calendar_reconnect_required"
-    assert GoogleCredential.objects.get().status == "needs_reconnect"
+def test_undecryptable_tokens_are_a_clear_error_and_are_never_deleted(connected, google_settings, auth_client):
+    old_key = google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS[0]
+    columns = ("refresh_token_encrypted", "access_token_encrypted", "status", "expiry")
+    before = GoogleCredential.objects.values(*columns).get()
+    # A wrong but well-formed key (the old one was dropped by mistake).
+    google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    for _ in range(2):
+        response = auth_client.get("/api/v1/calendar/events")
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert error["code"] == "calendar_credentials_unreadable"
+        assert "GOOGLE_TOKEN_ENCRYPTION_KEYS" in error["message"] and "nothing was deleted" in error["message"]
+        assert error["details"]["authorization_url"].startswith("http")
+    assert GoogleCredential.objects.values(*columns).get() == before  # the ciphertext is still there
+    # With the key back, the same stored tokens work again.
+    google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), old_key]
+    assert auth_client.get("/api/v1/calendar/events").status_code == 200
 
 
 # --- Revoke -------------------------------------------------------------------------------------------------

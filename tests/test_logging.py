@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.conf import settings
 from django.test import override_settings
 
@@ -161,6 +162,7 @@ def test_production_logs_are_json_lines_with_request_id_and_no_token(tmp_path):
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         DJANGO_SECRET_KEY="p" * 20 + "roduction-secret-key-for-this-test-only",
+        FIELD_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
         DATABASE_URL=f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         LOG_LEVEL="DEBUG",
         # Python's own `warnings` print plain text to stderr; they are not log lines.

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Variables a developer's shell (or this suite's own run) may carry that would change what is being tested.
@@ -16,6 +18,7 @@ _SCRUBBED = {
     "REDIS_URL",
     "DEBUG",
     "DJANGO_SECRET_KEY",
+    "FIELD_ENCRYPTION_KEYS",
     "DJANGO_ALLOWED_HOSTS",
     "SECURE_SSL_REDIRECT",
     "SECURE_HSTS_SECONDS",
@@ -31,6 +34,7 @@ _SCRUBBED = {
 
 def run(args: list[str], **env_overrides: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()  # production needs one; tests override it
     env.update(env_overrides)
     return subprocess.run(args, cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
 
@@ -79,6 +83,40 @@ def test_production_refuses_to_start_without_a_secret_key():
         assert result.returncode != 0
         assert "ImproperlyConfigured" in result.stderr
         assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_production_refuses_to_start_without_field_encryption_keys():
+    for command in (["check"], ["migrate", "--plan"]):
+        result = manage(
+            *command,
+            DJANGO_SETTINGS_MODULE="config.settings.production",
+            DJANGO_SECRET_KEY=random_secret_key(),
+            FIELD_ENCRYPTION_KEYS="",
+        )
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr
+        assert "FIELD_ENCRYPTION_KEYS must be set in production" in result.stderr
+        assert "rotate_encryption_keys" in result.stderr  # how an existing install moves its secrets over
+    result = python(
+        "import config.asgi",
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY=random_secret_key(),
+        FIELD_ENCRYPTION_KEYS=" , ",
+    )
+    assert result.returncode != 0 and "FIELD_ENCRYPTION_KEYS must be set" in result.stderr
+
+
+def test_development_still_starts_without_field_encryption_keys():
+    result = manage("check", DJANGO_SETTINGS_MODULE="config.settings.local", FIELD_ENCRYPTION_KEYS="")
+    assert result.returncode == 0, result.stderr
+
+
+def test_malformed_field_encryption_keys_stop_the_start_with_a_clear_error():
+    bad = "not-a-fernet-key-but-a-secret-value"
+    result = manage("check", DJANGO_SETTINGS_MODULE="config.settings.local", FIELD_ENCRYPTION_KEYS=bad)
+    assert result.returncode != 0
+    assert "common.E001" in result.stderr and "key #1 is not a Fernet key" in result.stderr
+    assert bad not in result.stderr + result.stdout
 
 
 def test_asgi_entry_refuses_too():
