@@ -75,6 +75,8 @@ lint: dev-deps
 schema-check: dev-deps
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 
+# Then the peak memory of reading hostile workbooks (bench/workbook.py, no network; BENCH_WORKBOOKS=0 skips it).
+BENCH_WORKBOOKS ?= 1
 # Load tool: Debian's wrk (installed here when missing, as root). Options: make bench BENCH_ARGS="--only plain".
 bench: dev-deps
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -82,6 +84,7 @@ bench: dev-deps
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; \
 	  else echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	@if [ "$(BENCH_WORKBOOKS)" = "1" ]; then $(BIN)/python -m bench.workbook; fi
 
 # Soak test (bench/soak.py): SOAK_SECONDS of mixed traffic with upstream faults against `make serve` (2 workers) on
 # PostgreSQL and Redis, then requests vs usage rows, recorded vs billed cost, unmapped 5xx and worker RSS; fails on a

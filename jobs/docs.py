@@ -22,7 +22,10 @@ _ERRORS = {
 _UPLOAD_FORM = inline_serializer(
     "JobUploadForm",
     {
-        "file": serializers.FileField(help_text="An .xlsx workbook or a .csv file (JOB_UPLOAD_MAX_BYTES, 20 MB)."),
+        "file": serializers.FileField(
+            help_text="An .xlsx workbook or a .csv file (JOB_UPLOAD_MAX_BYTES, 20 MB; an .xlsx at most "
+            "JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES, 50 MB, once decompressed). Only the chosen column is read."
+        ),
         "column": serializers.CharField(help_text="The header of the column holding the prompts, or its letter."),
         "sheet": serializers.CharField(required=False, help_text="Workbook sheet; default: the first."),
         "header": serializers.BooleanField(required=False, default=True, help_text="Row 1 holds headers."),
@@ -56,6 +59,10 @@ JOB_CREATE = {
     "responses": {
         202: OpenApiResponse(JobOut, description="The job, queued (Location: the job; Retry-After: seconds)."),
         **_ERRORS,
+        413: OpenApiResponse(
+            description="djllm error: the body is over JOB_UPLOAD_MAX_BYTES (`body_too_large`), or an .xlsx "
+            "decompresses past JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES (`workbook_too_large`); `details.limit` names it."
+        ),
     },
     "examples": [
         OpenApiExample("JSON rows", value=BATCH_EXAMPLE, request_only=True, media_type="application/json"),

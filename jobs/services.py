@@ -77,11 +77,12 @@ def job_create(
         job.upload_sheet, job.upload_column = upload_sheet, upload_column
     with transaction.atomic():
         job.save(force_insert=True)
-        rows = (
-            JobItem(job=job, position=position, ref=item.ref, prompt=item.prompt, model=item.model)
-            for position, item in enumerate(items)
-        )
-        JobItem.objects.bulk_create(rows, batch_size=_BULK)
+        # In slices: bulk_create makes a list of whatever it is given, and 50,000 model instances are ~60 MB.
+        for start in range(0, len(items), _BULK):
+            JobItem.objects.bulk_create(
+                JobItem(job=job, position=position, ref=item.ref, prompt=item.prompt, model=item.model)
+                for position, item in enumerate(items[start : start + _BULK], start=start)
+            )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
 
@@ -92,7 +93,14 @@ def job_create_from_upload(*, cached_token: CachedToken, options: BatchOptions, 
             f"The file is {len(upload.data)} bytes; the limit is JOB_UPLOAD_MAX_BYTES={settings.JOB_UPLOAD_MAX_BYTES}.",
             code="file_too_large",
         )
-    found = read_rows(upload.kind, upload.data, column=upload.column, sheet=upload.sheet, has_header=upload.has_header)
+    found = read_rows(
+        upload.kind,
+        upload.data,
+        column=upload.column,
+        sheet=upload.sheet,
+        has_header=upload.has_header,
+        max_items=settings.JOB_MAX_ITEMS,
+    )
     items = [NewItem(ref=row, prompt=text) for row, text in found.rows]
     _check_count(len(items))
     return job_create(

@@ -1,20 +1,28 @@
-"""Reading prompts out of an uploaded .xlsx / .csv, and writing results: CSV, a new workbook, or the uploaded
-workbook with a result column added (openpyxl)."""
+"""Reading prompts out of an uploaded .xlsx / .csv (one column, in bounded memory), and writing results: CSV, a new
+workbook, or the uploaded workbook with a result column added. What is written is never run as a formula."""
 
+import codecs
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from openpyxl import Workbook, load_workbook
-from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 
 from common.errors import InvalidRequest
+from common.spreadsheets import csv_cell, xlsx_text
+from jobs.xlsx_read import _column_index, too_many_rows, xlsx_column
+from jobs.xlsx_results import workbook_with_results
+
+__all__ = ["XLSX_CONTENT_TYPE", "UploadedRows", "read_rows", "csv_bytes", "new_workbook_bytes", "workbook_with_results"]
 
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _CSV_DELIMITERS = ",;\t|"
-_MAX_CELL = 32_767  # Excel's limit on the characters in one cell
+# One CSV record (a line, or the lines of a quoted field) at most: the csv module makes a list of every field of a
+# record, so a one-line file of millions of empty fields would otherwise take hundreds of MB.
+CSV_MAX_RECORD_CHARS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -24,78 +32,95 @@ class UploadedRows:
     rows: list[tuple[int, str]]  # (row number, 1-based as in Excel; the cell's text), empty cells left out
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+def read_rows(
+    kind: str, data: bytes, *, column: str, sheet: str = "", has_header: bool = True, max_items: int
+) -> UploadedRows:
+    """kind: "xlsx" or "csv". Only the chosen column is read; more than `max_items` non-empty cells is a 400
+    (`too_many_items`), an .xlsx that decompresses past JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES a 413."""
+    if kind == "xlsx":
+        name, index, rows = xlsx_column(data, column=column, sheet=sheet, has_header=has_header, max_items=max_items)
+        return UploadedRows(sheet=name, column=index, rows=rows)
+    return _csv_column(data, column=column, has_header=has_header, max_items=max_items)
 
 
-def _column_index(header: list[Any], column: str, has_header: bool) -> int:
-    wanted = column.strip()
-    if has_header:
-        for index, name in enumerate(header, start=1):
-            if _text(name).strip().casefold() == wanted.casefold():
-                return index
-    if wanted.isalpha() and len(wanted) <= 3:  # a column letter: "A", "bc"
-        return column_index_from_string(wanted.upper())
-    names = ", ".join(f"`{_text(n)}`" for n in header if _text(n).strip())
-    raise InvalidRequest(
-        f"No column `{wanted}` in the header row" + (f" (found {names})." if names else "."),
-        code="column_not_found",
-        param="column",
-    )
-
-
-def read_rows(kind: str, data: bytes, *, column: str, sheet: str = "", has_header: bool = True) -> UploadedRows:
-    """kind: "xlsx" or "csv". Raises InvalidRequest for a file that cannot be read or a missing column/sheet."""
-    table, sheet_name = _xlsx_rows(data, sheet) if kind == "xlsx" else (_csv_rows(data), "")
-    header = table[0] if table else []
-    index = _column_index(list(header), column, has_header)
-    first = 2 if has_header else 1
-    rows = []
-    for number, values in enumerate(table[first - 1 :], start=first):
-        text = _text(values[index - 1]) if index <= len(values) else ""
-        if text.strip():
-            rows.append((number, text))
-    return UploadedRows(sheet=sheet_name, column=index, rows=rows)
-
-
-def _xlsx_rows(data: bytes, sheet: str) -> tuple[list[tuple], str]:
+def _csv_text(data: bytes) -> io.TextIOWrapper:
+    """UTF-8 (with or without BOM) when the whole file decodes as such, else Windows-1252 (what Excel on Windows
+    saves as "CSV"). Decoded as it is read, not all at once."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    encoding = "utf-8-sig"
     try:
-        workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises many kinds (BadZipFile, KeyError, ...): all mean an unreadable upload
-        raise InvalidRequest(f"The file is not a readable .xlsx workbook ({exc}).", code="invalid_file") from None
-    try:
-        if sheet and sheet not in workbook.sheetnames:
-            raise InvalidRequest(
-                f"No sheet `{sheet}` (found {', '.join(workbook.sheetnames)}).", code="sheet_not_found", param="sheet"
-            )
-        worksheet = workbook[sheet] if sheet else workbook.worksheets[0]
-        return [tuple(row) for row in worksheet.iter_rows(values_only=True)], worksheet.title
-    finally:
-        workbook.close()
-
-
-def _csv_rows(data: bytes) -> list[list[str]]:
-    try:
-        text = data.decode("utf-8-sig")
+        for start in range(0, len(data), 1 << 20):
+            decoder.decode(data[start : start + (1 << 20)])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")  # what Excel on Windows saves as "CSV"
+        encoding = "cp1252"
+    return io.TextIOWrapper(io.BytesIO(data), encoding=encoding, errors="replace", newline="")
+
+
+def _csv_records(stream: io.TextIOWrapper) -> Iterator[list[str]]:
     try:
-        dialect = csv.Sniffer().sniff(text[:8192], delimiters=_CSV_DELIMITERS)
+        dialect = csv.Sniffer().sniff(stream.read(8192), delimiters=_CSV_DELIMITERS)
     except csv.Error:
         dialect = csv.excel
-    return list(csv.reader(io.StringIO(text), dialect))
+    stream.seek(0)
+    record_chars = [0]
+
+    def lines() -> Iterator[str]:
+        while line := stream.readline(CSV_MAX_RECORD_CHARS + 1):
+            record_chars[0] += len(line)
+            if record_chars[0] > CSV_MAX_RECORD_CHARS:
+                raise InvalidRequest(
+                    f"A record of the CSV file is longer than {CSV_MAX_RECORD_CHARS} characters.",
+                    code="invalid_file",
+                    details={"limit": CSV_MAX_RECORD_CHARS},
+                    param="file",
+                )
+            yield line
+
+    reader = csv.reader(lines(), dialect)
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte, ...
+            raise InvalidRequest(
+                f"The CSV file cannot be read at line {reader.line_num} ({exc}).", code="invalid_file", param="file"
+            ) from None
+        record_chars[0] = 0
+        yield record
+
+
+def _csv_column(data: bytes, *, column: str, has_header: bool, max_items: int) -> UploadedRows:
+    records = _csv_records(_csv_text(data))
+    first = next(records, None)
+    header = dict(enumerate(first or [], start=1)) if has_header else {}
+    index = _column_index(header, column, has_header)
+    found = []
+    number = 0
+    if not has_header and first is not None:
+        records = _chain(first, records)
+    for number, values in enumerate(records, start=2 if has_header else 1):
+        text = values[index - 1] if index <= len(values) else ""
+        if text.strip():
+            found.append((number, text))
+            if len(found) > max_items:
+                raise too_many_rows(max_items)
+    return UploadedRows(sheet="", column=index, rows=found)
+
+
+def _chain(first: list[str], rest: Iterator[list[str]]) -> Iterator[list[str]]:
+    yield first
+    yield from rest
 
 
 def csv_bytes(header: list[str], rows: Iterable[list[Any]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
+    # the BOM makes Excel read UTF-8; a lone surrogate (from a JSON escape) cannot be encoded and becomes "?"
+    return out.getvalue().encode("utf-8-sig", errors="replace")
 
 
 def new_workbook_bytes(header: list[str], rows: Iterable[list[Any]]) -> bytes:
@@ -103,32 +128,15 @@ def new_workbook_bytes(header: list[str], rows: Iterable[list[Any]]) -> bytes:
     worksheet = workbook.create_sheet("results")
     worksheet.append(header)
     for row in rows:
-        worksheet.append([_cell(value) for value in row])
+        worksheet.append([_cell(worksheet, value) for value in row])
     out = io.BytesIO()
     workbook.save(out)
     return out.getvalue()
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, str):
-        return value[:_MAX_CELL]
-    return value
-
-
-def workbook_with_results(
-    data: bytes, *, sheet: str, column: int, has_header: bool, title: str, cells: dict[int, str]
-) -> bytes:
-    """The uploaded workbook with `cells` ({row number: text}) written in a new column right of the used range."""
-    workbook = load_workbook(io.BytesIO(data))
-    worksheet = workbook[sheet] if sheet in workbook.sheetnames else workbook.worksheets[0]
-    target = worksheet.max_column + 1
-    if has_header:
-        worksheet.cell(row=1, column=target, value=title)
-    for row, text in cells.items():
-        worksheet.cell(row=row, column=target, value=_cell(text))
-    worksheet.column_dimensions[get_column_letter(target)].width = max(
-        worksheet.column_dimensions[get_column_letter(column)].width or 13, 40
-    )
-    out = io.BytesIO()
-    workbook.save(out)
-    return out.getvalue()
+def _cell(worksheet, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    cell = WriteOnlyCell(worksheet, value=xlsx_text(value))
+    cell.data_type = "s"  # openpyxl makes text that starts with "=" a formula; this is text
+    return cell

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 
 from accounts.models import APIToken, Provider, UserPreferences
 from common.crypto import UnreadableSecret
+from common.spreadsheets import csv_cell
 from llm import pricing, routing, templates_store
 from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord, UsageStatus
 from llm.paginator import EstimatedCountPaginator
@@ -137,7 +138,6 @@ CSV_COLUMNS = [
     ("id", "id"),
 ]
 _CSV_CHUNK = 2000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class _Line:
@@ -158,9 +158,7 @@ def _cell(value) -> object:
         return _usd(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value  # never let a spreadsheet run a request id or model name as a formula
-    return value
+    return csv_cell(value)  # never let a spreadsheet run a request id or model name as a formula
 
 
 def _csv_page(queryset, after: tuple | None) -> list[tuple]:

@@ -321,6 +321,9 @@ IDEMPOTENCY_KEY_TTL = env.int("IDEMPOTENCY_KEY_TTL", default=24 * 3600)  # secon
 JOB_MAX_ITEMS = env.int("JOB_MAX_ITEMS", default=50_000)
 JOB_CONCURRENCY = env.int("JOB_CONCURRENCY", default=32)  # items in flight per running job
 JOB_UPLOAD_MAX_BYTES = env.int("JOB_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)  # also batch/job JSON bodies
+# What an uploaded .xlsx may decompress to (counted while decompressing, plus the text taken out of its column):
+# a zip bomb is a 413, and reading any workbook stays within tens of MB of memory.
+JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES = env.int("JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES", default=50 * 1024 * 1024)
 # A claimed item belongs to its worker while the lease is renewed (every third of it); a killed worker's items
 # are claimed again once their lease runs out.
 JOB_ITEM_LEASE_SECONDS = env.float("JOB_ITEM_LEASE_SECONDS", default=60.0)
