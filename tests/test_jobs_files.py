@@ -191,14 +191,11 @@ def test_reading_and_writing_back_a_hostile_workbook_stays_under_100_mb(tmp_path
     [
         (b"Comment," + b"ab," * 400_000 + b"\nhello\n", "longer than 1000000 characters"),  # millions of fields
         (b'Comment\n"' + b"x" * 200_000 + b'"\n', "field larger than field limit"),
-        (b"Comment\nhel\x00lo\n", "line 2"),
     ],
-    ids=["wide_record", "field_over_csv_limit", "nul"],
+    ids=["wide_record", "field_over_csv_limit"],
 )
 def test_csv_files_that_break_the_csv_module_are_400s(client, django_capture_on_commit_callbacks, data, message):
     response = post_file(client, django_capture_on_commit_callbacks, data, "hostile.csv")
-    if b"\x00" in data and response.status_code == 202:
-        pytest.skip("this Python's csv module reads NUL bytes")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid_file" and message in response.json()["error"]["message"]
     assert Job.objects.count() == 0
