@@ -36,6 +36,7 @@ class CalendarApi(APIView):
 
     permission_classes = [HasTokenScope]
     required_scope = "calendar"
+    throttle_scope = "calendar"  # API_THROTTLE_RATE_CALENDAR: these calls spend the Google quota all users share
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -45,6 +46,7 @@ class CalendarApi(APIView):
 class CalendarAuthApi(APIView):
     authentication_classes = [APITokenAuthentication, SessionAuthentication]
     permission_classes = [CalendarTokenOrSession]
+    throttle_scope = "calendar"
 
     @extend_schema(
         summary="Start connecting Google Calendar",
@@ -88,6 +90,7 @@ class CalendarAuthApi(APIView):
 class CalendarOAuthCallbackApi(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [AllowAny]
+    throttle_scope = "calendar"
 
     @extend_schema(
         summary="Google's OAuth redirect (browser only)",
@@ -184,6 +187,7 @@ class CalendarStatusApi(CalendarApi):
 class CalendarRevokeApi(APIView):
     authentication_classes = [APITokenAuthentication, SessionAuthentication]
     permission_classes = [CalendarTokenOrSession]
+    throttle_scope = "calendar"
     # The account page's Disconnect button posts a form (its CSRF token is read from it); the body is not used.
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 

@@ -5,6 +5,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 from google.oauth2.credentials import Credentials
@@ -20,6 +22,7 @@ from calendars.errors import (
 )
 from calendars.google_client import GoogleAuthRejected
 from calendars.models import GoogleCredential, OAuthState
+from common.errors import RateLimited
 
 logger = logging.getLogger(__name__)
 
@@ -35,24 +38,44 @@ def oauth_authorization_start(*, user, config: GoogleConfig | None = None) -> st
     config = config or google_config_get()
     now = timezone.now()
     OAuthState.objects.filter(expires_at__lt=now - STATE_KEEP_AFTER_EXPIRY).delete()
-    existing = GoogleCredential.objects.filter(user=user).first()
-    state = oauth.state_new()
-    url, verifier = oauth.authorization_url_build(
-        config,
-        state=state,
-        redirect_uri=config.redirect_uri,
-        prompt_consent=existing is None or not existing.has_refresh_token,
-        login_hint=existing.email if existing else "",
-    )
-    OAuthState.objects.create(
-        state_digest=oauth.state_digest(state),
-        user=user,
-        code_verifier_encrypted=encrypt(verifier or ""),
-        redirect_uri=config.redirect_uri,
-        created_at=now,
-        expires_at=now + STATE_LIFETIME,
-    )
+    with transaction.atomic():
+        # One start at a time per user (the user row is locked), so parallel starts cannot pass the cap together.
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        _oauth_pending_states_check(user=user, now=now)
+        existing = GoogleCredential.objects.filter(user=user).first()
+        state = oauth.state_new()
+        url, verifier = oauth.authorization_url_build(
+            config,
+            state=state,
+            redirect_uri=config.redirect_uri,
+            prompt_consent=existing is None or not existing.has_refresh_token,
+            login_hint=existing.email if existing else "",
+        )
+        OAuthState.objects.create(
+            state_digest=oauth.state_digest(state),
+            user=user,
+            code_verifier_encrypted=encrypt(verifier or ""),
+            redirect_uri=config.redirect_uri,
+            created_at=now,
+            expires_at=now + STATE_LIFETIME,
+        )
     return url
+
+
+def _oauth_pending_states_check(*, user, now) -> None:
+    """At most GOOGLE_OAUTH_MAX_PENDING_STATES unused, unexpired consent links per user: each is a stored row, and
+    starting the flow in a loop must not fill the table."""
+    limit = settings.GOOGLE_OAUTH_MAX_PENDING_STATES
+    pending = OAuthState.objects.filter(user=user, used_at__isnull=True, expires_at__gt=now)
+    expiries = list(pending.order_by("expires_at").values_list("expires_at", flat=True)[:limit])
+    if len(expiries) < limit:
+        return
+    retry = max(int((expiries[0] - now).total_seconds()) + 1, 1)
+    raise RateLimited(
+        f"You have {limit} unused Google sign-in links already; use one, or start again in {retry} s.",
+        details={"limit": limit, "pending": len(expiries)},
+        headers={"Retry-After": str(retry)},
+    )
 
 
 def _oauth_state_consume(*, user, state: str) -> OAuthState:

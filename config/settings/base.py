@@ -1,5 +1,7 @@
 """Settings shared by every environment. Every value comes from the environment through `config.env`."""
 
+from datetime import timedelta
+
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
@@ -23,6 +25,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "corsheaders",
+    "axes",
     "common",
     "accounts",
     "llm",
@@ -42,6 +45,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out login into accounts.login_throttle's 429
 ]
 
 # The token-authenticated API paths are served under ASGI by a lean, fully async stack (see common/asgi.py).
@@ -117,6 +121,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "accounts.login_throttle.LoginAttemptsBackend",  # first: refuses a locked-out login before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes) on /admin/login/ and /account/login/: after LOGIN_FAILURE_LIMIT failed logins for one
+# user name from one address, that pair is refused with 429 for LOGIN_LOCKOUT_MINUTES (counted in the database).
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.lockout_response"
+AXES_VERBOSE = False
 LOGIN_URL = "/account/login/"
 LOGIN_REDIRECT_URL = "/account/"
 
@@ -144,6 +160,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "common.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Per token (or per logged-in user): every DRF endpoint, and a tighter rate where a view names a scope.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "accounts.throttling.TokenRateThrottle",
+        "accounts.throttling.TokenScopedRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        # Blank: no limit. The LLM endpoints (/v1/*, the webhook, the batch) have RATE_LIMIT instead.
+        "api": env.str("API_THROTTLE_RATE", default="300/m") or None,
+        # The calendar endpoints spend the Google API quota shared by every user of this server.
+        "calendar": env.str("API_THROTTLE_RATE_CALENDAR", default="60/m") or None,
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "djllm API",
@@ -218,6 +245,8 @@ GOOGLE_CLIENT_SECRET = env.str("GOOGLE_CLIENT_SECRET", default="")
 GOOGLE_TOKEN_ENCRYPTION_KEYS = env_list("GOOGLE_TOKEN_ENCRYPTION_KEYS")
 # Blank: PUBLIC_URL + /api/v1/calendar/oauth2callback. Must be registered on the OAuth client.
 GOOGLE_OAUTH_REDIRECT_URI = env.str("GOOGLE_OAUTH_REDIRECT_URI", default="")
+# Unused, unexpired consent links one user may hold (each is a stored row; they expire after 10 minutes). More: 429.
+GOOGLE_OAUTH_MAX_PENDING_STATES = env.int("GOOGLE_OAUTH_MAX_PENDING_STATES", default=5)
 # Google's endpoints. Blank: the client secrets file's value, else Google's. Tests point them at a fake Google.
 GOOGLE_OAUTH_AUTH_URI = env.str("GOOGLE_OAUTH_AUTH_URI", default="")
 GOOGLE_OAUTH_TOKEN_URI = env.str("GOOGLE_OAUTH_TOKEN_URI", default="")
@@ -286,6 +315,7 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
         "httpx": {"level": "WARNING"},  # one line per upstream call is noise; djllm logs what matters itself
         "httpcore": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # a line per login otherwise; failures and lockouts are still logged
     },
 }
 
