@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import Provider, validate_timezone
 from accounts.permissions import HasTokenScope
+from common.serializers import StrictInputSerializer
 
 
 class MeApi(APIView):
@@ -14,7 +15,7 @@ class MeApi(APIView):
     permission_classes = [HasTokenScope]
     write_scope = "account"
 
-    class PreferencesSerializer(serializers.Serializer):
+    class PreferencesSerializer(StrictInputSerializer):
         default_provider = serializers.ChoiceField(choices=[""] + Provider.values, required=False, allow_blank=True)
         default_model = serializers.CharField(max_length=100, required=False, allow_blank=True)
         language = serializers.CharField(max_length=50, required=False, allow_blank=True)
@@ -24,7 +25,7 @@ class MeApi(APIView):
         class UserSerializer(serializers.Serializer):
             id = serializers.IntegerField()
             username = serializers.CharField()
-            email = serializers.EmailField()
+            email = serializers.CharField(help_text="Empty when the account has none.")
 
         class TokenSerializer(serializers.Serializer):
             prefix = serializers.CharField(source="display_prefix")

@@ -20,6 +20,7 @@ from calendars.openapi import (
     error_responses,
 )
 from common.errors import InvalidRequest
+from common.serializers import StrictInputSerializer
 
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,1024}$")
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -52,7 +53,7 @@ class CalendarEventsApi(CalendarApi):
         next_page_token = serializers.CharField(allow_null=True)
         timezone = serializers.CharField(help_text="The calendar's timezone.")
 
-    class CalendarEventCreateSerializer(serializers.Serializer):
+    class CalendarEventCreateSerializer(StrictInputSerializer):
         summary = serializers.CharField(max_length=mapping.SUMMARY_MAX_LENGTH, trim_whitespace=True)
         start = serializers.CharField(
             help_text="`2025-04-01T13:00` (wall-clock time in `timezone`), `2025-04-01T13:00:00+02:00`, or a date "
@@ -212,7 +213,7 @@ class CalendarEventDetailApi(CalendarApi):
             choices=SEND_UPDATES, required=False, default="none", help_text="Notify attendees (PATCH, DELETE)."
         )
 
-    class CalendarEventPatchSerializer(serializers.Serializer):
+    class CalendarEventPatchSerializer(StrictInputSerializer):
         summary = serializers.CharField(required=False, max_length=mapping.SUMMARY_MAX_LENGTH)
         start = serializers.CharField(required=False, help_text="Send start and end together.")
         end = serializers.CharField(required=False)

@@ -8,6 +8,7 @@ from calendars.apis import CalendarApi, validated
 from calendars.mapping import is_valid_timezone
 from calendars.nl import calendar_text_process
 from calendars.openapi import COMMON_ERRORS, error_responses
+from common.serializers import StrictInputSerializer
 from llm.apis.common import money
 from llm.apis.webhook import usage_out
 
@@ -42,7 +43,7 @@ class CalendarProcessTextApi(CalendarApi):
     # It makes an LLM call with a model the caller may choose, so it needs the `llm` scope as well.
     required_scope = ("calendar", "llm")
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(StrictInputSerializer):
         text = serializers.CharField(
             max_length=5000, help_text='e.g. "Team lunch next Tuesday at 1, invite team@example.com"'
         )

@@ -132,7 +132,7 @@ def _replayed(replay: idempotency.Replay) -> Response:
 def _upload_input(request, data) -> tuple[BatchOptions, services.Upload, dict[str, Any]]:
     fields = {name: request.data.get(name) for name in _FORM_OPTIONS if request.data.get(name) not in (None, "")}
     parameters = {n: request.data.get(n) for n in _FORM_PARAMETERS if request.data.get(n) not in (None, "")}
-    options = validate(BatchOptions, {**fields, "parameters": parameters})
+    options = validate(BatchOptions, {**fields, "parameters": parameters}, strict=False)  # form fields are text
     file = data["file"]
     name = file.name or "upload"
     kind = name.rsplit(".", 1)[-1].lower() if "." in name else ""

@@ -8,7 +8,7 @@ from llm.apis.webhook import SOURCES, TYPES, WebhookIn
 
 
 class Parameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     temperature: float | None = Field(default=None, ge=0, le=2, description="0: identical rows answer from cache.")
     max_tokens: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
@@ -16,7 +16,7 @@ class Parameters(BaseModel):
 
 
 class ItemIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     id: str | int | None = Field(default=None, description="Echoed in the result; default: the item's index.")
     # Excel cells may hold numbers or nothing: they are taken as text, and an empty one fails only its own row.
     prompt: str | int | float | bool | None = Field(description="The text to work on (one cell).")
@@ -31,7 +31,7 @@ class ItemIn(BaseModel):
 class BatchOptions(BaseModel):
     """What every item of a batch or job shares."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal[TYPES] | None = Field(default=None, description="What to do with each text (default: custom).")  # type: ignore[valid-type]
     template: Literal[TYPES] | None = Field(  # type: ignore[valid-type]
         default=None,

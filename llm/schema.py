@@ -5,6 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from common.openapi import sse
 from llm.apis.chat import ChatCompletionIn
 from llm.apis.webhook import WebhookIn
 
@@ -176,7 +177,10 @@ def add_llm_paths(result, generator, request, public):
                     "description": "The completion (or an SSE stream of chunks).",
                     "content": {
                         **_json(_register(components, ChatCompletionOut), CHAT_RESPONSE_EXAMPLE),
-                        "text/event-stream": {"schema": {"type": "string"}},
+                        **sse(
+                            "A `chat.completion.chunk` object as JSON; an OpenAI-shaped error object if the upstream "
+                            "fails mid-stream; `[DONE]` last."
+                        ),
                     },
                 },
                 **errors,
@@ -220,10 +224,26 @@ def add_llm_paths(result, generator, request, public):
             "requestBody": {"required": True, "content": _json(_register(components, WebhookIn), WEBHOOK_EXAMPLE)},
             "responses": {
                 "200": {
-                    "description": "The result.",
-                    "content": _json(_register(components, WebhookOut), WEBHOOK_RESPONSE_EXAMPLE),
+                    "description": "The result (or, with `stream: true`, an SSE stream).",
+                    "content": {
+                        **_json(_register(components, WebhookOut), WEBHOOK_RESPONSE_EXAMPLE),
+                        **sse(
+                            '`{"delta": "..."}` for each piece of the result; last `{"done": true, ...}` with the '
+                            'fields of the plain answer, or `{"error": {...}}` if the upstream fails mid-stream.'
+                        ),
+                    },
                 },
                 **{str(code): api_error for code in (400, 401, 402, 403, 415, 429, 502, 503, 504)},
+                "409": {
+                    "description": "`type: calendar_event` only: connect (or reconnect) Google Calendar first "
+                    "(`calendar_not_connected`, `calendar_reconnect_required`).",
+                    "content": api_error["content"],
+                },
+                "422": {
+                    "description": "`type: calendar_event` only: the model's answer was not a valid event "
+                    "(`calendar_extraction_invalid`; `details` names what was wrong).",
+                    "content": api_error["content"],
+                },
             },
         }
     }

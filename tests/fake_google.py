@@ -442,6 +442,9 @@ class FakeGoogle:
         events = self.events(calendar_id)
         event_id = parts[2] if len(parts) > 2 else None
         if event_id is None and method == "GET":
+            if query.get("pageToken") and not query["pageToken"].isdigit():
+                # Google answers a page token it did not issue with 400 invalid.
+                return handler._send(400, _google_error(400, "Invalid page token value.", "invalid"))
             return handler._send(200, self._list(events, query))
         if event_id is None and method == "POST":
             data = json.loads(body or b"{}")

@@ -190,6 +190,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "llm.schema.add_llm_paths",
         "jobs.schema.add_batch_path",
+        "common.openapi.add_error_responses",  # last: sees every operation the hooks above added
     ],
 }
 

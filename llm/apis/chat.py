@@ -44,7 +44,7 @@ PASSTHROUGH = (
 
 
 class ChatMessageIn(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = None
@@ -55,7 +55,7 @@ class ChatMessageIn(BaseModel):
 class ChatCompletionIn(BaseModel):
     """OpenAI's chat completion request. `cache` is djllm's own switch for the response cache."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessageIn] = Field(min_length=1)
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -33,11 +33,12 @@ def parse_json(request: HttpRequest) -> Any:
         raise InvalidRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
 
 
-def validate(model: type[BaseModel], data: Any) -> BaseModel:
+def validate(model: type[BaseModel], data: Any, *, strict: bool | None = None) -> BaseModel:
+    """`strict=False` for form fields, which are all text; JSON bodies keep the model's own (strict) types."""
     if not isinstance(data, dict):
         raise InvalidRequest("The body must be a JSON object.")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         details: dict[str, list[str]] = {}
         for error in exc.errors(include_url=False):

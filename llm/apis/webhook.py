@@ -32,7 +32,7 @@ SOURCES = ("excel", "email", "meeting", "chat", "document", "other")
 
 
 class WebhookIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     prompt: str = Field(min_length=1, description="The text to work on.")
     type: Literal[TYPES] = Field(default="custom", description="What to do with the text.")  # type: ignore[valid-type]
     source: Literal[SOURCES] = Field(default="other", description="Where the text comes from.")  # type: ignore[valid-type]
