@@ -21,15 +21,14 @@ from calendars.config import google_config_get
 from calendars.openapi import NOT_CONFIGURED, error_responses
 from calendars.permissions import CalendarTokenOrSession, is_session_request
 from common.errors import AppError
+from common.serializers import query_values
 
 ACCOUNT_PAGE = "account:page"
 
 
 def validated(serializer_class, data) -> dict:
     if isinstance(data, QueryDict):
-        # As plain values: DRF reads a blank query value (`?timezone=`) as absent, which the schema does not allow
-        # for (minLength 1); a blank value is then checked like any other.
-        data = data.dict()
+        data = query_values(data)
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data

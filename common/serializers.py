@@ -4,6 +4,7 @@ DRF coerces by default (`0` for a string field becomes "0", "true" for a boolean
 the OpenAPI description forbids and hides client bugs. A JSON body has real types, so a value of the wrong JSON
 type is a 400 naming the field. (Query strings and form fields are text by nature and keep DRF's coercion.)"""
 
+from django.http import QueryDict
 from rest_framework import serializers
 
 # Field class -> the JSON types (Python types after parsing) it accepts. Checked in order: BooleanField before
@@ -48,3 +49,10 @@ class StrictInputSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+def query_values(query: QueryDict) -> dict[str, str]:
+    """A query string as plain values for a serializer. DRF reads a blank query value (`?to=`) as if it were absent,
+    which the schema does not allow for (a date, or minLength 1): given plain values, a blank one is validated like
+    any other and answered with a 400."""
+    return query.dict()

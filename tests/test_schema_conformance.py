@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from accounts import services as account_services
+from jobs import services as job_services
 
 pytest_plugins = ["tests.fake_google"]
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -23,11 +24,11 @@ CHECKS = [
     "response_schema_conformance",
     "negative_data_rejection",
 ]
-SEED = 20261201
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 8
 
 
-def test_every_operation_conforms_to_the_schema(live_djllm, prices, connected, user, tmp_path):
+def test_every_operation_conforms_to_the_schema(live_djllm, prices, connected, user, tmp_path, monkeypatch):
+    monkeypatch.setattr(job_services, "job_enqueue", lambda *, job_id: None)  # jobs stay queued; no broker here
     _, plaintext = account_services.api_token_create(user=user, name="schemathesis")
     schemathesis = Path(sys.executable).with_name("schemathesis")
     command = [
@@ -40,9 +41,7 @@ def test_every_operation_conforms_to_the_schema(live_djllm, prices, connected, u
         ",".join(CHECKS),
         "--max-examples",
         str(MAX_EXAMPLES),
-        "--seed",
-        str(SEED),
-        "--generation-deterministic",
+        "--generation-deterministic",  # the same cases every run: a failure here is reproducible
         "--request-timeout",
         "20",
         "--no-color",
@@ -57,4 +56,5 @@ def test_every_operation_conforms_to_the_schema(live_djllm, prices, connected, u
     report = result.stdout + result.stderr
     assert plaintext not in report  # schemathesis filters auth headers from what it prints
     assert result.returncode == 0, report[-20000:]
+    print(report[-3000:])  # the phases and their counts, for the log
     assert "No issues found" in report or " passed" in report, report[-5000:]

@@ -64,3 +64,12 @@ def test_upload_form_fields_are_read_as_text(client, monkeypatch, django_capture
         20,
         True,
     )
+
+
+@pytest.mark.parametrize("query", ["to=", "from=", "group_by="])
+def test_usage_rejects_a_blank_query_value(client, query):
+    """A blank value is not the same as leaving the parameter out: the schema says a date (or a choice)."""
+    response = client.get(f"/api/v1/usage?{query}")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request" and query.rstrip("=") in error["details"]

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import HasTokenScope
 from common.errors import InvalidRequest
+from common.serializers import query_values
 from llm.apis.common import money
 from llm.selectors import GROUP_BY_CHOICES, usage_summary_for_user
 
@@ -185,7 +186,7 @@ class UsageApi(APIView):
         ],
     )
     def get(self, request):
-        serializer = self.InputSerializer(data=request.query_params)
+        serializer = self.InputSerializer(data=query_values(request.query_params))
         if not serializer.is_valid():
             field, messages = next(iter(serializer.errors.items()))
             raise InvalidRequest(f"Invalid `{field}`: {messages[0]}", details=serializer.errors, param=field)
