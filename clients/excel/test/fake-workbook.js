@@ -9,7 +9,7 @@
  *     names: { DJLLM_URL: "djllm!B1" },      // workbook names -> ranges
  *     active: "Sheet1",
  *   });
- *   wb.toJSON()   // { sheets: { name: rows from A1 to the last used cell }, setValuesCalls: N }
+ *   wb.toJSON()   // { sheets: { name: rows from A1 to the last used cell }, setValuesCalls: N, formulas: [...] }
  */
 "use strict";
 
@@ -126,8 +126,18 @@ class FakeWorksheet {
     return value === undefined ? "" : value;
   }
 
+  /** A value entered through setValues/setValue, as Excel takes it: a leading apostrophe marks text and is not
+   * kept; text starting with "=", "+", "-" or "@" that is not a number is entered as a formula, which Excel would
+   * run — recorded in `workbook.formulas` (the script must never cause one). */
   write(r, c, value) {
     checkValue(value);
+    if (typeof value === "string") {
+      if (value.startsWith("'")) {
+        value = value.slice(1);
+      } else if (/^[=+\-@]/.test(value) && !isFinite(Number(value))) {
+        this.workbook.formulas.push({ cell: `${this.name}!${columnLetters(c)}${r + 1}`, formula: value });
+      }
+    }
     if (value === "") {
       this.cells.delete(`${r},${c}`);
     } else {
@@ -265,6 +275,7 @@ class FakeWorkbook {
   constructor({ sheets = {}, selection = null, names = {}, active = null } = {}) {
     this.sheets = new Map();
     this.setValuesCalls = 0;
+    this.formulas = [];
     Object.entries(sheets).forEach(([name, rows]) => this.sheets.set(name, new FakeWorksheet(this, name, rows)));
     this.names = new Map(Object.entries(names).map(([name, address]) => [name, new FakeNamedItem(this, name, address)]));
     this.active = active || (this.sheets.size ? this.sheets.keys().next().value : null);
@@ -306,7 +317,7 @@ class FakeWorkbook {
     for (const [name, sheet] of this.sheets) {
       sheets[name] = sheet.toRows();
     }
-    return { sheets, setValuesCalls: this.setValuesCalls };
+    return { sheets, setValuesCalls: this.setValuesCalls, formulas: this.formulas };
   }
 }
 
