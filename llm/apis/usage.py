@@ -113,7 +113,7 @@ class UsageApi(APIView):
             saved_usd = MoneyField(help_text="Decimal string, USD: what djllm's response cache saved.")
             cached = serializers.IntegerField(help_text="Requests answered from djllm's response cache.")
             errors = serializers.IntegerField(
-                help_text="Requests that did not complete: errors, budget or rate-limit stops, cancelled streams."
+                help_text="Requests that did not complete: errors, budget or rate-limit stops, clients that hung up."
             )
             unpriced = serializers.IntegerField(help_text="Requests with tokens but no price for their model.")
             unpriced_requests = serializers.IntegerField(
