@@ -10,9 +10,10 @@ import httpx
 import pytest
 from django.test import Client
 
+from accounts import token_cache
 from bench.fake_upstream import Usage as FakeUsage
 from common import shutdown
-from llm.models import UsageRecord
+from llm.models import SpendCounter, UsageRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -171,3 +172,27 @@ def test_a_draining_worker_starts_no_retry(token, gateway_settings, prices, fake
     assert (row.status, row.error_code) == ("upstream_error", "upstream_server_error")
     assert client.post("/v1/chat/completions", body, content_type="application/json").status_code == 200
     assert len(fake_upstream.requests) == 4  # not draining: the remaining two faults were retried through
+
+
+def test_a_cancelled_call_settles_its_budget_reservation(live_djllm, token, prices, fake_upstream):
+    """Under a budget the call's maximum cost is reserved before it is sent; its cancelled record settles it: the
+    real cost is spent, nothing stays reserved."""
+    row = token[0]
+    row.monthly_budget_usd = Decimal("5.00")
+    row.save()
+    token_cache.clear()  # the server runs in this process
+    fake_upstream.configure(latency_ms=2500, usage=USAGE)
+    body = {"model": "gpt-4o-mini", "max_tokens": 500, "messages": [{"role": "user", "content": "take your time"}]}
+    hang_up_once_upstream_has(
+        fake_upstream,
+        1,
+        "POST",
+        f"{live_djllm.url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {token[1]}"},
+    )
+
+    [record] = wait_for_rows(1)
+    assert (record.status, record.cost_usd, record.usage_estimated) == ("cancelled", COST, False)
+    counter = SpendCounter.objects.get(scope="token", key=row.pk)
+    assert (counter.spent_usd, counter.reserved_usd) == (COST, 0)
