@@ -115,6 +115,49 @@ def test_a_million_empty_rows_cost_no_memory_and_still_find_the_last_row(
     assert [item.ref for item in JobItem.objects.all()] == [300_002]
 
 
+def test_shared_strings_rich_text_and_values_read_as_excel_shows_them(
+    client, model_says, django_capture_on_commit_callbacks
+):
+    """A workbook as Excel writes it: shared strings (rich-text runs, phonetic runs that are not text, `_x000D_`
+    escapes), numbers, booleans, a formula's cached string, cells without references, and a prefixed namespace."""
+    main = hostile._MAIN
+    sheet = (
+        f'<?xml version="1.0" encoding="UTF-8"?><x:worksheet xmlns:x="{main}"><x:dimension ref="A1:C9"/><x:sheetData>'
+        '<x:row r="1"><x:c r="A1" t="s"><x:v>0</x:v></x:c><x:c r="B1" t="s"><x:v>1</x:v></x:c></x:row>'
+        '<x:row r="2"><x:c r="A2"><x:v>7</x:v></x:c><x:c r="B2" t="s"><x:v>2</x:v></x:c></x:row>'
+        '<x:row r="3"><x:c r="B3" t="s"><x:v>3</x:v></x:c></x:row>'
+        "<x:row><x:c/><x:c><x:v>12.50</x:v></x:c></x:row>"  # row 4, column B: no references
+        '<x:row r="6"><x:c r="B6" t="b"><x:v>1</x:v></x:c></x:row>'
+        '<x:row r="7"><x:c r="B7" t="str"><x:f>A2&amp;"x"</x:f><x:v>7x</x:v></x:c></x:row>'
+        '<x:row r="8"><x:c r="B8" t="s"><x:v>4</x:v></x:c></x:row>'
+        '<x:row r="9"><x:c r="B9" t="s"><x:v>2</x:v></x:c></x:row>'
+        "</x:sheetData></x:worksheet>"
+    )
+    strings = (
+        f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{main}"><si><t>Name</t></si><si><t>Comment</t></si>'
+        '<si><r><rPr><b/></rPr><t>Bold</t></r><r><t xml:space="preserve"> and plain</t></r></si>'
+        '<si><t>\u6771\u4eac</t><rPh sb="0" eb="2"><t>\u30c8\u30a6\u30ad\u30e7\u30a6</t></rPh></si>'
+        "<si><t>line_x000D_break</t></si></sst>"
+    )
+    data = hostile._package([sheet], [strings])
+    response = post_file(client, django_capture_on_commit_callbacks, data)
+    assert response.status_code == 202, response.content
+    items = [(i.ref, i.prompt) for i in JobItem.objects.order_by("position")]
+    assert items == [
+        (2, "Bold and plain"),
+        (3, "\u6771\u4eac"),
+        (4, "12.5"),
+        (6, "True"),
+        (7, "7x"),
+        (8, "line\rbreak"),
+        (9, "Bold and plain"),
+    ]
+    job_id = response.json()["id"]
+    run(job_id)
+    result = load_workbook(io.BytesIO(client.get(f"{JOBS}/{job_id}/results?format=xlsx").content)).active
+    assert result["C1"].value == "djllm custom" and result["C4"].value == "fine" and result["C5"].value is None
+
+
 def test_the_row_limit_stops_reading_the_column(client, django_capture_on_commit_callbacks, settings):
     settings.JOB_MAX_ITEMS = 100
     response = post_file(client, django_capture_on_commit_callbacks, hostile.repeated_long_string(5_000))
@@ -162,7 +205,15 @@ def test_a_dtd_in_a_workbook_part_is_refused(client, django_capture_on_commit_ca
 
 @pytest.mark.parametrize(
     "name",
-    ["declared_dimension", "empty_rows", "sheet_bomb", "shared_strings_bomb", "repeated_long_string", "long_prompts"],
+    [
+        "declared_dimension",
+        "empty_rows",
+        "sheet_bomb",
+        "shared_strings_bomb",
+        "unused_shared_strings",
+        "repeated_long_string",
+        "long_prompts",
+    ],
 )
 def test_reading_and_writing_back_a_hostile_workbook_stays_under_100_mb(tmp_path, name):
     """In a fresh process: read the column as an upload does, then write the results workbook as a download does;
@@ -175,6 +226,7 @@ def test_reading_and_writing_back_a_hostile_workbook_stays_under_100_mb(tmp_path
         "empty_rows": ("read", 1),
         "sheet_bomb": (413, None),
         "shared_strings_bomb": (413, None),
+        "unused_shared_strings": ("read", 1),
         "repeated_long_string": (413, None),
         "long_prompts": ("read", 600),
     }[name]
