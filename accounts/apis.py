@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -7,6 +7,23 @@ from accounts import services
 from accounts.models import Provider, validate_timezone
 from accounts.permissions import HasTokenScope
 from common.serializers import StrictInputSerializer
+
+_ERROR = inline_serializer(
+    "AccountError",
+    fields={
+        "error": inline_serializer(
+            "AccountErrorBody",
+            fields={
+                "code": serializers.CharField(),
+                "message": serializers.CharField(),
+                "details": serializers.DictField(),
+                "request_id": serializers.CharField(),
+            },
+        )
+    },
+)
+_UNAUTHENTICATED = OpenApiResponse(_ERROR, description="Missing, invalid, revoked or expired token.")
+_THROTTLED = OpenApiResponse(_ERROR, description="Over API_THROTTLE_RATE for this token (`rate_limited`, Retry-After).")
 
 
 class MeApi(APIView):
@@ -45,7 +62,7 @@ class MeApi(APIView):
     @extend_schema(
         summary="Who am I",
         description="The authenticated user, the scopes of the token used, and the user's preferences.",
-        responses=OutputSerializer,
+        responses={200: OutputSerializer, 401: _UNAUTHENTICATED, 429: _THROTTLED},
         examples=[
             OpenApiExample(
                 "Me",
@@ -78,7 +95,13 @@ class MeApi(APIView):
             "Needs a token with the `account` scope (403 `insufficient_scope` otherwise)."
         ),
         request=PreferencesSerializer,
-        responses=OutputSerializer,
+        responses={
+            200: OutputSerializer,
+            400: OpenApiResponse(_ERROR, description="A field is invalid (`invalid_request`; see details)."),
+            401: _UNAUTHENTICATED,
+            403: OpenApiResponse(_ERROR, description="The token lacks the `account` scope (`insufficient_scope`)."),
+            429: _THROTTLED,
+        },
         examples=[
             OpenApiExample("Set timezone", value={"timezone": "Europe/Berlin", "language": "German"}, request_only=True)
         ],

@@ -57,14 +57,15 @@ class CalendarAuthApi(APIView):
             "Creates a consent request and returns Google's authorization URL. Open it in a browser where you are "
             "logged in to djllm (`/account/login/`) as the same user; after consent Google sends the browser to "
             "`/api/v1/calendar/oauth2callback`, which stores the connection. The link is single-use and expires "
-            "after 10 minutes.\n\nWith an API token the answer is JSON. A person logged in with a session (the "
+            "after 10 minutes; a user may hold at most GOOGLE_OAUTH_MAX_PENDING_STATES unused links (429 "
+            "`rate_limited` with Retry-After beyond that).\n\nWith an API token the answer is JSON. A person logged in with a session (the "
             "account page's *Connect Google Calendar* button) is redirected to Google instead."
         ),
         tags=["calendar"],
         responses={
             200: inline_serializer("CalendarAuthorization", {"authorization_url": serializers.URLField()}),
             302: OpenApiResponse(description="Session (browser): redirect to Google's consent page."),
-            **error_responses(403, 503),
+            **error_responses(403, 429, 503),
         },
         examples=[
             OpenApiExample(
@@ -166,7 +167,7 @@ class CalendarStatusApi(CalendarApi):
         description="Whether the user is connected, the Google account, the granted scopes, and whether the user "
         "must reconnect (Google refused the stored authorization). Never shows a token.",
         tags=["calendar"],
-        responses={200: CalendarStatusSerializer, **error_responses(403, 503)},
+        responses={200: CalendarStatusSerializer, **error_responses(403, 429, 503)},
         examples=[
             OpenApiExample(
                 "Connected",
@@ -211,7 +212,7 @@ class CalendarRevokeApi(APIView):
         responses={
             200: CalendarRevokeSerializer,
             302: OpenApiResponse(description="Session: back to `/account/`."),
-            **error_responses(403),
+            **error_responses(403, 429),
         },
         examples=[
             OpenApiExample(

@@ -30,7 +30,8 @@ ERROR_MEANINGS = {
     404: "No such event or calendar (`calendar_not_found`).",
     409: "Connect or reconnect first (`calendar_not_connected`, `calendar_reconnect_required`, with "
     "`details.authorization_url`), a Google conflict, or a reused Idempotency-Key.",
-    429: "Google's rate limit, after bounded retries (`calendar_rate_limited`, `Retry-After`).",
+    429: "Google's rate limit, after bounded retries (`calendar_rate_limited`), or this token's calendar throttle "
+    "(`rate_limited`, API_THROTTLE_RATE_CALENDAR); both with `Retry-After`.",
     502: "Google failed or could not be reached (`calendar_upstream_error`).",
     503: "Google Calendar is not configured (`calendar_not_configured`; `details.missing` names the settings).",
 }

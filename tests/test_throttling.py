@@ -183,3 +183,12 @@ def test_the_account_page_button_says_why(rates, settings, google_settings, fake
     refused = client.get("/api/v1/calendar/auth", follow=True)
     assert "unused Google sign-in links" in refused.content.decode()
     assert OAuthState.objects.filter(user=user).count() == 1
+
+
+def test_the_schema_documents_the_new_answers():
+    schema = Client().get("/api/schema/?format=json").json()["paths"]
+    assert {"401", "403", "429"} <= set(schema["/api/v1/me"]["patch"]["responses"])
+    assert "429" in schema["/api/v1/me"]["get"]["responses"]
+    assert "429" in schema["/api/v1/usage"]["get"]["responses"]
+    for path, method in (("/api/v1/calendar/auth", "get"), ("/api/v1/calendar/status", "get")):
+        assert "429" in schema[path][method]["responses"]

@@ -161,6 +161,9 @@ class UsageApi(APIView):
             400: OpenApiResponse(_ERROR, description="Bad `from`, `to` or `group_by`."),
             401: OpenApiResponse(_ERROR, description="Missing, invalid, revoked or expired token."),
             403: OpenApiResponse(_ERROR, description="The token lacks the `llm` scope."),
+            429: OpenApiResponse(
+                _ERROR, description="Over API_THROTTLE_RATE for this token (`rate_limited`, Retry-After)."
+            ),
         },
         examples=[
             OpenApiExample(
