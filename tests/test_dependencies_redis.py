@@ -212,3 +212,52 @@ def test_drf_throttle_still_limits_when_the_cache_is_up(settings):
     settings.RATE_LIMIT_FAIL_OPEN = False
     assert [_throttled_get().status_code for _ in range(2)] == [200, 429]
     assert limiter.cache_failures() == 0
+
+
+_SILENT_REDIS_PROBE = """
+import json, django
+django.setup()
+from django.core.cache import cache
+from django.test import Client
+from common.limiter import cache_failures, guarded
+allowed = guarded(cache.incr, "probe", limiter="probe", default="allowed")
+ready = Client().get("/api/v1/health/ready")
+print(json.dumps({"allowed": allowed, "failures": cache_failures(), "ready": [ready.status_code, ready.json()]}))
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_redis_that_never_answers_fails_fast_into_the_policy(tmp_path):
+    """A Redis host that accepts connections and never answers (or is gone without refusing): requests are not held
+    for the operating system's TCP timeouts. The probe runs in a process of its own with djllm's own settings."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the kernel's backlog; nothing ever reads or answers
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'probe.sqlite3'}",
+            "REDIS_URL": f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            "REDIS_TIMEOUT": "0.5",
+            "RATE_LIMIT_FAIL_OPEN": "true",
+        }
+        # Without a timeout the probe would wait on the silent socket for good; `timeout` turns that into a failure.
+        result = subprocess.run(
+            [sys.executable, "-c", _SILENT_REDIS_PROBE], env=env, capture_output=True, text=True, timeout=120
+        )
+    finally:
+        silent.close()
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["allowed"] == "allowed" and seen["failures"] == 1
+    status, body = seen["ready"]
+    assert status == 503
+    assert body["error"]["details"]["database"] == "ok"
+    assert "Timeout" in body["error"]["details"]["cache"]
