@@ -1,5 +1,6 @@
 import logging
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
@@ -52,9 +53,12 @@ class ReadinessApi(APIView):
 
     @extend_schema(
         summary="Readiness",
-        description="Checks the database and the cache. 503 names each failing check. `counters` are this worker's "
-        "since it started: `rate_limiter_cache_errors` counts requests whose rate limit or throttle could not reach "
-        "the cache (let through unlimited, or refused, per RATE_LIMIT_FAIL_OPEN).",
+        description="Checks the database and the cache. 503 names each failing check that requests need: the "
+        "database always, the cache only with RATE_LIMIT_FAIL_OPEN=false. With the default (fail open) an unreachable "
+        "cache answers 200 with `status: degraded`, since requests are still served: taking every worker out of the "
+        "load balancer for it would turn a degraded service into an outage. `counters` are this worker's since it "
+        "started: `rate_limiter_cache_errors` counts requests whose rate limit or throttle could not reach the cache "
+        "(let through unlimited, or refused, per RATE_LIMIT_FAIL_OPEN).",
         responses={
             200: inline_serializer(
                 "Ready",
@@ -72,6 +76,14 @@ class ReadinessApi(APIView):
                     "status": "ok",
                     "checks": {"database": "ok", "cache": "ok"},
                     "counters": {"rate_limiter_cache_errors": 0},
+                },
+            ),
+            OpenApiExample(
+                "Degraded (cache unreachable, RATE_LIMIT_FAIL_OPEN=true)",
+                value={
+                    "status": "degraded",
+                    "checks": {"database": "ok", "cache": "ConnectionError: Error 111 connecting to redis:6379."},
+                    "counters": {"rate_limiter_cache_errors": 42},
                 },
             ),
             OpenApiExample(
@@ -100,9 +112,10 @@ class ReadinessApi(APIView):
                 logger.warning("Readiness check %s failed: %s", name, exc)
                 checks[name] = f"{type(exc).__name__}: {exc}"[:300]
                 failing.append(name)
-        if failing:
+        required = {"database"} if settings.RATE_LIMIT_FAIL_OPEN else {"database", "cache"}
+        if required.intersection(failing):
             error = ServiceUnavailable(
                 f"Failing checks: {', '.join(failing)}.", code="not_ready", details={**checks, "counters": _counters()}
             )
             return Response(api_error_body(error), status=503)
-        return Response({"status": "ok", "checks": checks, "counters": _counters()})
+        return Response({"status": "degraded" if failing else "ok", "checks": checks, "counters": _counters()})

@@ -283,7 +283,8 @@ def test_readiness_ok(api_client):
 
 
 @pytest.mark.django_db
-def test_readiness_503_names_a_broken_cache(api_client):
+def test_readiness_503_names_a_broken_cache(api_client, settings):
+    settings.RATE_LIMIT_FAIL_OPEN = False  # the cache is then needed to serve requests
     broken = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
     }
