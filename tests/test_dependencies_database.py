@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -65,8 +66,7 @@ class PostgresProxy:
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
                 sink.sendall(data)
@@ -78,6 +78,8 @@ class PostgresProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+            with self.lock:  # the pair is over: both directions were shut down, the worker's side saw it
+                self.pairs = [pair for pair in self.pairs if source not in pair]
 
     def upstream_ports(self) -> list[int]:
         """The local ports of the proxy's connections to PostgreSQL: `pg_stat_activity.client_port` of the
@@ -112,15 +114,22 @@ class PostgresProxy:
         self.down()
 
 
-def terminate_backends(ports: list[int]) -> int:
-    """What a PostgreSQL restart does to the server processes' sessions (and only theirs)."""
+def terminate_backends(proxy: PostgresProxy) -> int:
+    """What a PostgreSQL restart does to the server processes' sessions (and only theirs). Returns once the server
+    has closed them and the proxy has passed that on, so the worker's sockets have seen it."""
+    ports = proxy.upstream_ports()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
             "WHERE client_port = ANY(%s) AND pid <> pg_backend_pid()",
             [ports],
         )
-        return cursor.fetchone()[0]
+        terminated = cursor.fetchone()[0]
+    for _ in range(600):
+        if not set(ports) & set(proxy.upstream_ports()):
+            return terminated
+        time.sleep(0.05)
+    raise AssertionError("PostgreSQL did not close the terminated sessions")
 
 
 class WsgiWorker(Worker):
@@ -217,7 +226,7 @@ def test_database_gone_answers_503_then_the_first_request_after_it_is_back_succe
     _all_ok(_requests(worker.url, tokens["warm"]))  # every thread now keeps a connection
 
     # PostgreSQL restarts: every session of the worker is terminated. The next requests succeed at once.
-    assert terminate_backends(proxy.upstream_ports()) >= 1
+    assert terminate_backends(proxy) >= 1
     _all_ok(_requests(worker.url, tokens["killed"]))
     assert APIToken.objects.get(name="killed").last_used_at is not None  # the stamp's thread reconnected
 
