@@ -19,6 +19,7 @@ from pathlib import Path
 from bench.stack import Stack
 
 RATE = 100
+ROOT = Path(__file__).resolve().parent.parent  # the project's own files are named relative to it
 _WRAPPERS = (
     "gunicorn",
     "uvicorn_worker/",
@@ -41,7 +42,7 @@ def py_spy() -> str | None:
 def _frame(frame: str) -> str:
     """'handle (/x/site-packages/django/core/handlers/asgi.py:160)' -> 'handle (django/core/handlers/asgi.py)'."""
     frame = _LINE.sub(")", frame)
-    for marker in ("site-packages/", "/lib/python3", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3", f"{ROOT}/"):
         head, sep, tail = frame.partition(marker)
         if sep:
             name = head.split(" (")[0]
