@@ -35,7 +35,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "common.middleware.RequestIDMiddleware",
-    "common.middleware.DependencyErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -51,7 +50,6 @@ MIDDLEWARE = [
 # The token-authenticated API paths are served under ASGI by a lean, fully async stack (see common/asgi.py).
 API_MIDDLEWARE = [
     "common.middleware.RequestIDMiddleware",
-    "common.middleware.DependencyErrorsMiddleware",
     "corsheaders.middleware.CorsMiddleware",
 ]
 API_FAST_PATHS = ["/v1/", "/api/v1/webhook", "/api/v1/batch", "/api/v1/health"]
