@@ -16,6 +16,7 @@ from django.db import transaction
 from accounts.token_cache import CachedToken
 from common.aio import shielded
 from common.errors import AppError, InvalidRequest, RateLimited
+from common.shutdown import draining
 from jobs.inputs import BatchOptions, webhook_body
 from llm import pipeline
 from llm.apis.webhook import build_call
@@ -170,11 +171,13 @@ async def _run_item(
         try:
             result = await pipeline.complete(call)
         except RateLimited as error:
-            if round_ >= rounds:
+            if round_ >= rounds or draining():  # a worker shutting down starts no new attempt (common/shutdown.py)
                 return ItemOutcome.failed(error)
             wait = _rate_limit_wait(error, round_)
             logger.warning("Item %s still rate limited (%s); waiting %.1fs", request_id, error.code, wait)
             await asyncio.sleep(wait)
+            if draining():
+                return ItemOutcome.failed(error)
         except AppError as error:
             return ItemOutcome.failed(error)
         else:

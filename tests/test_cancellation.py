@@ -196,3 +196,23 @@ def test_a_cancelled_call_settles_its_budget_reservation(live_djllm, token, pric
     assert (record.status, record.cost_usd, record.usage_estimated) == ("cancelled", COST, False)
     counter = SpendCounter.objects.get(scope="token", key=row.pk)
     assert (counter.spent_usd, counter.reserved_usd) == (COST, 0)
+
+
+def test_a_draining_worker_starts_no_new_round_for_a_rate_limited_batch_item(
+    token, gateway_settings, prices, fake_upstream
+):
+    """The batch's own back-off rounds (BATCH_RATE_LIMIT_RETRIES) stop too: the item fails with its 429."""
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token[1]}")
+    fake_upstream.fail_next("429", times=None, retry_after=0)
+    body = {"type": "summary", "model": "gpt-4o-mini", "items": [{"id": "A1", "prompt": "rate limited"}]}
+    shutdown.begin_draining()
+    try:
+        response = client.post("/api/v1/batch", body, content_type="application/json")
+    finally:
+        shutdown._draining.clear()
+    assert response.status_code == 200
+    [item] = response.json()["results"]
+    assert (item["status"], item["error"]["code"]) == ("error", "upstream_rate_limited")
+    assert len(fake_upstream.requests) == 1
+    [row] = UsageRecord.objects.all()
+    assert (row.status, row.error_code, row.endpoint) == ("upstream_error", "upstream_rate_limited", "batch")
