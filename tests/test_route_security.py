@@ -1,6 +1,9 @@
 """Model routes as an attacker or a careless admin would set them up: where the server's key goes, which hosts a route
 may reach, who may edit routes, and what the caller learns of an upstream's error."""
 
+import http.server
+import threading
+
 import openai
 import pytest
 from cryptography.fernet import Fernet
@@ -141,6 +144,45 @@ def test_route_refused_as_fallback_is_skipped_not_used(client, fake_upstream, se
     response = chat(client, "main")
     assert response.status_code == 502
     assert all(not r.headers["host"].startswith("localhost") for r in fake_upstream.requests)
+
+
+@pytest.fixture
+def redirector(fake_upstream):
+    """An allowed host (127.0.0.1) whose every answer is a 307 to the fake upstream under a name that is not allowed."""
+    target = other_host_url(fake_upstream) + "/chat/completions"
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(307)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_upstream_redirect_to_a_host_outside_the_allowlist_is_not_followed(
+    client, fake_upstream, settings, redirector, transport
+):
+    settings.LLM_BASE_URL_ALLOWLIST = ["api.openai.com"]
+    settings.LLM_HTTP_TRANSPORT = transport
+    ModelRoute.objects.create(
+        alias="bouncer", provider="openai", upstream_model="gpt-4o-mini", base_url=redirector, api_key=ROUTE_KEY
+    )
+    response = chat(client, "bouncer")
+    assert response.status_code == 502, response.content
+    assert response.json()["error"]["code"] == "upstream_redirect_refused"
+    assert fake_upstream.requests == []  # the prompt never reached the host the redirect named
 
 
 @pytest.mark.parametrize(

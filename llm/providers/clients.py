@@ -27,10 +27,12 @@ def _timeout() -> httpx.Timeout:
 def _http_client(kind: str) -> httpx.AsyncClient:
     # The SDKs' own aiohttp transport (httpx-aiohttp): measured here at twice httpx's default transport's
     # throughput at 100 concurrent requests (httpcore's pool bookkeeping grows with connections x requests).
+    # Redirects are never followed: a route's base URL is checked against LLM_BASE_URL_ALLOWLIST, and an allowed host
+    # answering 307 must not carry the prompt on to a host that is not (the SDKs' clients follow them by default).
     if settings.LLM_HTTP_TRANSPORT == "aiohttp":
         sdk = anthropic if kind == "anthropic" else openai
-        return sdk.DefaultAioHttpClient(limits=_limits(), timeout=_timeout())
-    return httpx.AsyncClient(limits=_limits(), timeout=_timeout())
+        return sdk.DefaultAioHttpClient(limits=_limits(), timeout=_timeout(), follow_redirects=False)
+    return httpx.AsyncClient(limits=_limits(), timeout=_timeout(), follow_redirects=False)
 
 
 def _make(kind: str, base_url: str | None, api_key: str):

@@ -95,6 +95,12 @@ def from_sdk_error(exc: Exception, provider: str) -> ProviderError:
         if isinstance(exc, sdk.APIStatusError):
             status = exc.status_code
             kind, message = _upstream_error(exc)
+            if 300 <= status < 400:
+                return ProviderError(
+                    f"{provider} answered {status} (a redirect); djllm does not follow upstream redirects.",
+                    status=status,
+                    code="upstream_redirect_refused",
+                )
             if status == 429:
                 return upstream_status_error(
                     provider,
