@@ -12,7 +12,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
 from accounts.rates import parse_rate
@@ -65,7 +65,7 @@ def _counter(kind: str, value: str, rate: str, label: str, now: int) -> _Counter
     )
 
 
-def _hit_generic(counters: list[_Counter]) -> list[int]:
+def _hit_generic(cache, counters: list[_Counter]) -> list[int]:
     counts = []
     for counter in counters:
         if cache.add(counter.key, 1, counter.ttl):
@@ -79,7 +79,7 @@ def _hit_generic(counters: list[_Counter]) -> list[int]:
     return counts
 
 
-def _hit_redis(counters: list[_Counter]) -> list[int]:
+def _hit_redis(cache: RedisCache, counters: list[_Counter]) -> list[int]:
     """Every counter created if missing (with its expiry) and incremented: one pipelined round trip."""
     client = cache._cache.get_client(write=True)
     pipe = client.pipeline(transaction=False)
@@ -92,9 +92,10 @@ def _hit_redis(counters: list[_Counter]) -> list[int]:
 
 
 def _hit(counters: list[_Counter]) -> list[int]:
+    cache = caches["default"]  # the backend itself: `django.core.cache.cache` is a proxy, never a RedisCache
     if isinstance(cache, RedisCache):
-        return _hit_redis(counters)
-    return _hit_generic(counters)
+        return _hit_redis(cache, counters)
+    return _hit_generic(cache, counters)
 
 
 def _user_rate(cached: CachedToken) -> str:

@@ -2,6 +2,8 @@
 nothing was written, billed or sent upstream; the `account` scope; tokens a user mints within what an admin allows;
 the per-user rate across all of a user's tokens."""
 
+import asyncio
+import os
 from decimal import Decimal
 
 import pytest
@@ -290,3 +292,33 @@ def test_the_tokens_own_rate_still_applies(gateway_settings, prices, settings):
     assert limited.status_code == 429
     assert limited.json()["error"]["details"] == {"limit": "1/m", "scope": "token"}
     assert len(gateway_settings.requests) == 1
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="needs REDIS_URL (runs in the PostgreSQL + Redis pass)")
+def test_with_redis_the_token_and_user_counters_cost_one_round_trip(settings, monkeypatch):
+    import redis
+
+    from accounts import token_cache
+    from llm import limits
+
+    settings.RATE_LIMIT_PER_USER = "100/m"
+    token, _ = services.api_token_create(user=UserFactory(), rate_limit="50/m")
+    cached = token_cache.get(token.prefix)
+    asyncio.run(limits.rate_limit_hit(cached))
+
+    sent = []
+    execute, execute_command = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def counted_execute(self, *args, **kwargs):
+        sent.append(("pipeline", len(self.command_stack)))
+        return execute(self, *args, **kwargs)
+
+    def counted_command(self, *args, **kwargs):
+        sent.append((args[0], 1))
+        return execute_command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
+    monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+    state = asyncio.run(limits.rate_limit_hit(cached))
+    assert sent == [("pipeline", 4)]  # SET NX + INCR for the token and for the user, sent together
+    assert (state.limit, state.remaining) == (50, 48)  # the token's rate is the closer one to running out
