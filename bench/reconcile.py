@@ -277,8 +277,20 @@ def _check_attempts(books, sent, rows_by_rid, entries_by_tag) -> None:
         calls = sum(len(entries_by_tag.get(tag, ())) for tag in shared)
         asks = sum(1 for s in sent if s.group)
         books.lines.append(f"  cached prompts: {len(shared)} prompts asked {asks} times, {calls} upstream calls")
+    by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for s in sent:
+        if s.tags and not s.group:
+            by_kind[s.kind][0] += 1
+            by_kind[s.kind][1] += sum(len(entries_by_tag.get(tag, ())) for tag in s.tags)
+    books.lines.append(
+        "  calls per request: "
+        + ", ".join(f"{kind} {calls}/{n} = {calls / n:.2f}" for kind, (n, calls) in sorted(by_kind.items()) if n)
+    )
     faults = Counter(e["fault"] or "none" for entries in entries_by_tag.values() for e in entries)
+    models = Counter(e["model"] for entries in entries_by_tag.values() for e in entries)
     books.lines.append("  faults injected: " + ", ".join(f"{k} {n}" for k, n in sorted(faults.items())))
+    if len(models) > 1:
+        books.lines.append("  calls per upstream model: " + ", ".join(f"{m} {n}" for m, n in sorted(models.items())))
     books.figures["attempts"] = {"upstream_calls": total, "per_prompt": dict(per_prompt), "faults": dict(faults)}
     has_column = any("attempts" in row for rows in rows_by_rid.values() for row in rows)
     if not has_column:

@@ -15,7 +15,8 @@ fresh run id, so nothing is flushed). Starts:
   its own secret key, REQUEST_TIMEOUT=2 and short retry delays, and a jobs worker (Celery, threads);
 - halfway through, a short storm of 429s (every upstream call is refused for STORM_SECONDS);
 - a monthly budget on the soak's token and user (never reached), so every call reserves and settles;
-- N client loops (asyncio) sending, by weight: plain and streamed chat completions, plain ones through a route
+- N client loops (asyncio) sending, by weight: plain and streamed chat completions (OpenAI's and, by model name,
+  Anthropic's provider), plain ones through a route
   whose model always fails and falls back to another route, cached ones (a few prompts
   repeated at temperature 0), batches (POST /api/v1/batch), jobs (POST /api/v1/jobs), and requests the client
   hangs up on mid-way (plain: closed after a few ms; streamed: closed after the first chunk).
@@ -65,9 +66,11 @@ FAULT_MIX = {
     "stream_error": 0.01,
 }
 WEIGHTS = {
-    "plain": 26,
+    "plain": 20,
     "fallback": 4,
-    "stream": 20,
+    "stream": 16,
+    "anthropic": 6,
+    "anthropic_stream": 4,
     "cached": 15,
     "batch": 6,
     "job": 3,
@@ -78,6 +81,7 @@ STORM_SECONDS = 1.5
 BATCH_ITEMS = 6
 JOB_ITEMS = 8
 CACHED_PROMPTS = 6
+CLAUDE = "claude-haiku-4-5"  # through /v1/chat/completions: djllm's Anthropic provider, the fake's /v1/messages
 # Budgets on the token and its user (never reached), so every call reserves and settles. A route whose model
 # always fails upstream (500) and falls back to another: retries and the fallback must stay
 # inside the request's one row, billed at the fallback model's price.
@@ -222,6 +226,8 @@ class Soak:
             OPENAI_MODEL=MODEL,
             OPENAI_BASE_URL=self.fake_url + "/v1",
             OPENAI_API_KEY=self.upstream_key,
+            ANTHROPIC_BASE_URL=self.fake_url,
+            ANTHROPIC_API_KEY=self.upstream_key,
             REQUEST_TIMEOUT=f"{REQUEST_TIMEOUT:g}",
             LLM_RETRY_BASE_DELAY="0.05",
             LLM_RETRY_MAX_DELAY="0.5",
@@ -315,9 +321,13 @@ class Soak:
         elif kind == "fallback":
             sent = reconcile.Sent(rid, kind, (rid,))
             await self._post(client, "/v1/chat/completions", self._chat(rid, model=FALLBACK_ALIAS), sent)
-        elif kind == "stream":
+        elif kind in ("stream", "anthropic_stream"):
             sent = reconcile.Sent(rid, kind, (rid,))
-            await self._stream(client, self._chat(rid, stream=True), sent)
+            model = CLAUDE if kind == "anthropic_stream" else MODEL
+            await self._stream(client, self._chat(rid, stream=True, model=model), sent)
+        elif kind == "anthropic":
+            sent = reconcile.Sent(rid, kind, (rid,))
+            await self._post(client, "/v1/chat/completions", self._chat(rid, model=CLAUDE), sent)
         elif kind == "batch":
             tags = tuple(f"{rid}.{i}" for i in range(BATCH_ITEMS))
             body = {

@@ -63,6 +63,7 @@ def test_matching_books_pass_and_report_every_section():
     assert "rows expected: 6 (batch items and job rows one each), rows recorded: 6" in text
     assert "upstream calls (attempts, from the fake upstream's log): 8" in text
     assert "1 call(s): 2, 2 call(s): 1, 3 call(s): 1" in text
+    assert "calls per request: batch 2/1 = 2.00, plain 5/2 = 2.50" in text
     assert books.figures["cost"]["billed_usd"] == books.figures["cost"]["recorded_usd"] == str(COST * 4)
     assert "No mismatch." in text
 
