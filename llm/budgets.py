@@ -8,17 +8,22 @@ transaction of conditional UPDATEs on the token's and the user's counters, so it
 machines, with or without Redis. Without a budget nothing here touches the database.
 """
 
+import asyncio
+import logging
 from datetime import date
 from decimal import Decimal
 
 from accounts.token_cache import CachedToken
+from common.aio import shielded
 from common.db_thread import run_in_db_thread
 from common.errors import ModelNotPriced
 from llm.limits import budgets_for
 from llm.pricing import Price, aprice_or_fallback, max_cost_of
 from llm.providers import ChatRequest
 from llm.routing import Route
-from llm.services import Reservation, spend_reserve
+from llm.services import Reservation, spend_release, spend_reserve
+
+logger = logging.getLogger(__name__)
 
 ADD_PRICE_HINT = "Admin › LLM gateway › Model prices › Add (/admin/llm/modelprice/add/)"
 
@@ -51,4 +56,23 @@ async def budget_reserve(
             raise model_not_priced(current, labels, primary=route)
         amount = max(amount, max_cost_of(request, current_price, current.provider))
         current = current.fallback
-    return await run_in_db_thread(spend_reserve, month=month, amount=amount, budgets=budgets)
+    reserving = asyncio.ensure_future(run_in_db_thread(spend_reserve, month=month, amount=amount, budgets=budgets))
+    try:
+        return await asyncio.shield(reserving)
+    except asyncio.CancelledError:
+        # The caller left while the database thread was reserving: the reservation may still be taken, and no usage
+        # record will carry it. Give it back once it is.
+        reserving.add_done_callback(_release_abandoned)
+        raise
+
+
+def _release_abandoned(reserving: asyncio.Future) -> None:
+    if reserving.cancelled() or reserving.exception() is not None:
+        return  # nothing was reserved
+    releasing = asyncio.ensure_future(shielded(run_in_db_thread(spend_release, reservation=reserving.result())))
+    releasing.add_done_callback(_log_failure)
+
+
+def _log_failure(releasing: asyncio.Future) -> None:
+    if not releasing.cancelled() and releasing.exception() is not None:
+        logger.error("An abandoned budget reservation was not released", exc_info=releasing.exception())

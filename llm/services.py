@@ -252,3 +252,10 @@ def spend_reserve(*, month: date, amount: Decimal, budgets: Sequence[tuple[str, 
             if not _reserve(scope, key, month, amount, budget):
                 raise _does_not_fit(scope, key, month, amount, budget, label)
     return Reservation(month=month, amount=amount, scopes=tuple((scope, key) for scope, key, _, _ in ordered))
+
+
+def spend_release(*, reservation: Reservation) -> None:
+    """Give a reservation back without a usage record (its request was abandoned before it had one)."""
+    with transaction.atomic():
+        for scope, key in reservation.scopes:
+            _settle_spend(scope, key, reservation.month, Decimal("0"), reservation.amount)

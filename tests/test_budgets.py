@@ -376,3 +376,57 @@ def test_admin_shows_budget_spent_reserved_and_left_for_tokens_and_users(admin_c
     assert (user_row["budget"], user_row["spent"], user_row["reserved"], user_row["left"]) == ("5", "0.25", "0", "4.75")
     assert (rows["nobudget"]["budget"], rows["nobudget"]["left"]) == ("no budget", "—")
     assert "Budgets and spend" in html
+
+
+def test_a_caller_cancelled_while_reserving_leaves_nothing_reserved(token, gateway_settings, prices, monkeypatch):
+    import asyncio
+    import threading
+
+    from asgiref.sync import async_to_sync, sync_to_async
+
+    from accounts.token_cache import CachedToken
+    from common.aio import background_tasks
+    from llm import budgets
+    from llm.pricing import price_for
+    from llm.routing import aresolve
+
+    set_token_budget(token, "1.00")
+    started, proceed = threading.Event(), threading.Event()
+    real = budgets.spend_reserve
+
+    def slow_reserve(**kwargs):
+        started.set()
+        proceed.wait(10)
+        return real(**kwargs)
+
+    monkeypatch.setattr(budgets, "spend_reserve", slow_reserve)
+    request = ChatRequest(model="gpt-4o-mini", messages=[Message(role="user", content="hi")], max_tokens=10)
+    price = price_for("openai", "gpt-4o-mini")
+
+    async def main():
+        route = await aresolve("gpt-4o-mini")
+        reserving = asyncio.ensure_future(
+            budgets.budget_reserve(
+                CachedToken(token=token[0], preferences=None),
+                month=month_start(timezone.now().date()),
+                route=route,
+                request=request,
+                price=price,
+            )
+        )
+        await asyncio.to_thread(started.wait, 10)
+        reserving.cancel()  # the client hangs up while the database reserves
+        proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await reserving
+        # The reservation is taken all the same, and then given back on its own: nothing stays reserved.
+        reserved = sync_to_async(lambda: list(SpendCounter.objects.values_list("reserved_usd", flat=True)))
+        for _ in range(500):
+            if await reserved() == [0]:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*background_tasks())
+
+    async_to_sync(main)()
+    row = counter("token", token[0].pk)
+    assert (row.spent_usd, row.reserved_usd) == (0, 0)

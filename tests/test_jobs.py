@@ -354,6 +354,27 @@ def test_a_used_up_budget_stops_the_job(client, echo, django_capture_on_commit_c
     assert len(echo.requests) == 2
 
 
+@pytest.mark.django_db
+def test_a_job_stops_when_its_next_row_may_cost_more_than_is_left(
+    client, echo, django_capture_on_commit_callbacks, token, settings
+):
+    from llm.models import SpendCounter
+
+    settings.JOB_CONCURRENCY = 1
+    echo.configure(usage=FakeUsage(input_tokens=40_000, output_tokens=0))  # $0.006 a row
+    token[0].monthly_budget_usd = Decimal("0.01")
+    token[0].save()
+    # No max_tokens: a row may write gpt-4o-mini's 16,384 output tokens (~$0.0098), which no longer fits once the
+    # first row's $0.006 is spent, though the budget is not used up.
+    job_id = create(client, django_capture_on_commit_callbacks, {"items": rows(6)}).json()["id"]
+    run(job_id)
+    progress = client.get(f"{JOBS}/{job_id}").json()
+    assert progress["status"] == "failed" and progress["error"]["code"] == "budget_exceeded"
+    assert len(echo.requests) == 1
+    counter = SpendCounter.objects.get(scope="token", key=token[0].pk)
+    assert counter.spent_usd == Decimal("0.006") and counter.reserved_usd == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_progress_while_running_then_cancel_mid_job(client, echo, django_capture_on_commit_callbacks, settings):
     settings.JOB_CONCURRENCY = 2
