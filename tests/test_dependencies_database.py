@@ -297,3 +297,48 @@ def test_drf_resources_answer_503_database_unavailable(auth_client, monkeypatch)
     assert response.status_code == 503, response.content
     assert response["Retry-After"] == "5"
     assert response.json()["error"]["code"] == "database_unavailable"
+
+
+_SILENT_DATABASE_PROBE = """
+import json, django
+django.setup()
+from django.test import Client
+client = Client()
+ready = client.get("/api/v1/health/ready")
+usage = client.get("/api/v1/usage", HTTP_AUTHORIZATION="Bearer djl_abcdefgh_" + "x" * 43)
+print(json.dumps({"ready": [ready.status_code, ready.json()],
+                  "usage": [usage.status_code, usage.json(), usage.headers.get("Retry-After")]}))
+"""
+
+
+def test_a_database_host_that_never_answers_gives_503_not_a_hang(tmp_path):
+    """PostgreSQL's host accepts nothing and refuses nothing (a host gone from the network): the request answers 503
+    database_unavailable once DATABASE_CONNECT_TIMEOUT has passed, instead of waiting on the socket for good. Runs in
+    a process of its own with djllm's own settings."""
+    import json
+    import subprocess
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the kernel's backlog; no server ever speaks
+    try:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": f"postgres://nobody@127.0.0.1:{silent.getsockname()[1]}/gone",
+            "DATABASE_CONNECT_TIMEOUT": "2",
+            "REDIS_URL": "",
+        }
+        # Without the timeout the probe would wait for good; `timeout` turns that into a failure.
+        result = subprocess.run(
+            [sys.executable, "-c", _SILENT_DATABASE_PROBE], env=env, capture_output=True, text=True, timeout=150
+        )
+    finally:
+        silent.close()
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    status, body = seen["ready"]
+    assert status == 503 and body["error"]["code"] == "not_ready"
+    assert "OperationalError" in body["error"]["details"]["database"]
+    status, body, retry_after = seen["usage"]
+    assert (status, body["error"]["code"], retry_after) == (503, "database_unavailable", "5")

@@ -89,6 +89,13 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.b
         "min_size": env.int("DATABASE_POOL_MIN", default=2),
         "max_size": env.int("DATABASE_POOL_MAX", default=10),
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Seconds to wait for PostgreSQL to accept a connection: a database host that is gone without refusing then
+    # answers 503 database_unavailable, instead of holding requests (and the hot path's database thread) for the
+    # operating system's TCP timeout. A `connect_timeout` in DATABASE_URL wins.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------------
