@@ -117,12 +117,26 @@ async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[st
         except asyncio.CancelledError:
             await record_unsent(ctx, request_id=request_id, model=item.model)
             raise
+        slot = {"held": True}
+
+        def left_behind(task: asyncio.Task) -> None:
+            # The item's upstream call goes on: its slot is freed when that call ends, so a client that hangs up
+            # and sends the batch again never has more than BATCH_CONCURRENCY items at the upstream.
+            slot["held"] = False
+            task.add_done_callback(lambda _: semaphore.release())
+
         try:
             return await run_item(
-                ctx, prompt=item.text(), model=item.model, request_id=request_id, record_if_cancelled=True
+                ctx,
+                prompt=item.text(),
+                model=item.model,
+                request_id=request_id,
+                record_if_cancelled=True,
+                on_left_behind=left_behind,
             )
         finally:
-            semaphore.release()
+            if slot["held"]:
+                semaphore.release()
 
     outcomes = await asyncio.gather(*(one(item) for item in body.items))
     refs = [item.id if item.id is not None else index for index, item in enumerate(body.items)]

@@ -120,10 +120,12 @@ async def run_item(
     request_id: str,
     on_record: RecordHook | None = None,
     record_if_cancelled: bool = False,
+    on_left_behind: Callable[[asyncio.Task], None] | None = None,
 ) -> ItemOutcome:
     """One item, start to finish. Every item leaves a usage record with the batch id, refusals included. Cancelled
     (a batch whose client hung up), an item already sent finishes in the background and is recorded `cancelled`
-    by the pipeline; with `record_if_cancelled`, one not yet sent is recorded here (record_unsent)."""
+    by the pipeline (`on_left_behind` gets its task); with `record_if_cancelled`, one not yet sent is recorded here
+    (record_unsent)."""
     try:
         return await _run_item(
             ctx,
@@ -132,6 +134,7 @@ async def run_item(
             request_id=request_id,
             on_record=on_record,
             record_if_cancelled=record_if_cancelled,
+            on_left_behind=on_left_behind,
         )
     except Exception:  # a bug in one row must not fail the others
         logger.exception("Item %s failed unexpectedly", request_id)
@@ -146,6 +149,7 @@ async def _run_item(
     request_id: str,
     on_record: RecordHook | None,
     record_if_cancelled: bool,
+    on_left_behind: Callable[[asyncio.Task], None] | None,
 ) -> ItemOutcome:
     try:
         if not prompt.strip():
@@ -165,7 +169,7 @@ async def _run_item(
         if record_if_cancelled:
             await record_unsent(ctx, request_id=request_id, model=model)
         raise
-    call = replace(call, skip_rate_limit=True, on_record=on_record)
+    call = replace(call, skip_rate_limit=True, on_record=on_record, on_left_behind=on_left_behind)
     rounds = max(settings.BATCH_RATE_LIMIT_RETRIES, 0)
     for round_ in range(rounds + 1):
         try:

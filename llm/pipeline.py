@@ -63,6 +63,9 @@ class GatewayCall:
     # transaction, so a job item stores its result atomically with its bill (a killed worker never bills twice).
     # It must not raise: that would roll the record back.
     on_record: Callable[[UsageRecord, Completion | None], None] | None = None
+    # complete() only: called with the task that goes on in the background when the caller is cancelled (a batch
+    # holds its item's concurrency slot until that task ends).
+    on_left_behind: Callable[[asyncio.Task], None] | None = None
 
 
 @dataclass
@@ -284,6 +287,8 @@ async def complete(call: GatewayCall) -> GatewayResult:
         flight.client_gone = True
         deadline = asyncio.get_running_loop().call_later(settings.REQUEST_TIMEOUT, task.cancel)
         task.add_done_callback(lambda _: deadline.cancel())
+        if call.on_left_behind is not None:
+            call.on_left_behind(task)
 
     return await outlive_caller(_complete(call, flight), caller_cancelled)
 

@@ -216,3 +216,28 @@ def test_a_draining_worker_starts_no_new_round_for_a_rate_limited_batch_item(
     assert len(fake_upstream.requests) == 1
     [row] = UsageRecord.objects.all()
     assert (row.status, row.error_code, row.endpoint) == ("upstream_error", "upstream_rate_limited", "batch")
+
+
+def test_a_cancelled_batch_keeps_its_concurrency_slots_until_its_calls_end(
+    live_djllm, token, prices, fake_upstream, settings
+):
+    """Sent again at once (a client that timed out and retries), the batch waits for the slots its first run still
+    uses in the background: never more than BATCH_CONCURRENCY of the token's items at the upstream."""
+    settings.BATCH_CONCURRENCY = 2
+    fake_upstream.configure(latency_ms=2500, usage=USAGE)
+    body = {
+        "type": "summary",
+        "model": "gpt-4o-mini",
+        "items": [{"id": "A1", "prompt": "one"}, {"id": "A2", "prompt": "two"}],
+    }
+    headers = {"Authorization": f"Bearer {token[1]}"}
+    url = f"{live_djllm.url}/api/v1/batch"
+    hang_up_once_upstream_has(fake_upstream, 2, "POST", url, json=body, headers=headers)
+
+    again = httpx.post(url, json=body, headers=headers, timeout=60)
+
+    assert again.status_code == 200 and again.json()["totals"]["ok"] == 2
+    assert fake_upstream.stats["max_in_flight"] == 2
+    rows = wait_for_rows(4)
+    assert sorted(row.status for row in rows) == ["cancelled", "cancelled", "ok", "ok"]
+    assert all(row.cost_usd == COST for row in rows)
