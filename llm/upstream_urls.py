@@ -52,7 +52,14 @@ def allowlist() -> list[str]:
         host = urlsplit(configured).hostname if configured else None
         if host:
             entries.append(host)
-    return [entry.strip().lower() for entry in entries if entry and entry.strip()]
+    hosts = []
+    for entry in entries:
+        entry = (entry or "").strip().lower()
+        if "://" in entry:  # a whole URL written where a host was meant: its host
+            entry = urlsplit(entry).hostname or ""
+        if entry:
+            hosts.append(entry)
+    return hosts
 
 
 def _host_allowed(host: str, entries: list[str]) -> bool:

@@ -216,12 +216,13 @@ def test_allowlist_defaults(url, allowed, settings):
 def test_allowlist_setting_wildcards_networks_and_configured_hosts(settings):
     from llm.upstream_urls import base_url_problem
 
-    settings.LLM_BASE_URL_ALLOWLIST = ["*.openrouter.ai", "10.1.0.0/16"]
+    settings.LLM_BASE_URL_ALLOWLIST = ["*.openrouter.ai", "10.1.0.0/16", " https://Models.Example.org/v1 "]
     settings.OPENAI_BASE_URL = "https://gateway.internal.example/v1"
     assert base_url_problem("https://api.openrouter.ai/v1") is None
     assert base_url_problem("https://openrouter.ai.evil.example/v1") is not None
     assert base_url_problem("http://10.1.2.3:8000/v1") is None
     assert base_url_problem("http://10.2.0.1/v1") is not None
+    assert base_url_problem("https://models.example.org/v2") is None  # an entry written as a URL counts as its host
     assert base_url_problem("https://gateway.internal.example/other") is None  # a configured host
     assert base_url_problem("http://localhost:11434/v1") is not None  # the setting replaces the defaults
 
