@@ -11,7 +11,7 @@ After a PostgreSQL restart such a connection is dead, and without help it stays 
 Here, before each call on the shared thread (and when each request starts, for WSGI's persistent connections),
 a connection is dropped if it is known to be unusable — an error occurred on it — or if the server has hung up on
 it: an idle PostgreSQL connection whose socket is readable has been sent the server's goodbye (a restart, or
-`pg_terminate_backend`). That check is a zero-timeout `select()` on the socket, not a query: no round trip.
+`pg_terminate_backend`). That check is a zero-timeout `poll()` of the socket, not a query: no round trip.
 The next query then opens a new connection, so the first request after the database is back succeeds.
 
 While the database is unreachable, `OperationalError`/`InterfaceError` become 503 `database_unavailable` with
@@ -38,10 +38,12 @@ def _server_hung_up(conn) -> bool:
     try:
         if getattr(raw, "closed", False) or getattr(raw, "broken", False):
             return True
-        readable, _, _ = select.select([raw.fileno()], [], [], 0)
-    except (OSError, ValueError, DatabaseError, Exception):  # a socket that cannot even be asked is gone
+        # poll(), not select(): a busy worker has more than select()'s 1024 file descriptors.
+        poller = select.poll()
+        poller.register(raw.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except Exception:  # a socket that cannot even be asked is gone
         return True
-    return bool(readable)
 
 
 def close_dropped_connections(*, force: bool = False) -> int:

@@ -342,3 +342,51 @@ def test_a_database_host_that_never_answers_gives_503_not_a_hang(tmp_path):
     assert "OperationalError" in body["error"]["details"]["database"]
     status, body, retry_after = seen["usage"]
     assert (status, body["error"]["code"], retry_after) == (503, "database_unavailable", "5")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_hung_up_on_is_dropped_before_use_and_a_healthy_one_is_kept():
+    """The check behind the shared thread's healing, on a thread of its own: a healthy idle connection is kept, even
+    in a process with more file descriptors than select() handles; one the server terminated is closed, no query
+    sent; the next query reconnects."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    from common.db_connections import close_dropped_connections
+
+    require_shared_database()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1500
+    if soft < wanted and (hard == resource.RLIM_INFINITY or hard >= wanted):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    spare = [open(os.devnull) for _ in range(max(0, min(wanted, resource.getrlimit(resource.RLIMIT_NOFILE)[0]) - 100))]
+
+    def backend_pid() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    thread = ThreadPoolExecutor(max_workers=1)
+    try:
+        first = thread.submit(backend_pid).result()
+        if len(spare) > 1100:  # the spare files took the low numbers: the socket is beyond select()'s reach
+            assert thread.submit(lambda: connection.connection.fileno()).result() > 1024
+        assert thread.submit(close_dropped_connections).result() == 0  # healthy and idle: kept
+        assert thread.submit(backend_pid).result() == first
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+            cursor.execute("SELECT 1")
+            for _ in range(600):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [first])
+                if cursor.fetchone()[0] == 0:
+                    break
+                time.sleep(0.05)
+        assert thread.submit(close_dropped_connections).result() == 1  # noticed without a query
+        assert thread.submit(backend_pid).result() != first  # and the next query simply reconnects
+    finally:
+        thread.submit(lambda: connection.close()).result()
+        thread.shutdown()
+        for f in spare:
+            f.close()
