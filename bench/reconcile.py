@@ -413,3 +413,19 @@ def rss_growth(samples: dict[int, tuple[int, int]], requests: int, workers: int)
             "goal at most +10%)"
         )
     return lines
+
+
+def rss_trend(points: list[tuple[int, int]], workers: int) -> tuple[float, float] | None:
+    """A worker's RSS sampled through the load, [(requests sent so far by all clients, RSS bytes)], -> (MiB and
+    fraction of the first sample) per 100k requests of this worker, from a least-squares line: steadier than two
+    points when the RSS moves in steps. None with fewer than 3 samples or no requests between them."""
+    if len(points) < 3:
+        return None
+    xs = [x / max(workers, 1) for x, _ in points]
+    ys = [y for _, y in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if not spread or not ys[0]:
+        return None
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread  # bytes per request
+    return slope * 100_000 / 2**20, slope * 100_000 / ys[0]

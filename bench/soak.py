@@ -76,8 +76,10 @@ WEIGHTS = {
     "job": 3,
     "hangup_plain": 8,
     "hangup_stream": 6,
+    "hangup_batch": 2,
 }
 STORM_SECONDS = 1.5
+RSS_SAMPLE_SECONDS = 5.0
 BATCH_ITEMS = 6
 JOB_ITEMS = 8
 CACHED_PROMPTS = 6
@@ -199,6 +201,7 @@ class Soak:
     seq: int = 0
     http_requests: int = 0
     items: int = 0
+    rss_samples: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # pid -> [(requests, RSS)]
 
     @property
     def url(self) -> str:
@@ -329,11 +332,7 @@ class Soak:
             sent = reconcile.Sent(rid, kind, (rid,))
             await self._post(client, "/v1/chat/completions", self._chat(rid, model=CLAUDE), sent)
         elif kind == "batch":
-            tags = tuple(f"{rid}.{i}" for i in range(BATCH_ITEMS))
-            body = {
-                "items": [{"id": i, "prompt": f"Summarise order {i}. [ledger:{t}]"} for i, t in enumerate(tags)],
-                "parameters": {"temperature": 0.7, "max_tokens": 64},
-            }
+            tags, body = self._batch(rid)
             sent = reconcile.Sent(rid, kind, tags, rows_expected=BATCH_ITEMS)
             data = await self._post(client, "/api/v1/batch", body, sent)
             self.items += BATCH_ITEMS
@@ -391,16 +390,31 @@ class Soak:
             if sent.status == 200:
                 sent.error_code = "broken_stream"  # the server cut its own answer short
 
+    def _batch(self, rid: str) -> tuple[tuple[str, ...], dict]:
+        tags = tuple(f"{rid}.{i}" for i in range(BATCH_ITEMS))
+        body = {
+            "items": [{"id": i, "prompt": f"Summarise order {i}. [ledger:{t}]"} for i, t in enumerate(tags)],
+            "parameters": {"temperature": 0.7, "max_tokens": 64},
+        }
+        return tags, body
+
     async def _hang_up(self, kind: str, rid: str) -> None:
-        """A client that goes away: plain ones after a few ms (before, during or just after the upstream call),
-        streamed ones once the first chunk arrived. Half close politely (FIN), half abort (RST)."""
+        """A client that goes away: plain ones and batches after a few ms (before, during or just after the
+        upstream calls), streamed ones once the first chunk arrived. Half close politely (FIN), half abort (RST)."""
         stream = kind == "hangup_stream"
-        sent = reconcile.Sent(rid, kind, (rid,), hung_up=True)
+        if kind == "hangup_batch":
+            tags, body = self._batch(rid)
+            sent = reconcile.Sent(rid, kind, tags, rows_expected=BATCH_ITEMS, hung_up=True)
+            path, linger = "/api/v1/batch", random.uniform(0.02, 0.15)
+            self.items += BATCH_ITEMS
+        else:
+            sent = reconcile.Sent(rid, kind, (rid,), hung_up=True)
+            body, path, linger = self._chat(rid, stream=stream), "/v1/chat/completions", random.uniform(0.005, 0.09)
         self.sent.append(sent)
         self.http_requests += 1
-        payload = json.dumps(self._chat(rid, stream=stream)).encode()
+        payload = json.dumps(body).encode()
         head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
             f"Authorization: Bearer {self.token}\r\nX-Request-ID: {rid}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
         ).encode()
@@ -420,7 +434,7 @@ class Soak:
                             break
                         seen += chunk
             else:
-                await asyncio.sleep(random.uniform(0.005, 0.09))
+                await asyncio.sleep(linger)
         except (OSError, TimeoutError):
             pass
         finally:
@@ -447,7 +461,16 @@ class Soak:
                 await asyncio.sleep(length)
                 await asyncio.to_thread(self.configure_fake, fault_mix=FAULT_MIX)
 
-            extra = [rate_limit_storm(*storm)] if storm else []
+            async def sample_rss() -> None:
+                while time.monotonic() < deadline:
+                    await asyncio.sleep(RSS_SAMPLE_SECONDS)
+                    count = self.http_requests + self.items
+                    for pid in self.workers():
+                        rss = rss_bytes(pid)
+                        if rss:
+                            self.rss_samples.setdefault(pid, []).append((count, rss))
+
+            extra = [rate_limit_storm(*storm), sample_rss()] if storm else []
             await asyncio.gather(*(loop() for _ in range(concurrency)), *extra)
 
     async def wait_jobs(self, timeout: float = 180) -> list[str]:
@@ -548,6 +571,9 @@ def run(args: argparse.Namespace, soak: Soak) -> int:
     soak.wait_quiet(quiet_s=0.5, timeout=30)
     pids = soak.workers()
     warm_rss = {pid: rss_bytes(pid) for pid in pids}
+    for pid, rss in warm_rss.items():
+        if rss:
+            soak.rss_samples[pid] = [(soak.http_requests + soak.items, rss)]
     warm_count = soak.http_requests + soak.items
     mix = ", ".join(f"{k} {v:.0%}" for k, v in FAULT_MIX.items())
     print(f"[load {args.seconds - warmup:g} s with faults: {mix}; halfway, {STORM_SECONDS:g} s of 429 only]",
@@ -585,6 +611,12 @@ def run(args: argparse.Namespace, soak: Soak) -> int:
     print("=== memory (a figure, not a check)")
     for line in reconcile.rss_growth(samples, load_count, args.workers):
         print(line)
+    for pid in sorted(samples):
+        points = soak.rss_samples.get(pid, []) + [(warm_count + load_count, end_rss[pid])]
+        trend = reconcile.rss_trend(points, args.workers)
+        if trend:
+            print(f"worker {pid}: least-squares line over {len(points)} samples every {RSS_SAMPLE_SECONDS:g} s: "
+                  f"{trend[0]:+.1f} MiB ({trend[1]:+.1%}) per 100k requests")  # fmt: skip
     elapsed = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -597,6 +629,7 @@ def run(args: argparse.Namespace, soak: Soak) -> int:
         "figures": books.figures,
         "failures": books.failures,
         "rss": {str(pid): {"after_warmup": w, "end": e} for pid, (w, e) in samples.items()},
+        "rss_samples": {str(pid): points for pid, points in soak.rss_samples.items()},
         "requests_after_warmup": load_count,
         "elapsed_s": elapsed,
     }

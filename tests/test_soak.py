@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from bench.fake_upstream import FakeUpstream
-from bench.reconcile import Price, Sent, billed_cost, price_rows, reconcile, rss_growth
+from bench.reconcile import Price, Sent, billed_cost, price_rows, reconcile, rss_growth, rss_trend
 
 PRICES = {("openai", "gpt-4o-mini"): Price(Decimal("0.15"), Decimal("0.60"), Decimal("0.075"), Decimal("0.15"))}
 USAGE = {"input_tokens": 100, "output_tokens": 20, "cached_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0}
@@ -277,3 +277,14 @@ def test_budget_counters_must_match_the_rows_and_hold_no_reservation_at_the_end(
     [failure] = reconcile(sent, rows, ledger, PRICES, leaked).failures
     assert "token 1 keeps $0.000100000 reserved with no call in flight" in failure
     assert "user 9 spent $0.000027000, its rows cost $0.000054000" in failure
+
+
+def test_rss_trend_fits_a_line_through_the_samples():
+    mib = 2**20
+    # Per worker (2 workers): 0, 10k, 20k, 30k requests; RSS climbs in steps, about 1 MiB per 10k.
+    points = [(0, 100 * mib), (20_000, 101 * mib), (40_000, 103 * mib), (60_000, 103 * mib)]
+    per_100k_mib, per_100k_fraction = rss_trend(points, workers=2)
+    assert round(per_100k_mib, 3) == 11.0  # slope 1.1 MiB per 10k per worker
+    assert round(per_100k_fraction, 3) == 0.11
+    assert rss_trend(points[:2], workers=2) is None
+    assert rss_trend([(5, 100 * mib)] * 3, workers=2) is None
