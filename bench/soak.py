@@ -4,8 +4,9 @@
     make soak SOAK_SECONDS=30
 
 Needs PostgreSQL and Redis: DATABASE_URL names the server (its database part is replaced: the soak drops and
-creates its own, SOAK_DATABASE, default `djllm_soak`), REDIS_URL the Redis database to use (the soak's keys carry a
-fresh run id, so nothing is flushed). Starts:
+creates its own, SOAK_DATABASE, default `djllm_soak`), REDIS_URL the Redis database to use: nothing is flushed
+(the soak's prompts carry a fresh run id, so no cached answer of another run is served), but give it a database no
+other djllm uses, as its jobs worker takes every job message queued there. Starts:
 
 - the fake upstream (bench/fake_upstream.py) with its ledger on: one entry per upstream attempt, with the usage
   each response reported (billed when delivered in full). After the warm-up it injects random 429s, 500/503s,
