@@ -131,3 +131,22 @@ async def test_records_are_written_after_the_database_dropped_the_kept_connectio
         f"req-{n}" for n in range(1, 6)
     }
     assert await run_in_db_thread(backend_pid) != kept  # a new connection
+
+
+async def test_flush_returns_once_every_queued_record_is_written(token, db_thread):
+    """Shutdown (common/shutdown.py) flushes the queue: records whose requests are gone are written before exit."""
+    from llm.recorder import flush_usage_records
+
+    row, _ = token
+    release = threading.Event()
+    submit_to_db_thread(release.wait, 10)  # the DB thread is busy: the records wait in the queue
+    writes = [asyncio.ensure_future(write_usage_record(_draft(row, n))) for n in range(25)]
+    await asyncio.sleep(0)
+    for write in writes:
+        write.cancel()  # their requests are gone; nobody awaits them
+    flushing = asyncio.ensure_future(flush_usage_records())
+    await asyncio.sleep(0.05)
+    assert not flushing.done()  # still queued behind the busy thread
+    release.set()
+    await asyncio.wait_for(flushing, timeout=30)
+    assert await UsageRecord.objects.acount() == 25
