@@ -518,11 +518,38 @@ class PromptTemplateAdmin(RefreshesProcessCaches, admin.ModelAdmin):
 class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """The running monthly totals budgets read, per token and per user: budget, spent, reserved (by requests in
     flight) and left. Written only by the gateway: reservations before upstream calls, spend with each usage
-    record. A token or user appears from its first request of the month."""
+    record. A token or user has a row from its first request of the month; those with a budget and no request yet
+    this month are listed above the rows (nothing spent, the whole budget left)."""
 
     list_display = ["scope", "owner", "month", "budget", "spent", "reserved", "left"]
     list_filter = ["scope", "month"]
     ordering = ["-month", "scope", "key"]
+    unused_budgets_shown = 200
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "unused_budgets": self._unused_budgets()})
+
+    def _unused_budgets(self) -> list[dict]:
+        """Tokens (not revoked) and users with a budget and no counter row this month."""
+        month = _month_start_utc().date()
+        counted = SpendCounter.objects.filter(month=month)
+        tokens = (
+            APIToken.objects.filter(monthly_budget_usd__isnull=False, revoked_at__isnull=True)
+            .exclude(pk__in=counted.filter(scope="token").values("key"))
+            .order_by("prefix")
+            .values_list("prefix", "monthly_budget_usd")[: self.unused_budgets_shown]
+        )
+        users = (
+            UserPreferences.objects.filter(monthly_budget_usd__isnull=False)
+            .exclude(user_id__in=counted.filter(scope="user").values("key"))
+            .order_by("user__username")
+            .values_list("user__username", "monthly_budget_usd")[: self.unused_budgets_shown]
+        )
+        return [
+            {"scope": scope, "owner": owner, "month": month, "budget": _usd(budget)}
+            for scope, rows in (("token", [(f"djl_{p}", b) for p, b in tokens]), ("user", list(users)))
+            for owner, budget in rows
+        ]
 
     def get_queryset(self, request):
         user_model = get_user_model()

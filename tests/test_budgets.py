@@ -378,6 +378,32 @@ def test_admin_shows_budget_spent_reserved_and_left_for_tokens_and_users(admin_c
     assert "Budgets and spend" in html
 
 
+def test_admin_lists_budgets_with_no_request_yet_this_month(admin_client, token, make_token):
+    set_token_budget(token, "1.00")
+    idle_user = account_services.user_create(username="idle")
+    idle_user.preferences.monthly_budget_usd = Decimal("3.00")
+    idle_user.preferences.save()
+    idle_token, _ = make_token(user=idle_user, name="idle")
+    idle_token.monthly_budget_usd = Decimal("2.50")
+    idle_token.save()
+    # The first token has spent this month: it is in the rows, not in the list of unused budgets.
+    SpendCounter.objects.create(
+        scope="token", key=token[0].pk, month=month_start(timezone.now().date()), spent_usd=Decimal("0.4")
+    )
+    html = admin_client.get("/admin/llm/spendcounter/").content.decode()
+    unused = html.split('id="unused-budgets"')[1].split("</table>")[0]
+    import re
+
+    listed = [
+        dict(re.findall(r'<td class="field-(\w+)">(.*?)</td>', row))
+        for row in re.findall(r"<tr>(<td.*?)</tr>", unused, re.S)
+    ]
+    assert {(r["scope"], r["owner"], r["budget"], r["spent"], r["reserved"], r["left"]) for r in listed} == {
+        ("token", idle_token.display_prefix, "2.5", "0", "0", "2.5"),
+        ("user", "idle", "3", "0", "0", "3"),
+    }
+
+
 def test_a_caller_cancelled_while_reserving_leaves_nothing_reserved(token, gateway_settings, prices, monkeypatch):
     import asyncio
     import threading
