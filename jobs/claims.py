@@ -125,7 +125,7 @@ def item_record_hook(*, item_id: int, claim: str) -> RecordHook:
             return
         JobItem.objects.filter(pk=item_id, claim=claim, status=ItemStatus.RUNNING).update(
             status=ItemStatus.OK,
-            result=completion.text,
+            result=completion.text.replace("\x00", ""),  # PostgreSQL's text cannot hold NUL
             cached=record.status == UsageStatus.CACHED,
             cost_usd=record.cost_usd,
             usage_record=record,

@@ -80,11 +80,18 @@ def job_create(
         # In slices: bulk_create makes a list of whatever it is given, and 50,000 model instances are ~60 MB.
         for start in range(0, len(items), _BULK):
             JobItem.objects.bulk_create(
-                JobItem(job=job, position=position, ref=item.ref, prompt=item.prompt, model=item.model)
+                JobItem(
+                    job=job, position=position, ref=_storable(item.ref), prompt=_storable(item.prompt), model=item.model
+                )
                 for position, item in enumerate(items[start : start + _BULK], start=start)
             )
         transaction.on_commit(lambda: job_enqueue(job_id=job.pk))
     return job
+
+
+def _storable(value):
+    """PostgreSQL's text and jsonb cannot hold NUL; a NUL in a cell or an id means nothing to a model anyway."""
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 def job_create_from_upload(*, cached_token: CachedToken, options: BatchOptions, upload: Upload, request_id: str) -> Job:

@@ -13,7 +13,7 @@ from openpyxl.cell import WriteOnlyCell
 
 from common.errors import InvalidRequest
 from common.spreadsheets import csv_cell, xlsx_text
-from jobs.xlsx_read import _column_index, too_many_rows, xlsx_column
+from jobs.xlsx_read import column_index, too_many_rows, xlsx_column
 from jobs.xlsx_results import workbook_with_results
 
 __all__ = ["XLSX_CONTENT_TYPE", "UploadedRows", "read_rows", "csv_bytes", "new_workbook_bytes", "workbook_with_results"]
@@ -95,7 +95,7 @@ def _csv_column(data: bytes, *, column: str, has_header: bool, max_items: int) -
     records = _csv_records(_csv_text(data))
     first = next(records, None)
     header = dict(enumerate(first or [], start=1)) if has_header else {}
-    index = _column_index(header, column, has_header)
+    index = column_index(header, column, has_header)
     found = []
     number = 0
     if not has_header and first is not None:

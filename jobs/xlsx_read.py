@@ -254,7 +254,7 @@ class _Values:
         return _number_text(raw)
 
 
-def _column_index(header: dict[int, str], column: str, has_header: bool) -> int:
+def column_index(header: dict[int, str], column: str, has_header: bool) -> int:
     wanted = column.strip()
     if has_header:
         for index in sorted(header):
@@ -300,7 +300,7 @@ def xlsx_column(
             scan = _SheetScan(lambda row, _col: row == 1, 1, cells.append)
             parse(archive, ref.path, scan.handlers())
             header = {cell.column: text for cell, text in values.resolve(cells)}
-        index = _column_index(header, column, has_header)
+        index = column_index(header, column, has_header)
 
         first = 2 if has_header else 1
         kept: list[_Cell] = []

@@ -334,3 +334,23 @@ def test_uploaded_workbook_results_are_string_cells(client, model_says, django_c
     assert result["C3"].value == "ctrl gone _x005F_x0041_ literal" and result["C3"].data_type == "s"
     assert result["B3"].data_type == "f"  # the user's own formula is left as it was
     assert UsageRecord.objects.filter(status="ok").count() == 2
+
+
+def test_nul_characters_in_ids_cells_and_answers_are_dropped_not_a_500(
+    client, model_says, django_capture_on_commit_callbacks
+):
+    # PostgreSQL's text and jsonb cannot hold NUL: a job holding one used to fail its INSERT (a 500) or its row.
+    model_says["second"] = "an answer\x00 with NUL"
+    body = {"items": [{"id": "a\x00b", "prompt": "first\x00 row"}, {"id": 2, "prompt": "second"}]}
+    response = create(client, django_capture_on_commit_callbacks, body)
+    assert response.status_code == 202, response.content
+    job_id = response.json()["id"]
+    assert [(i.ref, i.prompt) for i in JobItem.objects.order_by("position")] == [("ab", "first row"), (2, "second")]
+    run(job_id)
+    results = client.get(f"{JOBS}/{job_id}/results").json()["results"]
+    assert [(r["id"], r["status"], r["result"]) for r in results][1] == (2, "ok", "an answer with NUL")
+    assert UsageRecord.objects.filter(status="ok").count() == 2
+
+    csv_upload = post_file(client, django_capture_on_commit_callbacks, b"Comment\nhel\x00lo\n", "nul.csv")
+    assert csv_upload.status_code == 202, csv_upload.content
+    assert JobItem.objects.get(job_id=csv_upload.json()["id"]).prompt == "hello"
