@@ -615,9 +615,13 @@ def run(args: argparse.Namespace, soak: Soak) -> int:
     for pid in sorted(samples):
         points = soak.rss_samples.get(pid, []) + [(warm_count + load_count, end_rss[pid])]
         trend = reconcile.rss_trend(points, args.workers)
+        late = reconcile.rss_trend(points[len(points) // 2 :], args.workers)
         if trend:
-            print(f"worker {pid}: least-squares line over {len(points)} samples every {RSS_SAMPLE_SECONDS:g} s: "
-                  f"{trend[0]:+.1f} MiB ({trend[1]:+.1%}) per 100k requests")  # fmt: skip
+            line = (f"worker {pid}: least-squares line over {len(points)} samples every {RSS_SAMPLE_SECONDS:g} s: "
+                    f"{trend[0]:+.1f} MiB ({trend[1]:+.1%}) per 100k requests")  # fmt: skip
+            if late:
+                line += f"; over the second half alone {late[0]:+.1f} MiB ({late[1]:+.1%})"
+            print(line)
     elapsed = round(time.monotonic() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
