@@ -354,3 +354,29 @@ def test_nul_characters_in_ids_cells_and_answers_are_dropped_not_a_500(
     csv_upload = post_file(client, django_capture_on_commit_callbacks, b"Comment\nhel\x00lo\n", "nul.csv")
     assert csv_upload.status_code == 202, csv_upload.content
     assert JobItem.objects.get(job_id=csv_upload.json()["id"]).prompt == "hello"
+
+
+def test_results_go_into_a_sheet_without_a_header_row_or_column_widths(
+    client, model_says, django_capture_on_commit_callbacks
+):
+    """Rows 2 and 3 only, no <cols>: the header row is added in order, the width before <sheetData>."""
+    sheet = [
+        hostile._HEAD,
+        "<sheetData>",
+        hostile._inline(2, "two"),
+        '<row r="3"/>',
+        hostile._inline(4, "four"),
+        "</sheetData></worksheet>",
+    ]
+    response = post_file(client, django_capture_on_commit_callbacks, hostile._package(sheet), column="A")
+    assert response.status_code == 202, response.content
+    run(response.json()["id"])
+    content = client.get(f"{JOBS}/{response.json()['id']}/results?format=xlsx").content
+    result = load_workbook(io.BytesIO(content)).active
+    assert [[c.value for c in row] for row in result.iter_rows()] == [
+        [None, "djllm custom"],
+        ["two", "fine"],
+        [None, None],
+        ["four", "fine"],
+    ]
+    assert result.column_dimensions["B"].width == 40
