@@ -13,7 +13,7 @@ other djllm uses, as its jobs worker takes every job message queued there. Start
   timeouts (held past djllm's REQUEST_TIMEOUT, before the headers and mid-stream), connection resets and closes,
   cut streams and in-band stream errors;
 - djllm exactly as `make serve` runs it (gunicorn + uvicorn workers, production settings, WEB_CONCURRENCY=2) with
-  its own secret key, REQUEST_TIMEOUT=2 and short retry delays, and a jobs worker (Celery, threads);
+  its own secret key, REQUEST_TIMEOUT=4 and short retry delays, and a jobs worker (Celery, threads);
 - halfway through, a short storm of 429s (every upstream call is refused for STORM_SECONDS);
 - a monthly budget on the soak's token and user (never reached), so every call reserves and settles;
 - N client loops (asyncio) sending, by weight: plain and streamed chat completions (OpenAI's and, by model name,
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-REQUEST_TIMEOUT = 2.0  # djllm's per-attempt limit here; the fake's timeouts hold longer
+REQUEST_TIMEOUT = 4.0  # per attempt: short, for timeouts to happen, yet far above a busy machine's normal answer
 FAULT_MIX = {
     "429": 0.03,
     "500": 0.02,
@@ -281,7 +281,7 @@ class Soak:
     def stop_djllm(self) -> None:
         for name, proc in list(self.procs._procs):
             if name in ("djllm", "jobs worker"):
-                self.procs.stop(proc, timeout=REQUEST_TIMEOUT * 4 + 10)
+                self.procs.stop(proc, timeout=REQUEST_TIMEOUT + 30)  # make serve drains for REQUEST_TIMEOUT + 15 s
 
     def fetch_ledger(self) -> list[dict]:
         status, _, body = http("GET", self.fake_url + "/_fake/ledger", timeout=60)
