@@ -65,7 +65,8 @@ class AdminPreferencesForm(forms.ModelForm):
         required=False,
         widget=forms.CheckboxSelectMultiple,
         label="Scopes the user may give own tokens",
-        help_text="Tokens this user creates (account page, API) can have only these scopes.",
+        help_text="Tokens this user creates (account page, API) can have only these scopes. None: the user cannot "
+        "create tokens.",
     )
 
     class Meta:

@@ -322,3 +322,31 @@ def test_with_redis_the_token_and_user_counters_cost_one_round_trip(settings, mo
     state = asyncio.run(limits.rate_limit_hit(cached))
     assert sent == [("pipeline", 4)]  # SET NX + INCR for the token and for the user, sent together
     assert (state.limit, state.remaining) == (50, 48)  # the token's rate is the closer one to running out
+
+
+@pytest.mark.browser
+def test_a_capped_user_on_the_account_page(browser_page, capped):
+    from tests.browser import log_in
+
+    page = browser_page
+    log_in(page, "capped", PASSWORD)
+    page.goto("/account/")
+    form = page.locator("#token-create")
+    assert form.locator("input[name=scopes]").count() == 1  # only `llm` is offered
+    assert "At most 10/m (set by an administrator)" in form.inner_text()
+    page.fill("#token-create input[name=name]", "greedy")
+    page.fill("#token-create input[name=rate_limit]", "100/m")
+    with page.expect_navigation():
+        page.click("#token-create button[type=submit]")
+    assert "The rate of your tokens can be at most 10/m." in page.inner_text("#token-create")
+    assert page.locator("[data-testid=new-token]").count() == 0 and not APIToken.objects.exists()
+
+    page.fill("#token-create input[name=name]", "fair")
+    page.fill("#token-create input[name=rate_limit]", "")
+    with page.expect_navigation():
+        page.click("#token-create button[type=submit]")
+    plaintext = page.inner_text("[data-testid=new-token]").strip()
+    token = APIToken.objects.get(name="fair")
+    assert (token.scopes, token.rate_limit, token.monthly_budget_usd) == (["llm"], "10/m", Decimal("5.00"))
+    me = bearer(plaintext).get("/api/v1/me")
+    assert me.status_code == 200 and me.json()["token"]["scopes"] == ["llm"]
