@@ -8,6 +8,7 @@ import time
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from rest_framework import exceptions as drf
 from rest_framework.authentication import BaseAuthentication
 
@@ -19,6 +20,7 @@ from common.errors import InsufficientScope, NotAuthenticated
 _MARK_EVERY_SECONDS = 60.0
 
 
+@sensitive_variables("auth", "value", "api_token")
 def token_from_headers(headers) -> str | None:
     auth = headers.get("Authorization", "")
     if auth:
@@ -29,6 +31,7 @@ def token_from_headers(headers) -> str | None:
     return api_token or None
 
 
+@sensitive_variables("plaintext")
 def _check(plaintext: str | None, cached: CachedToken | None) -> CachedToken:
     if plaintext is None:
         raise NotAuthenticated()
@@ -54,6 +57,7 @@ def _due_for_mark(token_id: int) -> bool:
     return True
 
 
+@sensitive_variables("plaintext")
 def authenticate_plaintext(plaintext: str | None) -> CachedToken:
     prefix = split_prefix(plaintext) if plaintext else None
     cached = _check(plaintext, token_cache.get(prefix) if prefix else None)
@@ -62,12 +66,18 @@ def authenticate_plaintext(plaintext: str | None) -> CachedToken:
     return cached
 
 
+@sensitive_variables("plaintext")
 async def aauthenticate_plaintext(plaintext: str | None) -> CachedToken:
     prefix = split_prefix(plaintext) if plaintext else None
     cached = _check(plaintext, await token_cache.aget(prefix) if prefix else None)
     if _due_for_mark(cached.token.pk):
         await sync_to_async(services.api_token_mark_used)(token_id=cached.token.pk, now=timezone.now())
     return cached
+
+
+async def aauthenticate_request(request) -> CachedToken:
+    """The token of a request, from its headers alone (the body need not have been read)."""
+    return await aauthenticate_plaintext(token_from_headers(request.headers))
 
 
 def require_scope(cached: CachedToken, scope: str) -> None:
@@ -78,6 +88,7 @@ def require_scope(cached: CachedToken, scope: str) -> None:
 class APITokenAuthentication(BaseAuthentication):
     """DRF wrapper. `request.auth` is the `CachedToken`."""
 
+    @sensitive_variables("plaintext")
     def authenticate(self, request):
         plaintext = token_from_headers(request.headers)
         if plaintext is None:

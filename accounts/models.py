@@ -2,9 +2,10 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+
+from accounts.rates import parse_rate
 
 
 class Scope(models.TextChoices):
@@ -23,9 +24,16 @@ def all_scopes() -> list[str]:
     return list(ALL_SCOPES)
 
 
-rate_limit_validator = RegexValidator(
-    r"^\d+/\d*[smhd]$", "Use the form N/unit, e.g. 60/m, 1000/h, 10/5s (units: s, m, h, d)."
-)
+def rate_limit_validator(value: str) -> None:
+    """The limiter's own parser decides, so what is saved is what it can count (`10/0s`, a window of no seconds,
+    passed a pattern check and divided by zero later)."""
+    try:
+        parse_rate(value)
+    except (ValueError, TypeError):
+        raise ValidationError(
+            "Use the form N/unit, e.g. 60/m, 1000/h, 10/5s (units: s, m, h, d; a window of at least one second).",
+            code="invalid_rate",
+        ) from None
 
 
 class APIToken(models.Model):

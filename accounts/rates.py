@@ -2,13 +2,13 @@
 
 import re
 
-_RATE = re.compile(r"^(\d+)/(\d*)([smhd])$")
+_RATE = re.compile(r"([0-9]{1,9})/([0-9]{0,6})([smhd])")  # ASCII digits only, the whole string (no "\n" after it)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
     """(requests, seconds). ValueError for anything else, including a zero-length window."""
-    match = _RATE.match(rate or "")
+    match = _RATE.fullmatch(rate) if isinstance(rate, str) else None
     if match is None:
         raise ValueError(f"{rate!r} is not a rate like 60/m, 1000/h or 10/5s.")
     count, multiplier, unit = match.groups()

@@ -9,7 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +21,7 @@ from calendars.config import google_config_get
 from calendars.openapi import NOT_CONFIGURED, error_responses
 from calendars.permissions import CalendarTokenOrSession, is_session_request
 from common.errors import AppError
+from common.parsers import JSONParser
 from common.serializers import query_values
 
 ACCOUNT_PAGE = "account:page"

@@ -1,10 +1,11 @@
 """The Google OAuth client and endpoints, read from settings. Missing pieces -> 503 `calendar_not_configured`."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from calendars import crypto
 from calendars.errors import CalendarNotConfigured
@@ -25,7 +26,7 @@ REQUIRED_SCOPES = [CALENDAR_SCOPE]
 @dataclass(frozen=True)
 class GoogleConfig:
     client_id: str
-    client_secret: str
+    client_secret: str = field(repr=False)
     auth_uri: str
     token_uri: str
     revoke_uri: str
@@ -46,6 +47,7 @@ class GoogleConfig:
         }
 
 
+@sensitive_variables()
 def _from_secrets_file(path: str) -> dict:
     try:
         data = json.loads(Path(path).read_text())
@@ -78,6 +80,7 @@ def missing_settings() -> list[str]:
     return missing
 
 
+@sensitive_variables()
 def google_config_get() -> GoogleConfig:
     missing = missing_settings()
     if missing:

@@ -215,7 +215,7 @@ class CalendarConnection:
     credential: GoogleCredential
     credentials: Credentials
     service: object
-    _stored: tuple = field(default=())
+    _stored: tuple = field(default=(), repr=False)  # holds the tokens
 
     def _snapshot(self) -> tuple:
         c = self.credentials

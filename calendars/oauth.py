@@ -4,11 +4,12 @@ PKCE code_verifier stored server-side), and token revocation. No database access
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from google.auth import jwt
 from google_auth_oauthlib.flow import Flow
 from oauthlib.oauth2.rfc6749.errors import OAuth2Error
@@ -53,8 +54,8 @@ def authorization_url_build(
 
 @dataclass(frozen=True)
 class TokenGrant:
-    access_token: str
-    refresh_token: str
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     expiry: datetime | None
     scopes: list[str]
     email: str
@@ -72,6 +73,7 @@ def _email_from_id_token(id_token: str | None) -> str:
     return str(claims.get("email", ""))
 
 
+@sensitive_variables()
 def code_exchange(config: GoogleConfig, *, code: str, code_verifier: str, redirect_uri: str) -> TokenGrant:
     """Exchange the authorization code, rebuilding the Flow with the verifier stored at the start."""
     flow = _flow(config, redirect_uri=redirect_uri, code_verifier=code_verifier)
@@ -105,6 +107,7 @@ def code_exchange(config: GoogleConfig, *, code: str, code_verifier: str, redire
     )
 
 
+@sensitive_variables("token")
 def token_revoke(config: GoogleConfig, *, token: str) -> str | None:
     """Revoke at Google (a refresh token revokes the whole grant). None on success, else what went wrong."""
     try:

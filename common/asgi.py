@@ -7,15 +7,67 @@ everything else (admin, account page, docs, calendar OAuth) to the normal one. S
 """
 
 import asyncio
+import io
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
 
 from django.conf import settings
 from django.core import signals
 from django.core.asgi import get_asgi_application
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpRequest
 from django.urls import set_script_prefix
 
 from common import shutdown
+from common.errors import AppError, InvalidRequest
+from common.parsers import request_too_large
+
+logger = logging.getLogger(__name__)
+
+# Paths on the lean stack that need no token (liveness and readiness probes).
+_OPEN_PATHS = ("/api/v1/health",)
+# Bodies larger than Django's DATA_UPLOAD_MAX_MEMORY_SIZE are taken where a view reads them with a limit of its own.
+_BODY_LIMITS = (("/api/v1/batch", "JOB_UPLOAD_MAX_BYTES"),)
+
+# Set by the accounts app (AppConfig.ready): async (request) -> the authenticated token, raising AppError otherwise.
+# `common` does not import the apps that build on it.
+_authenticator: Callable[[HttpRequest], Awaitable[object]] | None = None
+
+
+def set_authenticator(authenticate: Callable[[HttpRequest], Awaitable[object]]) -> None:
+    global _authenticator
+    _authenticator = authenticate
+
+
+def body_limit_setting(path: str) -> str:
+    for prefix, setting in _BODY_LIMITS:
+        if path.startswith(prefix):
+            return setting
+    return "DATA_UPLOAD_MAX_MEMORY_SIZE"
+
+
+async def _before_body(request: HttpRequest) -> Exception | None:
+    """What can be decided from the headers alone. Returns the exception to answer with (rendered by
+    APIErrorMiddleware, like any other), or None to go on and read the body. On success the token is kept on the
+    request (`djllm_token`), so the view does not look it up again."""
+    try:
+        request.get_host()  # ALLOWED_HOSTS, as Django's CommonMiddleware would check it
+        if request.method == "OPTIONS" or request.path.startswith(_OPEN_PATHS) or _authenticator is None:
+            return None  # CORS preflights carry no token; the probes need none
+        request.djllm_token = await _authenticator(request)
+        setting = body_limit_setting(request.path)
+        limit = getattr(settings, setting)
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return InvalidRequest("The Content-Length header is not a number.", code="bad_request")
+        if limit is not None and declared > limit:
+            return request_too_large(setting, declared)
+    except Exception as exc:  # noqa: BLE001  (rendered like any view's exception, logged there if unexpected)
+        return exc
+    return None
 
 
 class APIHandler(ASGIHandler):
@@ -36,18 +88,29 @@ class APIHandler(ASGIHandler):
         `close_old_connections` finds no connection on it (the ORM refuses to run on an event loop; the hot path's
         queries run on the DB thread), and `reset_queries`, `reset_urlconf` and `close_caches` (a no-op for the
         local-memory and Redis caches) only touch this thread's state. So they run on the loop."""
-        try:
-            body_file = await self.read_body(receive)
-        except RequestAborted:
-            return
-        set_script_prefix(get_script_prefix(scope))
-        signals.request_started.send(sender=self.__class__, scope=scope)
-        request, error_response = self.create_request(scope, body_file)
+        # Headers first: the host, the token and the declared length are checked before the body is read, so an
+        # unauthenticated caller cannot make the server take in (and spool to disk) a body at all. An early error is
+        # still answered through the middleware (request id, CORS, security headers) by APIErrorMiddleware.
+        request, error_response = self.create_request(scope, io.BytesIO())
         if request is None:
-            body_file.close()
             await self.send_response(error_response, send)
             error_response.close()
             return
+        early_error = await _before_body(request)
+        body_file = io.BytesIO()
+        if early_error is None:
+            try:
+                body_file = await self.read_body_limited(receive, body_limit_setting(request.path))
+            except RequestAborted:
+                return
+            except AppError as error:
+                early_error = error
+        if early_error is not None:
+            request.djllm_early_error = early_error
+        else:
+            request._stream = body_file  # the request was built before its body was read: give it the body now
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
 
         async def process_request():
             response = await self.run_get_response(request)
@@ -56,6 +119,12 @@ class APIHandler(ASGIHandler):
             except asyncio.CancelledError:
                 pass  # the client went away while the response was being sent
             return response
+
+        if early_error is not None:
+            # Answered from the headers alone; the body was never read, so there is no disconnect to listen for
+            # (the next message would be the body's).
+            (await process_request()).close()
+            return
 
         # As in Django: notice a client that hangs up while the view runs, and cancel the view then.
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
@@ -83,6 +152,28 @@ class APIHandler(ASGIHandler):
         else:
             response.close()
         body_file.close()
+
+    async def read_body_limited(self, receive, setting: str):
+        """Django's `read_body`, stopping at the limit `setting` names (a chunked body declares no length)."""
+        limit = getattr(settings, setting)
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                body_file.close()
+                raise request_too_large(setting)
+            if chunk:
+                body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
 
     def load_middleware(self, is_async=False):
         # BaseHandler reads settings.MIDDLEWARE; swap in the lean list only while this handler is built (at start-up,

@@ -57,8 +57,25 @@ class NotFound(AppError):
     message = "Not found."
 
 
+class MethodNotAllowed(AppError):
+    status, code = 405, "method_not_allowed"
+    message = "This method is not allowed here."
+
+
 class Conflict(AppError):
     status, code = 409, "conflict"
+
+
+class RequestTooLarge(AppError):
+    """413. `details.limit` is the limit in bytes, `details.setting` the setting that sets it."""
+
+    status, code = 413, "request_too_large"
+    message = "The request body is too large."
+
+
+class UnsupportedMediaType(AppError):
+    status, code = 415, "unsupported_media_type"
+    message = "Send JSON with `Content-Type: application/json`."
 
 
 class BudgetExceeded(AppError):
@@ -103,6 +120,13 @@ class RateLimiterUnavailable(_DependencyUnavailable):
 class DatabaseUnavailable(_DependencyUnavailable):
     code = "database_unavailable"
     message = "The database is not available. Try again shortly."
+
+
+class InternalError(AppError):
+    """An unexpected failure: the answer names no detail (the log has it, under the request id)."""
+
+    status, code, openai_type = 500, "internal_error", "api_error"
+    message = "An internal error occurred."
 
 
 class UpstreamError(AppError):

@@ -28,5 +28,7 @@ urlpatterns = [
     re_path(r"^(?:api|v1)/", exceptions.api_not_found),
 ]
 
+handler400 = "common.exceptions.handler400"
+handler403 = "common.exceptions.handler403"
 handler404 = "common.exceptions.handler404"
 handler500 = "common.exceptions.handler500"

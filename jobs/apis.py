@@ -13,13 +13,14 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 
 from accounts.permissions import HasTokenScope
 from common.errors import Conflict, InvalidRequest
+from common.parsers import JSONParser
 from common.request_id import current_request_id
 from jobs import docs, idempotency, results, selectors, services
 from jobs.batch import check_body_size, check_item_count
@@ -59,8 +60,12 @@ def _links(request, job_id) -> dict[str, str]:
     return {"self": url, "results": f"{url}/results", "cancel": f"{url}/cancel"}
 
 
+class _JobJSONParser(JSONParser):
+    limit_setting = "JOB_UPLOAD_MAX_BYTES"  # a job's items may be many long texts
+
+
 class JobCreateApi(_JobApi):
-    parser_classes = [JSONParser, MultiPartParser]
+    parser_classes = [_JobJSONParser, MultiPartParser]
 
     class UploadInputSerializer(serializers.Serializer):
         file = serializers.FileField()

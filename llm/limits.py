@@ -5,6 +5,7 @@ Each request counts once against its token's rate and once against its user's (a
 together). With Redis both counters are created and incremented in one pipelined round trip. With the cache down,
 RATE_LIMIT_FAIL_OPEN decides (common.limiter): no limit, or 503 `rate_limiter_unavailable`."""
 
+import logging
 import time
 import zlib
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from accounts.rates import parse_rate
 from accounts.token_cache import CachedToken
 from common.errors import RateLimited
 from common.limiter import aguarded
+
+logger = logging.getLogger(__name__)
 
 _FUDGE_SECONDS = 5  # counters outlive their window a little, so a late increment never starts a fresh one
 
@@ -98,9 +101,23 @@ def _hit(counters: list[_Counter]) -> list[int]:
     return _hit_generic(cache, counters)
 
 
+def _stored_rate(rate: str, *, default: str, owner: str) -> str:
+    """A rate read from a row saved before rates were validated (`10/0s`) yields to the setting's, instead of
+    failing every request of its token with a 500."""
+    if not rate:
+        return default
+    try:
+        parse_rate(rate)
+    except ValueError:
+        logger.warning("%s has an invalid rate %r; %s applies", owner, rate, default or "no limit")
+        return default
+    return rate
+
+
 def _user_rate(cached: CachedToken) -> str:
     override = cached.preferences.rate_limit if cached.preferences else ""
-    return override or getattr(settings, "RATE_LIMIT_PER_USER", "")
+    default = getattr(settings, "RATE_LIMIT_PER_USER", "")
+    return _stored_rate(override, default=default, owner=f"User {cached.token.user_id}")
 
 
 async def rate_limit_hit(cached: CachedToken) -> RateState | None:
@@ -109,7 +126,9 @@ async def rate_limit_hit(cached: CachedToken) -> RateState | None:
     if not settings.RATE_LIMIT_ENABLED:
         return None
     now = int(time.time())
-    token_rate = cached.token.rate_limit or settings.RATE_LIMIT
+    token_rate = _stored_rate(
+        cached.token.rate_limit, default=settings.RATE_LIMIT, owner=f"Token {cached.token.prefix}"
+    )
     counters = [_counter("token", cached.token.prefix, token_rate, "this token", now)]
     user_rate = _user_rate(cached)
     if user_rate:

@@ -22,6 +22,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from accounts.token_cache import CachedToken
 from common.aio import outlive_caller, shielded
@@ -149,6 +150,7 @@ async def _with_retries(operation: Callable[[], Awaitable], flight: _Flight | No
     raise AssertionError("unreachable")
 
 
+@sensitive_variables("current", "provider", "route")
 async def _over_routes(route: Route, request: ChatRequest, operation, flight: _Flight | None = None):
     """Retries on each route, then its fallback. A non-retryable error (a bad request) is not retried anywhere, and
     nothing is tried again once the client has gone or the worker is draining."""

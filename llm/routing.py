@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from common.crypto import UnreadableSecret
 from common.errors import AppError, InvalidRequest, ServiceUnavailable
@@ -69,6 +70,7 @@ def routes_changed() -> None:
     _table.changed()
 
 
+@sensitive_variables()
 def _provider_defaults(provider: str) -> tuple[str | None, str, str]:
     """(base URL, key, env variable to name when the key is missing) for a provider."""
     if provider == "openai":
@@ -78,6 +80,7 @@ def _provider_defaults(provider: str) -> tuple[str | None, str, str]:
     return settings.LOCAL_LLM_BASE_URL, settings.LOCAL_LLM_API_KEY, "LOCAL_LLM_BASE_URL"
 
 
+@sensitive_variables("api_key", "key", "default_key")
 def _direct(requested: str, provider: str, model: str, base_url: str = "", api_key: str = "") -> Route:
     """The server's key for a provider goes only to that provider's configured base URL: a route with a base URL of
     its own sends its own key, or none."""

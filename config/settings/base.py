@@ -35,9 +35,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "common.middleware.RequestIDMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # outside the error layer: CORS headers on every API error too
+    "common.middleware.APIErrorMiddleware",  # API paths: JSON errors for every status, even under DEBUG
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -51,8 +52,13 @@ MIDDLEWARE = [
 API_MIDDLEWARE = [
     "common.middleware.RequestIDMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "common.middleware.APIErrorMiddleware",
+    "common.middleware.APISecurityMiddleware",  # HSTS and the other security headers, where settings enable them
 ]
 API_FAST_PATHS = ["/v1/", "/api/v1/webhook", "/api/v1/batch", "/api/v1/health"]
+
+# API paths answer a failed CSRF check (session requests) in their JSON error shape.
+CSRF_FAILURE_VIEW = "common.exceptions.csrf_failure"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -165,7 +171,7 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.APITokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "common.exceptions.api_exception_handler",

@@ -22,6 +22,7 @@ from llm.apis.common import (
     money,
     no_cache_requested,
     parse_json,
+    prompt_chars,
     sse,
     validate,
 )
@@ -109,13 +110,10 @@ def _chat_request(body: ChatCompletionIn) -> ChatRequest:
 
 
 def _prompt_chars(body: ChatCompletionIn) -> int:
-    total = 0
-    for message in body.messages:
-        if isinstance(message.content, str):
-            total += len(message.content)
-        elif message.content:
-            total += sum(len(part.get("text", "")) for part in message.content if isinstance(part, dict))
-    return total
+    """Everything the upstream is sent as input: every message (system ones too), their non-text parts and tool
+    calls, the tools, the tool choice and the response format's schema."""
+    total = sum(prompt_chars(m.content) + prompt_chars(m.tool_calls) for m in body.messages)
+    return total + prompt_chars(body.tools) + prompt_chars(body.tool_choice) + prompt_chars(body.response_format)
 
 
 def _headers(response: HttpResponse, result_rate, cached: bool | None = None, cost=None) -> HttpResponse:
@@ -220,6 +218,7 @@ async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, inc
     yield b"data: [DONE]\n\n"
 
 
+@csrf_exempt  # token-authenticated: a POST here is a 405, not a CSRF failure
 async def models(request: HttpRequest) -> HttpResponse:
     try:
         check_method(request, "GET")

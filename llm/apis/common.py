@@ -5,20 +5,19 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from pydantic import BaseModel, ValidationError
 
 from accounts.authentication import aauthenticate_plaintext, require_scope, token_from_headers
 from accounts.token_cache import CachedToken
-from common.errors import AppError, InvalidRequest
-
-
-class UnsupportedMediaType(AppError):
-    status, code = 415, "unsupported_media_type"
+from common.errors import InvalidRequest, MethodNotAllowed, UnsupportedMediaType
+from common.parsers import loads, request_too_large
 
 
 async def authenticate(request: HttpRequest, scope: str = "llm") -> CachedToken:
-    cached = await aauthenticate_plaintext(token_from_headers(request.headers))
+    # Under ASGI the lean handler has authenticated the request from its headers before reading the body.
+    cached = getattr(request, "djllm_token", None) or await aauthenticate_plaintext(token_from_headers(request.headers))
     require_scope(cached, scope)
     return cached
 
@@ -28,9 +27,10 @@ def parse_json(request: HttpRequest) -> Any:
     if content_type != "application/json":
         raise UnsupportedMediaType(f"Send JSON with `Content-Type: application/json` (got {content_type or 'none'}).")
     try:
-        return json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+        raw = request.body
+    except RequestDataTooBig:
+        raise request_too_large("DATA_UPLOAD_MAX_MEMORY_SIZE", int(request.META.get("CONTENT_LENGTH") or 0)) from None
+    return loads(raw)
 
 
 def validate(model: type[BaseModel], data: Any, *, strict: bool | None = None) -> BaseModel:
@@ -48,6 +48,23 @@ def validate(model: type[BaseModel], data: Any, *, strict: bool | None = None) -
         raise InvalidRequest(f"Invalid `{first}`: {details[first][0]}", details=details, param=first) from None
 
 
+def prompt_chars(value: Any) -> int:
+    """How much of a request the limit counts: text as its characters; anything else the upstream is sent (tools,
+    tool calls, images and other non-text parts, schemas) as the characters of its JSON."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return sum(
+            len(part["text"])
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
+            else prompt_chars(part)
+            for part in value
+        )
+    return len(json.dumps(value, ensure_ascii=False, default=str))
+
+
 def check_prompt_length(total_chars: int) -> None:
     limit = settings.MAX_PROMPT_LENGTH
     if total_chars > limit:
@@ -61,10 +78,6 @@ def check_prompt_length(total_chars: int) -> None:
 
 def no_cache_requested(request: HttpRequest) -> bool:
     return "no-cache" in request.headers.get("Cache-Control", "").lower()
-
-
-class MethodNotAllowed(AppError):
-    status, code = 405, "method_not_allowed"
 
 
 def check_method(request: HttpRequest, *allowed: str) -> None:

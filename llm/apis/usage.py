@@ -24,6 +24,15 @@ from common.serializers import query_values
 from llm.apis.common import money
 from llm.selectors import GROUP_BY_CHOICES, usage_summary_for_user
 
+# The range is turned into datetimes in the user's timezone, the day after `to` included: near the ends of what
+# Python's dates hold (`to=9999-12-31`) that overflows.
+_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+
+
+def _date_in_range(value: date) -> None:
+    if not _FIRST_DAY <= value <= _LAST_DAY:
+        raise serializers.ValidationError(f"Must be between {_FIRST_DAY} and {_LAST_DAY}.")
+
 
 def _month_bounds(day: date) -> tuple[date, date]:
     return day.replace(day=1), day.replace(day=calendar.monthrange(day.year, day.month)[1])
@@ -86,10 +95,15 @@ class UsageApi(APIView):
     class InputSerializer(serializers.Serializer):
         date_from = serializers.DateField(
             required=False,
-            help_text="First day (YYYY-MM-DD, inclusive). Default: the first day of the month of `to`.",
+            validators=[_date_in_range],
+            help_text="First day (YYYY-MM-DD, inclusive, 1900-01-01 to 9998-12-31). Default: the first day of the "
+            "month of `to`.",
         )
         to = serializers.DateField(
-            required=False, help_text="Last day (YYYY-MM-DD, inclusive). Default: the last day of the current month."
+            required=False,
+            validators=[_date_in_range],
+            help_text="Last day (YYYY-MM-DD, inclusive, 1900-01-01 to 9998-12-31). Default: the last day of the "
+            "current month.",
         )
         group_by = serializers.ChoiceField(
             choices=GROUP_BY_CHOICES, default="day", help_text="Group per `day`, per `model` or per `token`."

@@ -81,7 +81,7 @@ async def build_call(
             code="type_not_available",
             param="type",
         )
-    check_prompt_length(len(body.prompt))
+    check_prompt_length(len(body.prompt) + len(body.system or ""))  # `system` replaces the template's instruction
     language = body.language or (cached_token.preferences.language if cached_token.preferences else "")
     rendered = await arender(
         type=body.type, source=body.source, prompt=body.prompt, language=language, system_override=body.system

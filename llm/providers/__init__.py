@@ -1,5 +1,7 @@
 """Providers, registered in one explicit dict: provider name -> class."""
 
+from django.views.decorators.debug import sensitive_variables
+
 from llm.providers.anthropic_provider import AnthropicProvider
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, Provider, ProviderError, Usage
 from llm.providers.openai_provider import OpenAIProvider
@@ -11,6 +13,7 @@ PROVIDERS: dict[str, type] = {
 }
 
 
+@sensitive_variables("api_key")
 def provider_for(name: str, *, base_url: str | None, api_key: str) -> Provider:
     return PROVIDERS[name](name=name, base_url=base_url, api_key=api_key)
 

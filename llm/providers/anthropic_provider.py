@@ -9,6 +9,7 @@ from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
 from django.conf import settings
 
+from common.errors import InvalidRequest
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
 from llm.providers.clients import SDKProvider
 from llm.providers.errors import from_sdk_error, redact
@@ -41,16 +42,26 @@ def _text_of(content: Any) -> str:
     return "".join(part.get("text", "") for part in content or [] if isinstance(part, dict))
 
 
-def _content_blocks(content: Any) -> Any:
+def _invalid(param: str, message: str) -> InvalidRequest:
+    """A request Anthropic's format cannot express: the client's mistake, a 400 naming the field."""
+    return InvalidRequest(f"Invalid `{param}`: {message}", code="invalid_request", param=param)
+
+
+def _content_blocks(content: Any, param: str) -> Any:
     if isinstance(content, str) or content is None:
         return content or ""
     blocks = []
-    for part in content:
+    for index, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise _invalid(f"{param}[{index}]", "a content part must be an object.")
         kind = part.get("type")
         if kind == "text":
             blocks.append({"type": "text", "text": part.get("text", "")})
         elif kind == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
+            image = part.get("image_url") or {}
+            url = image.get("url", "") if isinstance(image, dict) else ""
+            if not isinstance(url, str) or not url:
+                raise _invalid(f"{param}[{index}].image_url.url", "an image part needs a URL.")
             if url.startswith("data:"):
                 media_type, _, data = url[5:].partition(";base64,")
                 blocks.append({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
@@ -59,9 +70,28 @@ def _content_blocks(content: Any) -> Any:
     return blocks
 
 
+def _tool_use(call: Any, param: str) -> dict:
+    """An OpenAI tool call of an earlier assistant turn as Anthropic's `tool_use` block (its input must be an
+    object, sent as JSON text in OpenAI's `arguments`)."""
+    if not isinstance(call, dict):
+        raise _invalid(param, "a tool call must be an object.")
+    function = call.get("function")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+        raise _invalid(f"{param}.function.name", "a tool call needs the function's name.")
+    arguments = function.get("arguments") or "{}"
+    try:
+        tool_input = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except (ValueError, RecursionError):
+        raise _invalid(f"{param}.function.arguments", "the arguments are not valid JSON.") from None
+    if not isinstance(tool_input, dict):
+        raise _invalid(f"{param}.function.arguments", "the arguments must be a JSON object.")
+    return {"type": "tool_use", "id": call.get("id"), "name": function["name"], "input": tool_input}
+
+
 def _messages(messages: list[Message]) -> tuple[str | None, list[dict]]:
     system_parts, out = [], []
-    for message in messages:
+    for position, message in enumerate(messages):
+        param = f"messages[{position}]"
         if message.role in ("system", "developer"):
             system_parts.append(_text_of(message.content))
         elif message.role == "tool":
@@ -69,20 +99,15 @@ def _messages(messages: list[Message]) -> tuple[str | None, list[dict]]:
             out.append({"role": "user", "content": [block]})
         elif message.role == "assistant" and message.tool_calls:
             blocks = [{"type": "text", "text": _text_of(message.content)}] if message.content else []
-            for call in message.tool_calls:
-                function = call.get("function", {})
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id"),
-                        "name": function.get("name"),
-                        "input": json.loads(function.get("arguments") or "{}"),
-                    }
-                )
+            for index, call in enumerate(message.tool_calls):
+                blocks.append(_tool_use(call, f"{param}.tool_calls[{index}]"))
             out.append({"role": "assistant", "content": blocks})
         else:
             out.append(
-                {"role": "user" if message.role == "user" else "assistant", "content": _content_blocks(message.content)}
+                {
+                    "role": "user" if message.role == "user" else "assistant",
+                    "content": _content_blocks(message.content, f"{param}.content"),
+                }
             )
     return ("\n\n".join(p for p in system_parts if p) or None), out
 
@@ -97,8 +122,36 @@ def _tool_choice(choice: Any) -> dict | None:
     if choice == "none":
         return {"type": "none"}
     if isinstance(choice, dict) and choice.get("type") == "function":
-        return {"type": "tool", "name": choice["function"]["name"]}
+        function = choice.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise _invalid("tool_choice.function.name", "name the function the model must call.")
+        return {"type": "tool", "name": function["name"]}
     return None
+
+
+def _tools(tools: list[Any]) -> list[dict]:
+    """OpenAI function tools as Anthropic tools; other tool types have no Anthropic equivalent and are left out."""
+    out = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise _invalid(f"tools[{index}]", "a tool must be an object.")
+        if tool.get("type") != "function":
+            continue
+        function = tool.get("function")
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
+            raise _invalid(f"tools[{index}].function.name", "a function tool needs `function.name`.")
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise _invalid(f"tools[{index}].function.parameters", "the parameters must be a JSON Schema object.")
+        description = function.get("description")
+        out.append(
+            {
+                "name": function["name"],
+                "description": description if isinstance(description, str) else "",
+                "input_schema": parameters or {"type": "object", "properties": {}},
+            }
+        )
+    return out
 
 
 def params_for(request: ChatRequest) -> tuple[dict[str, Any], bool]:
@@ -121,6 +174,10 @@ def params_for(request: ChatRequest) -> tuple[dict[str, Any], bool]:
     fmt = request.response_format or {}
     if fmt.get("type") == "json_schema":
         spec = fmt.get("json_schema") or {}
+        if not isinstance(spec, dict):
+            raise _invalid("response_format.json_schema", "must be an object with a `schema`.")
+        if spec.get("schema") is not None and not isinstance(spec["schema"], dict):
+            raise _invalid("response_format.json_schema.schema", "must be a JSON Schema object.")
         params["tools"] = [
             {
                 "name": STRUCTURED_TOOL,
@@ -132,15 +189,7 @@ def params_for(request: ChatRequest) -> tuple[dict[str, Any], bool]:
         params["tool_choice"] = {"type": "tool", "name": STRUCTURED_TOOL}
         structured = True
     elif request.tools:
-        params["tools"] = [
-            {
-                "name": t["function"]["name"],
-                "description": t["function"].get("description", ""),
-                "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}},
-            }
-            for t in request.tools
-            if t.get("type") == "function"
-        ]
+        params["tools"] = _tools(request.tools)
         choice = _tool_choice(request.tool_choice)
         if choice:
             params["tool_choice"] = choice
