@@ -246,7 +246,7 @@ def test_database_gone_answers_503_then_the_first_request_after_it_is_back_succe
         assert error["request_id"] == gone[name].headers["X-Request-ID"]
     ready_error = gone["ready"].json()["error"]
     assert ready_error["code"] == "not_ready" and ready_error["details"]["cache"] == "ok"
-    assert "OperationalError" in ready_error["details"]["database"]
+    assert ready_error["details"]["database"] == "unavailable"  # the driver's text goes to the log only
 
     # It is back: the very first request of each kind succeeds, without a restart.
     proxy.back()
@@ -339,7 +339,7 @@ def test_a_database_host_that_never_answers_gives_503_not_a_hang(tmp_path):
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     status, body = seen["ready"]
     assert status == 503 and body["error"]["code"] == "not_ready"
-    assert "OperationalError" in body["error"]["details"]["database"]
+    assert body["error"]["details"]["database"] == "unavailable"  # the driver's text goes to the log only
     status, body, retry_after = seen["usage"]
     assert (status, body["error"]["code"], retry_after) == (503, "database_unavailable", "5")
 

@@ -168,7 +168,7 @@ def test_fail_open_with_the_cache_unreachable_still_serves_and_counts(client, se
     assert ready.status_code == 200, ready.content
     body = ready.json()
     assert body["status"] == "degraded" and body["checks"]["database"] == "ok"
-    assert "ConnectionError" in body["checks"]["cache"]
+    assert body["checks"]["cache"] == "unavailable"  # the driver's text goes to the log only
     assert body["counters"] == {"rate_limiter_cache_errors": 2}
 
 
@@ -178,7 +178,7 @@ def test_fail_closed_readiness_is_503_when_the_cache_is_unreachable(settings, ap
     ready = api_client.get("/api/v1/health/ready")
     assert ready.status_code == 503
     error = ready.json()["error"]
-    assert error["code"] == "not_ready" and "ConnectionError" in error["details"]["cache"]
+    assert error["code"] == "not_ready" and error["details"]["cache"] == "unavailable"
 
 
 def test_budgets_do_not_depend_on_redis(client, token, settings, fake_upstream):
@@ -276,4 +276,4 @@ def test_a_redis_that_never_answers_fails_fast_into_the_policy(tmp_path):
     status, body = seen["ready"]
     assert status == 200 and body["status"] == "degraded"  # fail-open: the worker still serves
     assert body["checks"]["database"] == "ok"
-    assert "Timeout" in body["checks"]["cache"]
+    assert body["checks"]["cache"] == "unavailable"
