@@ -390,3 +390,16 @@ def test_a_connection_the_server_hung_up_on_is_dropped_before_use_and_a_healthy_
         thread.shutdown()
         for f in spare:
             f.close()
+
+
+@pytest.mark.django_db
+def test_pages_answer_a_plain_503_while_the_database_is_unreachable(client, user, monkeypatch):
+    from accounts import selectors
+
+    user.save(update_fields=["password"])  # the factory's password, stored, so the session sticks
+    client.force_login(user)
+    monkeypatch.setattr(selectors, "api_tokens_for_user", _unreachable)
+    page = client.get("/account/")
+    assert page.status_code == 503
+    assert page["Retry-After"] == "5" and page["Content-Type"].startswith("text/plain")
+    assert page.content.decode() == "The database is not available. Try again shortly."
