@@ -54,6 +54,7 @@ async def _before_body(request: HttpRequest) -> Exception | None:
     request (`djllm_token`), so the view does not look it up again."""
     try:
         request.get_host()  # ALLOWED_HOSTS, as Django's CommonMiddleware would check it
+        request.djllm_host_checked = True
         if request.method == "OPTIONS" or request.path.startswith(_OPEN_PATHS) or _authenticator is None:
             return None  # CORS preflights carry no token; the probes need none
         request.djllm_token = await _authenticator(request)

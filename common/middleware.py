@@ -101,6 +101,8 @@ class APIErrorMiddleware:
         early = getattr(request, "djllm_early_error", None)
         if early is not None:
             return self._error_response(request, early)
+        if getattr(request, "djllm_host_checked", False):
+            return None  # the lean ASGI handler checked it before reading the body
         try:
             request.get_host()
         except DisallowedHost as exc:
