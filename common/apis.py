@@ -82,7 +82,7 @@ class ReadinessApi(APIView):
                 "Degraded (cache unreachable, RATE_LIMIT_FAIL_OPEN=true)",
                 value={
                     "status": "degraded",
-                    "checks": {"database": "ok", "cache": "ConnectionError: Error 111 connecting to redis:6379."},
+                    "checks": {"database": "ok", "cache": "unavailable"},
                     "counters": {"rate_limiter_cache_errors": 42},
                 },
             ),
