@@ -19,6 +19,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connections
 
+from common.db_connections import close_dropped_connections
+
 _executor: ThreadPoolExecutor | None = None
 _executor_pid: int | None = None
 _lock = threading.Lock()
@@ -36,12 +38,17 @@ def _get_executor() -> ThreadPoolExecutor:
 
 def with_reconnect(fn, *args, **kwargs):
     """Call `fn` on this thread's kept connection; if the database dropped it, reconnect once and call again."""
+    # A connection the server already hung up on is dropped first (no query: common/db_connections.py), so `fn`
+    # does not start on it at all.
+    close_dropped_connections()
+    kept = any(conn.connection is not None for conn in connections.all(initialized_only=True))
     try:
         return fn(*args, **kwargs)
     except (OperationalError, InterfaceError):
         # A kept connection can go stale (server restart, idle timeout). Drop it and try once more; a real
-        # failure raises again.
-        if any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
+        # failure raises again. A connection that `fn` had to open failed just now: the database is unreachable,
+        # and trying again at once would only double the wait (DATABASE_CONNECT_TIMEOUT) of every queued call.
+        if not kept or any(conn.in_atomic_block for conn in connections.all(initialized_only=True)):
             raise
         for conn in connections.all(initialized_only=True):
             conn.close()
