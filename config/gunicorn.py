@@ -20,3 +20,6 @@ _override = env.str("GRACEFUL_TIMEOUT", default="").strip()
 graceful_timeout = (
     int(_override) if _override else math.ceil(env.float("REQUEST_TIMEOUT", default=60.0)) + GRACEFUL_MARGIN
 )
+# A worker that is shutting down on its own (a HUP reload, `max_requests`) no longer reports to the arbiter, which
+# kills a silent worker after `timeout` seconds: give it the same time.
+timeout = graceful_timeout

@@ -107,10 +107,10 @@ def test_make_serve_graceful_timeout_follows_request_timeout(env, expected):
     """One upstream attempt must fit in the graceful timeout: it is REQUEST_TIMEOUT + 15 s unless set."""
     environment = {k: v for k, v in os.environ.items() if k not in ("REQUEST_TIMEOUT", "GRACEFUL_TIMEOUT")}
     environment.update(env)
-    read = "import runpy; print(runpy.run_path('config/gunicorn.py')['graceful_timeout'])"
+    read = "import runpy; conf = runpy.run_path('config/gunicorn.py'); print(conf['graceful_timeout'], conf['timeout'])"
     out = subprocess.run(
         [sys.executable, "-c", read], cwd=BASE_DIR, env=environment, capture_output=True, text=True, check=True
     )
-    assert int(out.stdout.strip()) == expected
+    assert out.stdout.split() == [str(expected)] * 2  # a worker restarting on its own gets the same time
     serve = subprocess.run(["make", "-n", "serve"], cwd=BASE_DIR, capture_output=True, text=True, check=True).stdout
     assert "-c config/gunicorn.py" in serve and "--graceful-timeout" not in serve
