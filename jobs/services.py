@@ -72,7 +72,10 @@ def job_create(
     )
     if upload is not None:
         job.source_kind = SourceKind(upload.kind)
-        job.upload_name, job.upload = upload.name[:255], upload.data
+        job.upload_name = upload.name[:255]
+        # Only a workbook is read again (its results are that workbook with a column added); a CSV's results are
+        # written from the rows, so its bytes are not kept (up to 20 MB less to hold and store).
+        job.upload = upload.data if upload.kind == SourceKind.XLSX else None
         job.header_row = upload.has_header
         job.upload_sheet, job.upload_column = upload_sheet, upload_column
     with transaction.atomic():
