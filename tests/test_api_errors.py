@@ -123,7 +123,7 @@ def test_each_status_in_each_dialect(client, token, make_token, settings):
     )
     assert bad["param"] == "temperature"
 
-    settings.RATE_LIMIT = "1/m"
+    settings.RATE_LIMIT = "1/h"
     assert client.post(CHAT, chat_body(), content_type="application/json").status_code == 200
     limited = client.post(CHAT, chat_body(), content_type="application/json")
     openai_error(limited, 429, "rate_limited")

@@ -256,7 +256,7 @@ def test_user_budget_applies_across_tokens(client, fake_upstream, user, token):
 
 def test_rate_limit_429_with_headers(client, token, fake_upstream):
     row = token[0]
-    row.rate_limit = "2/m"
+    row.rate_limit = "2/h"
     row.save()
     from accounts import token_cache
 
@@ -275,7 +275,7 @@ def test_rate_limit_429_with_headers(client, token, fake_upstream):
 def test_rate_limit_can_be_disabled(client, token, settings):
     settings.RATE_LIMIT_ENABLED = False
     row = token[0]
-    row.rate_limit = "1/m"
+    row.rate_limit = "1/h"
     row.save()
     assert [chat(client, content=f"n{i}").status_code for i in range(3)] == [200, 200, 200]
 

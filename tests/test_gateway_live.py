@@ -107,7 +107,7 @@ def test_sdk_exceptions(sdk, live_djllm, token, fake_upstream):
         sdk.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
     assert unknown.value.body["code"] == "unknown_model"
     row = token[0]
-    row.rate_limit = "1/m"
+    row.rate_limit = "1/h"
     row.save()
     time.sleep(0.6)  # the server's token cache trusts a lookup for 0.5 s
     sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "first"}])

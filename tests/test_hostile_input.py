@@ -157,7 +157,7 @@ def test_the_rate_limit_setting_is_checked_at_startup():
 
 def test_a_stored_invalid_rate_falls_back_to_the_default_instead_of_a_500(client, token, settings):
     APIToken.objects.filter(pk=token[0].pk).update(rate_limit="10/0s")  # a row saved before validation existed
-    settings.RATE_LIMIT = "7/m"
+    settings.RATE_LIMIT = "7/h"
     from accounts import token_cache
 
     token_cache.clear()

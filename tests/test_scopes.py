@@ -249,7 +249,7 @@ def webhook(plaintext: str, prompt: str):
 
 
 def test_rate_limit_per_user_counts_every_token_of_the_user(gateway_settings, prices, settings):
-    settings.RATE_LIMIT_PER_USER = "3/m"
+    settings.RATE_LIMIT_PER_USER = "3/h"
     user, other = UserFactory(), UserFactory()
     first, second = (services.api_token_create(user=user, rate_limit="100/m")[1] for _ in range(2))
     answers = [chat(first, "a"), chat(second, "b"), chat(first, "c")]
@@ -261,7 +261,7 @@ def test_rate_limit_per_user_counts_every_token_of_the_user(gateway_settings, pr
     assert limited.status_code == 429
     error = limited.json()["error"]  # OpenAI's error shape on /v1/, so its SDKs raise RateLimitError
     assert (error["code"], error["type"]) == ("rate_limited", "rate_limit_error")
-    assert "3/m for your account" in error["message"] and int(limited["Retry-After"]) >= 1
+    assert "3/h for your account" in error["message"] and int(limited["Retry-After"]) >= 1
     assert len(gateway_settings.requests) == 3
     assert UsageRecord.objects.filter(status="ok").count() == 3
 
@@ -273,24 +273,24 @@ def test_a_users_own_rate_overrides_the_setting(gateway_settings, prices, settin
     settings.RATE_LIMIT_PER_USER = "100/m"
     user = UserFactory()
     prefs = services.user_preferences_get(user=user)
-    prefs.rate_limit = "1/m"
+    prefs.rate_limit = "1/h"
     prefs.save()
     first, second = (services.api_token_create(user=user)[1] for _ in range(2))
     assert chat(first, "a").status_code == 200
     limited = webhook(second, "b")
     assert limited.status_code == 429
     error = limited.json()["error"]
-    assert (error["code"], error["details"]) == ("rate_limited", {"limit": "1/m", "scope": "user"})
+    assert (error["code"], error["details"]) == ("rate_limited", {"limit": "1/h", "scope": "user"})
     assert error["request_id"] == limited["X-Request-ID"]
 
 
 def test_the_tokens_own_rate_still_applies(gateway_settings, prices, settings):
     settings.RATE_LIMIT_PER_USER = "100/m"
-    _, plaintext = services.api_token_create(user=UserFactory(), rate_limit="1/m")
+    _, plaintext = services.api_token_create(user=UserFactory(), rate_limit="1/h")
     assert chat(plaintext, "a").status_code == 200
     limited = webhook(plaintext, "b")
     assert limited.status_code == 429
-    assert limited.json()["error"]["details"] == {"limit": "1/m", "scope": "token"}
+    assert limited.json()["error"]["details"] == {"limit": "1/h", "scope": "token"}
     assert len(gateway_settings.requests) == 1
 
 
