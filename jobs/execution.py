@@ -1,10 +1,9 @@
 """Running one batch or job item through the gateway: the webhook's templates, the pipeline (rate limit skipped:
-the batch or job was counted once), and backoff when the upstream keeps rate limiting after the pipeline's own
-retries. An item's failure is its outcome, never an exception."""
+the batch or job was counted once; rounds of backoff when the upstream keeps rate limiting after the pipeline's own
+retries). An item's failure is its outcome, never an exception."""
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -15,8 +14,7 @@ from django.db import transaction
 
 from accounts.token_cache import CachedToken
 from common.aio import shielded
-from common.errors import AppError, InvalidRequest, RateLimited
-from common.shutdown import draining
+from common.errors import AppError, InvalidRequest
 from jobs.inputs import BatchOptions, webhook_body
 from llm import pipeline
 from llm.apis.webhook import build_call
@@ -104,14 +102,6 @@ def _write_refusal(draft: UsageDraft, hook: RecordHook | None) -> None:
             hook(record, None)
 
 
-def _rate_limit_wait(error: RateLimited, round_: int) -> float:
-    try:
-        wait = float(error.headers.get("Retry-After", ""))
-    except ValueError:
-        wait = 2.0**round_ * random.uniform(0.5, 1.5)
-    return min(max(wait, 0.0), settings.BATCH_RATE_LIMIT_MAX_WAIT)
-
-
 async def run_item(
     ctx: ItemContext,
     *,
@@ -169,21 +159,17 @@ async def _run_item(
         if record_if_cancelled:
             await record_unsent(ctx, request_id=request_id, model=model)
         raise
-    call = replace(call, skip_rate_limit=True, on_record=on_record, on_left_behind=on_left_behind)
-    rounds = max(settings.BATCH_RATE_LIMIT_RETRIES, 0)
-    for round_ in range(rounds + 1):
-        try:
-            result = await pipeline.complete(call)
-        except RateLimited as error:
-            if round_ >= rounds or draining():  # a worker shutting down starts no new attempt (common/shutdown.py)
-                return ItemOutcome.failed(error)
-            wait = _rate_limit_wait(error, round_)
-            logger.warning("Item %s still rate limited (%s); waiting %.1fs", request_id, error.code, wait)
-            await asyncio.sleep(wait)
-            if draining():
-                return ItemOutcome.failed(error)
-        except AppError as error:
-            return ItemOutcome.failed(error)
-        else:
-            return ItemOutcome(ok=True, result=result.completion.text, cached=result.cached, cost_usd=result.cost_usd)
-    raise AssertionError("unreachable")
+    # The upstream's rate limit is waited out inside the one call (BATCH_RATE_LIMIT_RETRIES rounds), so the item
+    # keeps exactly one usage record however many attempts it took.
+    call = replace(
+        call,
+        skip_rate_limit=True,
+        on_record=on_record,
+        on_left_behind=on_left_behind,
+        rate_limit_rounds=max(settings.BATCH_RATE_LIMIT_RETRIES, 0),
+    )
+    try:
+        result = await pipeline.complete(call)
+    except AppError as error:
+        return ItemOutcome.failed(error)
+    return ItemOutcome(ok=True, result=result.completion.text, cached=result.cached, cost_usd=result.cost_usd)

@@ -134,6 +134,10 @@ class UsageRecord(models.Model):
     upstream_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     stream = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Calls sent upstream for this request, retries and fallbacks included (0: none was needed).",
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -67,6 +67,9 @@ class GatewayCall:
     # complete() only: called with the task that goes on in the background when the caller is cancelled (a batch
     # holds its item's concurrency slot until that task ends).
     on_left_behind: Callable[[asyncio.Task], None] | None = None
+    # complete() only: rounds of waiting out an upstream that still rate limits after the retries (batch and job
+    # items, which have no client waiting on each one). All of them stay inside the request's one usage record.
+    rate_limit_rounds: int = 0
 
 
 @dataclass
@@ -151,15 +154,23 @@ async def _with_retries(operation: Callable[[], Awaitable], flight: _Flight | No
 
 
 @sensitive_variables("current", "provider", "route")
-async def _over_routes(route: Route, request: ChatRequest, operation, flight: _Flight | None = None):
+async def _over_routes(
+    route: Route, request: ChatRequest, operation, draft: UsageDraft, flight: _Flight | None = None
+):
     """Retries on each route, then its fallback. A non-retryable error (a bad request) is not retried anywhere, and
-    nothing is tried again once the client has gone or the worker is draining."""
+    nothing is tried again once the client has gone or the worker is draining. Every call sent upstream is counted
+    in `draft.attempts`."""
+
+    def attempt(provider, routed):
+        draft.attempts += 1
+        return operation(provider, routed)
+
     current, last_error = route, None
     while current is not None:
         provider = provider_for(current.provider, base_url=current.base_url, api_key=current.api_key)
         routed = replace(request, model=current.model)
         try:
-            return current, await _with_retries(lambda p=provider, r=routed: operation(p, r), flight)
+            return current, await _with_retries(lambda p=provider, r=routed: attempt(p, r), flight)
         except ProviderError as error:
             if not error.retryable or _no_new_attempt(flight):
                 raise
@@ -173,6 +184,28 @@ async def _over_routes(route: Route, request: ChatRequest, operation, flight: _F
                 )
             current = current.fallback
     raise last_error
+
+
+def _rate_limit_wait(error: ProviderError, round_: int) -> float:
+    wait = error.retry_after if error.retry_after is not None else 2.0**round_ * random.uniform(0.5, 1.5)
+    return min(max(wait, 0.0), settings.BATCH_RATE_LIMIT_MAX_WAIT)
+
+
+async def _with_rate_limit_rounds(rounds: int, attempt: Callable[[], Awaitable], request_id: str, flight: _Flight):
+    """`attempt()` again while the upstream keeps rate limiting, after a wait (its Retry-After, capped by
+    BATCH_RATE_LIMIT_MAX_WAIT), up to `rounds` more times; not once the client has gone or the worker is draining."""
+    for round_ in range(rounds + 1):
+        try:
+            return await attempt()
+        except ProviderError as error:
+            if error.code != "upstream_rate_limited" or round_ >= rounds or _no_new_attempt(flight):
+                raise
+            wait = _rate_limit_wait(error, round_)
+            logger.warning("Item %s still rate limited (%s); waiting %.1fs", request_id, error.code, wait)
+            await asyncio.sleep(wait)
+            if _no_new_attempt(flight):
+                raise
+    raise AssertionError("unreachable")
 
 
 def _draft(call: GatewayCall, *, stream: bool) -> UsageDraft:
@@ -317,8 +350,13 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
             raise asyncio.CancelledError  # nothing was sent: nothing is (recorded below, at no cost)
         upstream_start = time.perf_counter()
         sent = True
-        route, completion = await _over_routes(
-            prepared.route, prepared.request, lambda provider, request: provider.complete(request), flight
+        route, completion = await _with_rate_limit_rounds(
+            call.rate_limit_rounds,
+            lambda: _over_routes(
+                prepared.route, prepared.request, lambda provider, request: provider.complete(request), draft, flight
+            ),
+            call.request_id,
+            flight,
         )
         draft.upstream_latency_ms = _elapsed_ms(upstream_start)
         draft.provider, draft.upstream_model = route.provider, completion.model or route.model
@@ -528,7 +566,7 @@ async def open_stream(call: GatewayCall) -> StreamSession:
 
         upstream_start = time.perf_counter()
         sent = True
-        route, (rest, first) = await _over_routes(prepared.route, prepared.request, open_upstream)
+        route, (rest, first) = await _over_routes(prepared.route, prepared.request, open_upstream, draft)
         draft.upstream_latency_ms = _elapsed_ms(upstream_start)
         draft.provider, draft.upstream_model = route.provider, route.model
         if route is not prepared.route:

@@ -51,6 +51,7 @@ class UsageDraft:
     upstream_latency_ms: int | None = None
     time_to_first_token_ms: int | None = None
     stream: bool = False
+    attempts: int = 0  # calls sent upstream for this request, retries and fallbacks included
     reservation: Reservation | None = None  # released when this draft's record is written
 
 
@@ -113,7 +114,7 @@ def _add_spend(scope: str, key: int, month, amount: Decimal, release: Decimal = 
 _COPIED = (
     "request_id", "user_id", "token_id", "endpoint", "provider", "type", "source", "batch_id", "status",
     "http_status", "usage_estimated", "priced", "cost_usd", "saved_usd", "latency_ms", "upstream_latency_ms",
-    "time_to_first_token_ms", "stream",
+    "time_to_first_token_ms", "stream", "attempts",
 )  # fmt: skip
 _TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 

@@ -107,7 +107,8 @@ def test_retry_then_success_is_one_record(client, fake_upstream):
     response = chat(client)
     assert response.status_code == 200
     assert len(fake_upstream.requests_for(path="/v1/chat/completions")) == 3
-    assert only_record().status == "ok"
+    record = only_record()
+    assert (record.status, record.attempts) == ("ok", 3)
 
 
 @pytest.mark.parametrize("kind", ["500", "529", "reset", "malformed", "timeout"])
@@ -130,6 +131,7 @@ def test_upstream_failures_are_mapped_and_recorded(client, fake_upstream, settin
     assert record.cost_usd == 0 and record.input_tokens == 0  # nothing was billed upstream
     retryable = kind != "malformed"
     assert len(fake_upstream.requests_for(path="/v1/chat/completions")) == (3 if retryable else 1)
+    assert record.attempts == (3 if retryable else 1)
 
 
 def test_fallback_route_after_retries(client, fake_upstream):
@@ -146,6 +148,7 @@ def test_fallback_route_after_retries(client, fake_upstream):
         "anthropic",
         "claude-haiku-4-5",
     )
+    assert record.attempts == 4  # three on the route, one on its fallback
 
 
 def test_routing_prefixes_and_alias_key(client, fake_upstream):
