@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 WEB_CONCURRENCY ?= 2
-# Development settings for `make run`/`make worker` (the WSGI/ASGI/Celery entry points alone default to production).
+# Development settings for `make run` (the WSGI/ASGI/Celery entry points alone default to production; `make serve` and
+# `make worker` name the production ones).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
 .PHONY: run serve worker test lint schema-check bench soak deps dev-deps browser migrate clean
@@ -44,9 +45,11 @@ run: migrate
 	@if [ "$(RUN_WORKER)" = "1" ]; then $(CELERY_WORKER) & trap "kill $$! 2>/dev/null" EXIT INT TERM; fi; \
 	$(BIN)/uvicorn config.asgi:application --host 127.0.0.1 --port $(PORT)
 
-# A background-jobs worker (docs/jobs.md); start as many as you like, on any machine sharing the database and broker.
-worker: migrate
-	$(CELERY_WORKER)
+# A background-jobs worker for production (docs/jobs.md), on the same settings as `make serve` (SERVE_SETTINGS);
+# start as many as you like, on any machine sharing the database and broker. `make run` starts its own for development.
+worker: deps
+	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py migrate --noinput -v 0
+	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(CELERY_WORKER)
 
 # Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY and
 # FIELD_ENCRYPTION_KEYS required) unless SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves

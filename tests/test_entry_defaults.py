@@ -77,10 +77,15 @@ def test_manage_py_keeps_the_development_settings():
     assert "SETTINGS_MODULE = 'config.settings.local'" in result.stdout
 
 
-def test_make_run_and_worker_name_the_development_settings_and_serve_production():
+def test_make_run_names_the_development_settings_and_serve_and_worker_production():
     makefile = (BASE_DIR / "Makefile").read_text()
     assert "export DJANGO_SETTINGS_MODULE ?= config.settings.local" in makefile
-    assert "SERVE_SETTINGS ?= config.settings.production" in makefile
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "SERVE_SETTINGS", "MAKEFLAGS")}
+    for target in ("serve", "worker"):
+        plan = subprocess.run(["make", "-n", target], cwd=BASE_DIR, env=env, capture_output=True, text=True).stdout
+        plan = plan.replace("\\\n", " ")  # one line per command
+        started = [line for line in plan.splitlines() if "gunicorn" in line or "celery" in line]
+        assert started and all("DJANGO_SETTINGS_MODULE=config.settings.production" in line for line in started), plan
 
 
 def test_readme_names_the_settings_module_for_pythonanywhere():
