@@ -404,6 +404,16 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
             draft.latency_ms = _elapsed_ms(start)
             await record(draft, call)
         raise
+    except Exception:
+        # A bug, or an answer nothing above could read: the request still leaves its one record (which settles its
+        # reservation), marked as djllm's own failure; the caller gets the 500 as before.
+        if not recording:
+            draft.status, draft.http_status, draft.error_code = UsageStatus.UPSTREAM_ERROR, 500, "internal_error"
+            if sent and draft.usage is None and prepared is not None:
+                _estimate_aborted(draft, prepared.request, prepared.price)
+            draft.latency_ms = _elapsed_ms(start)
+            await record(draft, call)
+        raise
 
 
 @dataclass

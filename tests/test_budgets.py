@@ -456,3 +456,46 @@ def test_a_caller_cancelled_while_reserving_leaves_nothing_reserved(token, gatew
     async_to_sync(main)()
     row = counter("token", token[0].pk)
     assert (row.spent_usd, row.reserved_usd) == (0, 0)
+
+
+def test_an_unexpected_failure_after_the_reservation_is_recorded_and_releases_it(
+    client, fake_upstream, token, monkeypatch
+):
+    """A bug in reading an answer (here: the provider code raising something no handler expects) still leaves the
+    request's one record, estimated since the call was sent, and gives the reservation back."""
+    from llm.providers import openai_provider
+
+    async def broken(self, request):
+        raise RuntimeError("a bug while reading the answer")
+
+    set_token_budget(token, "1.00")
+    monkeypatch.setattr(openai_provider.OpenAIProvider, "complete", broken)
+    response = chat(client, max_tokens=500)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"  # OpenAI's shape, no traceback
+    record = only_record()
+    assert (record.status, record.http_status, record.error_code) == ("upstream_error", 500, "internal_error")
+    assert record.usage_estimated and record.input_tokens > 0 and record.attempts == 1
+    row = counter("token", token[0].pk)
+    assert (row.reserved_usd, row.spent_usd) == (0, record.cost_usd)
+
+
+def test_an_answer_whose_message_is_not_an_object_is_a_mapped_upstream_error(client, fake_upstream, token):
+    fake_upstream.configure(reply="ok")
+    from bench import fake_upstream as fake_module
+
+    original = fake_module._dumps
+
+    def message_as_text(obj):
+        if isinstance(obj, dict) and obj.get("object") == "chat.completion":
+            obj = {**obj, "choices": [{**obj["choices"][0], "message": "just text"}]}
+        return original(obj)
+
+    fake_module._dumps = message_as_text
+    try:
+        response = chat(client)
+    finally:
+        fake_module._dumps = original
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_bad_response"
+    assert only_record().error_code == "upstream_bad_response"

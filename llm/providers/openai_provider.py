@@ -67,6 +67,8 @@ class OpenAIProvider(SDKProvider):
             raise ProviderError(f"{self.name} sent a response without choices.", code="upstream_bad_response")
         choice = choices[0]
         message = choice.get("message") or {}
+        if not isinstance(message, dict):
+            raise ProviderError(f"{self.name} sent a choice without a message.", code="upstream_bad_response")
         return Completion(
             text=message.get("content") or "",
             model=response.get("model") or request.model,
