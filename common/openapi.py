@@ -2,8 +2,9 @@
 
 The operations describe their own success and their own error meanings; this last post-processing hook adds, for
 each operation, every error status the shared layers can answer that the operation does not describe yet (a body
-that is not JSON, a missing token, a throttle, a request too large, the database down), so that what a client can
-receive is documented and checked (schemathesis runs against this schema in the test suite)."""
+that is not JSON, a missing token, a throttle, a request too large, the database down), and the error body to any
+error an operation describes only in words, so that what a client can receive is documented and checked
+(schemathesis runs against this schema in the test suite)."""
 
 from typing import Any
 
@@ -99,4 +100,8 @@ def add_error_responses(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for status, description in statuses.items():
                 responses.setdefault(status, {"description": description, "content": content})
+            for status, response in responses.items():
+                # An error described only in words still has a body: the error shape of its path.
+                if status[:1] in ("4", "5") and isinstance(response, dict) and not response.get("content"):
+                    response["content"] = content
     return result

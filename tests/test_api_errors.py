@@ -233,6 +233,7 @@ def test_a_forced_500_under_debug_shows_no_key_or_token(
     settings.DEBUG = True
     settings.GOOGLE_CLIENT_ID, settings.GOOGLE_CLIENT_SECRET = "client-id", GOOGLE_SECRET
     settings.GOOGLE_TOKEN_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
     ModelRoute.objects.create(
         alias="team-claude",
         provider="anthropic",
@@ -256,6 +257,7 @@ def test_a_forced_500_under_debug_shows_no_key_or_token(
         error = api_error(response, 500, "internal_error")
     assert error["message"] == "An internal error occurred."
     secrets = [OPENAI_KEY, ANTHROPIC_KEY, ROUTE_KEY, GOOGLE_SECRET, token[1], settings.SECRET_KEY]
+    secrets += [*settings.FIELD_ENCRYPTION_KEYS, *settings.GOOGLE_TOKEN_ENCRYPTION_KEYS]
     for secret in secrets:
         assert secret not in response.content.decode()
         assert secret not in caplog.text
