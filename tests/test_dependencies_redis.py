@@ -37,17 +37,23 @@ CLOSED_PORT_CACHE = redis_cache("redis://127.0.0.1:1/0")  # nothing listens on p
 
 
 class OwnRedis:
-    """A redis-server of this test's own on a free port, stopped by the test (or at the end)."""
+    """A redis-server of this test's own on a free port, stopped by the test (or at the end), and started again on
+    the same port when a test wants to see the service recover."""
 
     def __init__(self, log_dir) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
             pytest.skip("redis-server is not installed")
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._log = (log_dir / "redis.log").open("w")
+        self._log_path = log_dir / "redis.log"
+        self.process = None
+        self.start()
+
+    def start(self) -> None:
+        self._log = self._log_path.open("a")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -62,7 +68,7 @@ class OwnRedis:
         raise RuntimeError("the test's redis-server did not start")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
         self._log.close()
@@ -87,12 +93,12 @@ def client(token, gateway_settings, prices):
     return Client(HTTP_AUTHORIZATION=f"Bearer {token[1]}")
 
 
-def chat(client, content="Hello there"):
-    # temperature > 0: the response cache (with its own fail-open) stays out of these tests
+def chat(client, content="Hello there", temperature=0.7):
+    # temperature > 0 by default: the response cache (with its own fail-open) stays out of these tests
     body = {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": content}],
-        "temperature": 0.7,
+        "temperature": temperature,
         "max_tokens": 100,
     }
     return client.post(CHAT, body, content_type="application/json")
@@ -131,6 +137,29 @@ def test_redis_stopped_mid_test_fails_open_logged_once_and_counted(
     assert len(logged) == 1, [r.getMessage() for r in logged]  # once a minute, not once a request
     assert "cache is unreachable" in logged[0].getMessage() and "RATE_LIMIT_FAIL_OPEN=true" in logged[0].getMessage()
     assert readiness_counter(api_client) == 3
+
+
+def test_redis_back_again_limits_and_caches_again_without_a_restart(
+    client, token, settings, own_redis, fake_upstream
+):
+    settings.CACHES = redis_cache(own_redis.url)
+    settings.RATE_LIMIT_FAIL_OPEN = True
+    row = token[0]
+    row.rate_limit = "2/h"
+    row.save()
+    assert chat(client, "before").status_code == 200
+
+    own_redis.stop()
+    assert chat(client, "while down").status_code == 200  # fail open
+    own_redis.start()  # the same address, empty: the counters start again
+
+    counted = [chat(client, "after", temperature=0) for _ in range(3)]
+    assert [a.status_code for a in counted] == [200, 200, 429], counted[-1].content
+    assert counted[0]["X-RateLimit-Remaining"] == "1" and counted[1]["X-RateLimit-Remaining"] == "0"
+    assert (counted[0]["X-Djllm-Cached"], counted[1]["X-Djllm-Cached"]) == ("false", "true")  # the cache is back
+    assert len(fake_upstream.requests) == 3  # before, while down, and the first after: the second was a hit
+    statuses = list(UsageRecord.objects.order_by("id").values_list("status", flat=True))
+    assert statuses == ["ok", "ok", "ok", "cached", "rate_limited"]
 
 
 def test_fail_closed_answers_503_rate_limiter_unavailable_in_both_shapes(client, token, settings, fake_upstream):
