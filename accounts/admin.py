@@ -67,6 +67,13 @@ class APITokenAdmin(admin.ModelAdmin):
             return False  # revoked tokens are read-only
         return super().has_change_permission(request, obj)
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user" and not request.user.is_superuser:
+            # A token made for someone else, shown to its maker once, would let staff act as that user: only a
+            # superuser makes tokens for other people.
+            kwargs["queryset"] = User.objects.filter(pk=request.user.pk)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         if change:
             # The admin's change history (LogEntry) is written by the admin itself after this.
@@ -113,6 +120,13 @@ class APITokenAdmin(admin.ModelAdmin):
     @admin.action(description="Rotate selected tokens (new token, old one revoked now)", permissions=["change"])
     def rotate_tokens(self, request, queryset):
         request._djllm_new_tokens = []
+        if not request.user.is_superuser:  # the new plaintext is shown here: only one's own, as for creating
+            others = queryset.exclude(user=request.user).count()
+            if others:
+                self.message_user(
+                    request, f"Not rotated: {others} token(s) of other users (only a superuser can).", messages.ERROR
+                )
+            queryset = queryset.filter(user=request.user)
         for token in queryset.exclude(revoked_at__lte=timezone.now()):
             new_token, plaintext = services.api_token_rotate(token=token)
             self.log_change(request, token, f"Rotated: revoked, replaced by {new_token.display_prefix}….")

@@ -113,3 +113,28 @@ def test_preferences_inline_offers_the_token_caps(admin_client, bob):
     page = admin_client.get(f"/admin/auth/user/{bob.pk}/change/").content.decode()
     for name in ("token_scopes_allowed", "token_rate_limit_max", "token_budget_max_usd", "rate_limit"):
         assert f"preferences-0-{name}" in page
+
+
+def test_staff_without_superuser_make_and_rotate_tokens_only_for_themselves(bob):
+    """A token made (or rotated) for someone else is shown to its maker once: it would let staff act as that user."""
+    staff = UserFactory(username="staff", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__app_label="accounts"))
+    client = Client()
+    client.force_login(staff)
+    form = client.get(f"{CHANGELIST}add/").content.decode()
+    assert f'value="{staff.pk}"' in form and f'value="{bob.pk}"' not in form
+
+    refused = client.post(f"{CHANGELIST}add/", {"user": bob.pk, "name": "mine now", "scopes": ["llm"]})
+    assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
+    assert not APIToken.objects.filter(user=bob).exists()
+
+    bobs, _ = services.api_token_create(user=bob, name="excel")
+    own, _ = services.api_token_create(user=staff, name="own")
+    response = client.post(CHANGELIST, {"action": "rotate_tokens", "_selected_action": [bobs.pk, own.pk]})
+    page = response.content.decode()
+    assert "shown only this once" in page and page.count("djl_") == 1  # one new plaintext: the staff's own
+    bobs.refresh_from_db()
+    own.refresh_from_db()
+    assert bobs.revoked_at is None and own.revoked_at is not None
+    assert APIToken.objects.filter(user=bob).count() == 1
+    assert "Not rotated: 1 token(s) of other users (only a superuser can)." in page
