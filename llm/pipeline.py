@@ -369,7 +369,7 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
             estimated = True
         price = prepared.price if route is prepared.route else await _route_price(route, draft)
         draft.usage, draft.usage_estimated, draft.cost_usd = usage, estimated, _cost(usage, price)
-        if prepared.cache_key:
+        if prepared.cache_key and route is prepared.route:  # a fallback's answer is not the requested route's
             await response_cache.put(prepared.cache_key, completion)
         draft.latency_ms = _elapsed_ms(start)
         if flight.client_gone:
@@ -581,6 +581,7 @@ async def open_stream(call: GatewayCall) -> StreamSession:
         draft.provider, draft.upstream_model = route.provider, route.model
         if route is not prepared.route:
             common["_price"] = await _route_price(route, draft)
+            common["_cache_key"] = None  # a fallback's answer is not the requested route's: not cached under its key
         return StreamSession(route=route, cached=False, _first=first, _rest=rest, **common)
     except ProviderError as error:
         app_error = _upstream_error(error)

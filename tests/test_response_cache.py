@@ -209,3 +209,17 @@ def test_sdk_streamed_tool_call_replayed_from_cache(live_djllm, token, prices, f
     assert json.loads(call.function.arguments) == EVENT
     assert again.parse().choices[0].finish_reason == "tool_calls"
     assert len(fake_upstream.requests) == 1
+
+
+def test_an_answer_from_a_fallback_route_is_not_cached_as_the_requested_routes(
+    client, gateway_settings, fake_upstream
+):
+    backup = ModelRoute.objects.create(alias="backup", provider="anthropic", upstream_model="claude-haiku-4-5")
+    ModelRoute.objects.create(alias="smart", provider="openai", upstream_model="gpt-4o", fallback=backup)
+    routing.routes_changed()
+    fake_upstream.fail_next("500", times=3, provider="openai")
+    assert chat(client, model="smart")["X-Djllm-Cached"] == "false"  # answered by the fallback
+    again = chat(client, model="smart")
+    assert again["X-Djllm-Cached"] == "false"  # the primary is asked again, and its answer is the one kept
+    assert chat(client, model="smart")["X-Djllm-Cached"] == "true"
+    assert [r.provider for r in fake_upstream.requests] == ["openai"] * 3 + ["anthropic", "openai"]
