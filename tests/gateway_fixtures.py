@@ -59,3 +59,18 @@ def prices(db):
         )
     pricing.prices_changed()
     return PRICES
+
+
+def route_form(**overrides) -> dict:
+    """The admin's model-route form, filled in as a person would: an OpenAI alias with no base URL or key."""
+    data = {
+        "alias": "fast",
+        "provider": "openai",
+        "upstream_model": "gpt-4o-mini",
+        "base_url": "",
+        "api_key": "",
+        "fallback": "",
+        "is_active": "on",
+    }
+    data.update(overrides)
+    return data

@@ -91,9 +91,7 @@ def test_a_hang_up_bills_the_real_cost_and_releases_the_rest(live_djllm, token, 
     set_budget(token, "1.00")
     fake_upstream.configure(latency_ms=1500, usage=USAGE)
     headers = {"Authorization": f"Bearer {token[1]}"}
-    hang_up_once_upstream_has(
-        fake_upstream, 1, "POST", f"{live_djllm.url}/v1/chat/completions", json=body(), headers=headers
-    )
+    hang_up_once_upstream_has(fake_upstream, 1, f"{live_djllm.url}/v1/chat/completions", body(), headers)
     [row] = wait_for_rows(1)
     assert row.status == "cancelled" and row.cost_usd == COST
     counter = token_counter(token)

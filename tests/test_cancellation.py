@@ -31,13 +31,17 @@ def wait_for_rows(n: int, timeout: float = 20.0, **filters) -> list[UsageRecord]
         time.sleep(0.05)
 
 
-def hang_up_once_upstream_has(fake_upstream, n: int, method: str, url: str, **kwargs) -> None:
-    """Send one request with httpx and close the connection (cancel the client's call) once the fake upstream has
+def bearer(token) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token[1]}"}
+
+
+def hang_up_once_upstream_has(fake_upstream, n: int, url: str, body: dict, headers: dict[str, str]) -> None:
+    """POST `body` with httpx and close the connection (cancel the client's call) once the fake upstream has
     received `n` requests: the call is then under way upstream, and the client is gone."""
 
     async def main():
         async with httpx.AsyncClient(timeout=30) as client:
-            call = asyncio.ensure_future(client.request(method, url, **kwargs))
+            call = asyncio.ensure_future(client.post(url, json=body, headers=headers))
             while len(fake_upstream.requests) < n:
                 if call.done():
                     raise AssertionError(f"answered before the upstream had {n} requests: {call.result()}")
@@ -65,7 +69,7 @@ def test_hang_up_on_a_slow_call_records_it_cancelled_with_its_real_usage(
 ):
     fake_upstream.configure(latency_ms=2500, usage=USAGE, reply="worth every token")
     headers = {auth: f"Bearer {token[1]}" if auth == "Authorization" else token[1]}
-    hang_up_once_upstream_has(fake_upstream, 1, "POST", f"{live_djllm.url}{path}", json=body, headers=headers)
+    hang_up_once_upstream_has(fake_upstream, 1, f"{live_djllm.url}{path}", body, headers)
 
     [row] = wait_for_rows(1)
     assert (row.status, row.http_status, row.error_code) == ("cancelled", 499, "client_disconnected")
@@ -85,14 +89,7 @@ def test_an_aborted_call_after_the_hang_up_is_estimated_and_not_retried(
     settings.REQUEST_TIMEOUT = 1.0
     fake_upstream.fail_next("timeout", times=3, hold_s=20)
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 400}]}
-    hang_up_once_upstream_has(
-        fake_upstream,
-        1,
-        "POST",
-        f"{live_djllm.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {token[1]}"},
-    )
+    hang_up_once_upstream_has(fake_upstream, 1, f"{live_djllm.url}/v1/chat/completions", body, bearer(token))
 
     [row] = wait_for_rows(1)
     assert (row.status, row.http_status, row.error_code) == ("cancelled", 499, "client_disconnected")
@@ -105,14 +102,7 @@ def test_an_aborted_call_after_the_hang_up_is_estimated_and_not_retried(
 def test_hang_up_before_the_first_chunk_of_a_stream_is_recorded(live_djllm, token, prices, fake_upstream):
     fake_upstream.configure(latency_ms=2500, usage=USAGE)
     body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "x" * 400}]}
-    hang_up_once_upstream_has(
-        fake_upstream,
-        1,
-        "POST",
-        f"{live_djllm.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {token[1]}"},
-    )
+    hang_up_once_upstream_has(fake_upstream, 1, f"{live_djllm.url}/v1/chat/completions", body, bearer(token))
 
     [row] = wait_for_rows(1)
     assert (row.status, row.http_status, row.stream) == ("cancelled", 499, True)
@@ -127,14 +117,7 @@ def test_batch_cancelled_mid_way_bills_the_items_in_flight_and_sends_no_more(
     fake_upstream.configure(latency_ms=2500, usage=USAGE)
     items = [{"id": f"A{i}", "prompt": f"row number {i}"} for i in range(5)]
     body = {"type": "summary", "model": "gpt-4o-mini", "items": items}
-    hang_up_once_upstream_has(
-        fake_upstream,
-        2,
-        "POST",
-        f"{live_djllm.url}/api/v1/batch",
-        json=body,
-        headers={"Authorization": f"Bearer {token[1]}"},
-    )
+    hang_up_once_upstream_has(fake_upstream, 2, f"{live_djllm.url}/api/v1/batch", body, bearer(token))
 
     rows = wait_for_rows(5)
     assert len(rows) == 5 and {row.status for row in rows} == {"cancelled"}
@@ -183,14 +166,7 @@ def test_a_cancelled_call_settles_its_budget_reservation(live_djllm, token, pric
     token_cache.clear()  # the server runs in this process
     fake_upstream.configure(latency_ms=2500, usage=USAGE)
     body = {"model": "gpt-4o-mini", "max_tokens": 500, "messages": [{"role": "user", "content": "take your time"}]}
-    hang_up_once_upstream_has(
-        fake_upstream,
-        1,
-        "POST",
-        f"{live_djllm.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {token[1]}"},
-    )
+    hang_up_once_upstream_has(fake_upstream, 1, f"{live_djllm.url}/v1/chat/completions", body, bearer(token))
 
     [record] = wait_for_rows(1)
     assert (record.status, record.cost_usd, record.usage_estimated) == ("cancelled", COST, False)
@@ -232,7 +208,7 @@ def test_a_cancelled_batch_keeps_its_concurrency_slots_until_its_calls_end(
     }
     headers = {"Authorization": f"Bearer {token[1]}"}
     url = f"{live_djllm.url}/api/v1/batch"
-    hang_up_once_upstream_has(fake_upstream, 2, "POST", url, json=body, headers=headers)
+    hang_up_once_upstream_has(fake_upstream, 2, url, body, headers)
 
     again = httpx.post(url, json=body, headers=headers, timeout=60)
 

@@ -74,7 +74,7 @@ def test_sigterm_finishes_the_call_in_flight_and_writes_every_record(server, tok
     # A second call, answered upstream later than the first; its client hangs up: it goes on in the background.
     fake_upstream.configure(latency_ms=5000)
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "nobody waits for me"}]}
-    hang_up_once_upstream_has(fake_upstream, 2, "POST", url, json=body, headers=headers)
+    hang_up_once_upstream_has(fake_upstream, 2, url, body, headers)
 
     server.process.send_signal(signal.SIGTERM)
     server.wait_for_log("Shutting down")  # the worker closed its listening socket

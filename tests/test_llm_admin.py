@@ -24,6 +24,7 @@ from llm.paginator import EstimatedCountPaginator
 from llm.providers.base import Usage
 from llm.services import UsageDraft, usage_record_create
 from tests.factories import UserFactory
+from tests.gateway_fixtures import route_form
 
 pytestmark = pytest.mark.django_db
 
@@ -325,20 +326,6 @@ def test_small_sets_are_counted_exactly(admin_client, records):
 # --- ModelRoute: the key is never shown ---------------------------------------------------------
 
 SECRET = "sk-route-secret-0123456789abcdef"
-
-
-def route_form(**overrides):
-    data = {
-        "alias": "fast",
-        "provider": "openai",
-        "upstream_model": "gpt-4o-mini",
-        "base_url": "",
-        "api_key": "",
-        "fallback": "",
-        "is_active": "on",
-    }
-    data.update(overrides)
-    return data
 
 
 def test_route_key_is_write_only(admin_client, django_capture_on_commit_callbacks):

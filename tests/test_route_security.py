@@ -16,7 +16,7 @@ from common import crypto
 from llm import routing
 from llm.models import ModelRoute, UsageRecord
 from llm.providers.errors import MAX_UPSTREAM_MESSAGE, redact
-from tests.gateway_fixtures import ANTHROPIC_KEY, OPENAI_KEY
+from tests.gateway_fixtures import ANTHROPIC_KEY, OPENAI_KEY, route_form
 
 pytestmark = pytest.mark.django_db
 
@@ -228,20 +228,6 @@ def test_allowlist_setting_wildcards_networks_and_configured_hosts(settings):
 
 
 # --- Base URL allowlist: on save, and routes are for superusers ---------------------------------------------------
-
-
-def route_form(**overrides):
-    data = {
-        "alias": "fast",
-        "provider": "openai",
-        "upstream_model": "gpt-4o-mini",
-        "base_url": "",
-        "api_key": "",
-        "fallback": "",
-        "is_active": "on",
-    }
-    data.update(overrides)
-    return data
 
 
 @pytest.mark.parametrize(
