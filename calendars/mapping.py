@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from common.errors import InvalidRequest
+from common.validation import invalid_request
 
 SUMMARY_MAX_LENGTH = 500
 DESCRIPTION_MAX_LENGTH = 8000
@@ -70,7 +71,7 @@ class _Errors:
 
     def raise_if_any(self) -> None:
         if self.items:
-            raise InvalidRequest("The event is invalid; see details.", details=self.items)
+            raise invalid_request(self.items)
 
 
 def localize(wall: datetime, tz_name: str) -> datetime:

@@ -71,7 +71,7 @@ INVALID = error_example(
     "Invalid event",
     400,
     "invalid_request",
-    "The event is invalid; see details.",
+    "Invalid `end`: The end must be after the start.",
     {"end": ["The end must be after the start."], "timezone": ["'Mars/Base' is not an IANA timezone name."]},
 )
 NOT_FOUND = error_example("No such event", 404, "calendar_not_found", "Google Calendar: Not Found.")

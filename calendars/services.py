@@ -12,6 +12,7 @@ from calendars.errors import CalendarConflict, CalendarExtractionInvalid, Idempo
 from calendars.mapping import EventInput
 from calendars.schemas import EventExtraction, event_extraction_parse
 from common.errors import InvalidRequest
+from common.validation import invalid_request
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def calendar_events_list(
             except (ValueError, TypeError) as exc:
                 problems[name] = [str(exc)]
     if problems:
-        raise InvalidRequest("The time range is invalid; see details.", details=problems)
+        raise invalid_request(problems)
     if "time_min" in bounds and "time_max" in bounds and bounds["time_max"] <= bounds["time_min"]:
         raise InvalidRequest("time_max must be after time_min.", details={"time_max": ["Must be after time_min."]})
     params = {"calendarId": calendar_id, "maxResults": max_results, "singleEvents": single_events}

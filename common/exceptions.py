@@ -13,13 +13,14 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.views import csrf, defaults
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from common import errors
+from common import errors, validation
 from common.db_connections import DB_UNAVAILABLE_ERRORS, close_dropped_connections
 from common.parsers import request_too_large
 from common.responses import api_error_body, error_response_for_path
@@ -44,8 +45,7 @@ _DRF_CODES = {
 def _from_drf(exc: drf.APIException) -> errors.AppError:
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, drf.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        return errors.InvalidRequest("The request is invalid; see details.", details=details)
+        return validation.from_drf(exc.detail)
     if isinstance(exc, (drf.AuthenticationFailed, drf.PermissionDenied)):
         detail_code = getattr(exc.detail, "code", None)
         if detail_code and detail_code not in ("authentication_failed", "permission_denied"):
@@ -64,6 +64,8 @@ def _from_drf(exc: drf.APIException) -> errors.AppError:
 
 
 def _from_django(exc: Exception) -> errors.AppError | None:
+    if isinstance(exc, DjangoValidationError):  # e.g. a model's full_clean in a service
+        return validation.from_django(exc)
     if isinstance(exc, Http404):
         return errors.NotFound()
     if isinstance(exc, DjangoPermissionDenied):

@@ -82,7 +82,7 @@ def test_create_weekly_recurring_event(connected, fake_google, auth_client):
         ({"end": "2025-04-01T12:00"}, "end", "The end must be after the start."),
         ({"end": "2025-04-01T13:00"}, "end", "The end must be after the start."),
         ({"timezone": "Mars/Olympus_Mons"}, "timezone", "'Mars/Olympus_Mons' is not an IANA timezone name"),
-        ({"attendees": ["team@example.com", "not-an-email"]}, "attendees", "1"),  # DRF: {"1": ["Enter a valid…"]}
+        ({"attendees": ["team@example.com", "not-an-email"]}, "attendees.1", "Enter a valid email address."),
         ({"recurrence": ["RRULE:FREQ=WEEKLYY"]}, "recurrence", "invalid 'FREQ': WEEKLYY"),
         ({"recurrence": ["RRULE:FREQ=WEEKLY;BYDAY=XX"]}, "recurrence", "invalid 'BYDAY': XX"),
         ({"recurrence": ["FREQ=WEEKLY"]}, "recurrence", "each line starts with RRULE:"),

@@ -13,6 +13,7 @@ from accounts.authentication import aauthenticate_plaintext, require_scope, toke
 from accounts.token_cache import CachedToken
 from common.errors import InvalidRequest, MethodNotAllowed, UnsupportedMediaType
 from common.parsers import loads, request_too_large
+from common.validation import from_pydantic
 
 
 async def authenticate(request: HttpRequest, scope: str = "llm") -> CachedToken:
@@ -40,12 +41,7 @@ def validate(model: type[BaseModel], data: Any, *, strict: bool | None = None) -
     try:
         return model.model_validate(data, strict=strict)
     except ValidationError as exc:
-        details: dict[str, list[str]] = {}
-        for error in exc.errors(include_url=False):
-            field = ".".join(str(part) for part in error["loc"]) or "non_field_errors"
-            details.setdefault(field, []).append(error["msg"])
-        first = next(iter(details))
-        raise InvalidRequest(f"Invalid `{first}`: {details[first][0]}", details=details, param=first) from None
+        raise from_pydantic(exc) from None
 
 
 def prompt_chars(value: Any) -> int:
