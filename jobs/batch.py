@@ -23,6 +23,7 @@ from common.parsers import loads
 from common.request_id import current_request_id
 from common.responses import api_error_response
 from jobs import idempotency
+from jobs.dry_run import dry_run_batch
 from jobs.execution import ItemContext, ItemOutcome, check_options, record_unsent, run_item
 from jobs.inputs import BatchIn
 from llm.apis.common import UnsupportedMediaType, authenticate, check_method, money, no_cache_requested, validate
@@ -168,6 +169,8 @@ async def batch(request: HttpRequest) -> HttpResponse:
             no_cache=no_cache_requested(request),
         )
         await check_options(cached_token, body, request_id=request_id, endpoint="batch")
+        if body.dry_run:  # priced, not run: no idempotency key taken, no rate limit counted, nothing recorded
+            return JsonResponse(await dry_run_batch(ctx, body, request_id))
         key = idempotency.key_from_headers(request.headers)
         if key is not None:
             replay = await sync_to_async(idempotency.idempotency_reserve)(

@@ -102,6 +102,21 @@ def _write_refusal(draft: UsageDraft, hook: RecordHook | None) -> None:
             hook(record, None)
 
 
+async def item_call(ctx: ItemContext, *, prompt: str, model: str | None, request_id: str) -> pipeline.GatewayCall:
+    """The gateway call for one item (the webhook's template and checks); an item refused before the gateway (an
+    empty cell, a prompt over MAX_PROMPT_LENGTH) raises its AppError. Shared by the real run and the dry run."""
+    if not prompt.strip():
+        raise InvalidRequest("The prompt is empty.", code="empty_prompt", param="prompt")
+    return await build_call(
+        ctx.cached_token,
+        webhook_body(ctx.options, prompt=prompt, model=model),
+        request_id=request_id,
+        endpoint=ctx.endpoint,
+        no_cache=ctx.no_cache,
+        batch_id=ctx.batch_id,
+    )
+
+
 async def run_item(
     ctx: ItemContext,
     *,
@@ -142,16 +157,7 @@ async def _run_item(
     on_left_behind: Callable[[asyncio.Task], None] | None,
 ) -> ItemOutcome:
     try:
-        if not prompt.strip():
-            raise InvalidRequest("The prompt is empty.", code="empty_prompt", param="prompt")
-        call = await build_call(
-            ctx.cached_token,
-            webhook_body(ctx.options, prompt=prompt, model=model),
-            request_id=request_id,
-            endpoint=ctx.endpoint,
-            no_cache=ctx.no_cache,
-            batch_id=ctx.batch_id,
-        )
+        call = await item_call(ctx, prompt=prompt, model=model, request_id=request_id)
     except AppError as error:  # refused before the gateway (empty cell, over MAX_PROMPT_LENGTH): recorded here
         await shielded(sync_to_async(_write_refusal)(_refusal_draft(ctx, request_id, error), on_record))
         return ItemOutcome.failed(error)

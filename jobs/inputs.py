@@ -62,6 +62,10 @@ class BatchOptions(BaseModel):
 
 class BatchIn(BatchOptions):
     items: list[ItemIn] = Field(min_length=1, description="At most BATCH_MAX_ITEMS (default 200).")
+    dry_run: bool = Field(
+        default=False,
+        description="Price the batch without running it: nothing is sent upstream or recorded (see BatchDryRunOut).",
+    )
 
 
 class JobIn(BatchOptions):

@@ -40,6 +40,59 @@ class BatchOut(BaseModel):
     totals: BatchTotals
 
 
+class DryRunItemOut(BaseModel):
+    id: str | int = Field(description="The item's id as sent (its index when none was sent).")
+    status: Literal["ok", "error"] = Field(description="error: the real run would refuse this item (see `error`).")
+    error: ItemError | None
+    cached: bool | None = Field(default=None, description="The response cache holds the answer: no call, $0.")
+    provider: str | None = None
+    model: str | None = Field(default=None, description="The upstream model the item is routed to.")
+    priced: bool | None = Field(default=None, description="False: no price row (UNPRICED_* rates, if set, apply).")
+    input_tokens: int | None = Field(
+        default=None,
+        description="The input tokens a budget reservation counts for this call: an upper bound of what the "
+        "provider reports (UTF-8 bytes of everything sent plus framing).",
+    )
+    max_output_tokens: int | None = Field(default=None, description="max_tokens, else the model's output limit.")
+    input_usd_per_mtok: str | None = Field(default=None, description="The input rate the usage record bills at.")
+    input_cost_usd: str | None = Field(default=None, description="input_tokens at that rate; 0 when cached.")
+    max_cost_usd: str | None = Field(
+        default=None,
+        description="The most the call can cost (what a budget reservation holds); 0 when cached; null: no price.",
+    )
+
+
+class DryRunTotals(BaseModel):
+    items: int
+    calls: int = Field(description="Items that would reach the upstream (not cached, not refused).")
+    cached: int
+    errors: int
+    input_tokens: int = Field(description="Of the calls (cached items cost nothing).")
+    input_cost_usd: str | None = Field(description="null when a called model has no price.")
+    max_cost_usd: str | None = Field(description="An upper bound of the batch's cost; null when a model has no price.")
+
+
+class BudgetOut(BaseModel):
+    scope: Literal["token", "user"]
+    budget_usd: str
+    spent_usd: str
+    reserved_usd: str = Field(description="Held by requests in flight.")
+    left_usd: str
+
+
+class BudgetLeftOut(BaseModel):
+    left_usd: str | None = Field(description="The least left of the budgets that apply; null: no budget applies.")
+    budgets: list[BudgetOut]
+
+
+class BatchDryRunOut(BaseModel):
+    dry_run: Literal[True]
+    request_id: str
+    results: list[DryRunItemOut] = Field(description="In input order.")
+    totals: DryRunTotals
+    budget: BudgetLeftOut = Field(description="This month's budgets of the token and of its user.")
+
+
 class JobLinks(BaseModel):
     self: str
     results: str
@@ -104,6 +157,53 @@ BATCH_RESPONSE_EXAMPLE = {
     ],
     "totals": {"items": 2, "ok": 2, "errors": 0, "cached": 1, "cost_usd": "0.0000089"},
 }
+DRY_RUN_RESPONSE_EXAMPLE = {
+    "dry_run": True,
+    "request_id": "3f2a9c0e",
+    "results": [
+        {
+            "id": "A2",
+            "status": "ok",
+            "error": None,
+            "cached": False,
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "priced": True,
+            "input_tokens": 151,
+            "max_output_tokens": 20,
+            "input_usd_per_mtok": "0.15",
+            "input_cost_usd": "0.00002265",
+            "max_cost_usd": "0.00003465",
+        },
+        {
+            "id": "A3",
+            "status": "ok",
+            "error": None,
+            "cached": True,
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "priced": True,
+            "input_tokens": 129,
+            "max_output_tokens": 20,
+            "input_usd_per_mtok": "0.15",
+            "input_cost_usd": "0",
+            "max_cost_usd": "0",
+        },
+    ],
+    "totals": {
+        "items": 2,
+        "calls": 1,
+        "cached": 1,
+        "errors": 0,
+        "input_tokens": 151,
+        "input_cost_usd": "0.00002265",
+        "max_cost_usd": "0.00003465",
+    },
+    "budget": {
+        "left_usd": "8.5",
+        "budgets": [{"scope": "token", "budget_usd": "10", "spent_usd": "1.5", "reserved_usd": "0", "left_usd": "8.5"}],
+    },
+}
 JOB_EXAMPLE = {
     "id": "8d7f2c1e-4b3a-4f5e-9a8b-7c6d5e4f3a2b",
     "status": "running",
@@ -165,7 +265,13 @@ def add_batch_path(result, generator, request, public):
                 "`cached` and `cost_usd`. A failed item never fails the batch; an upstream rate limit is met with "
                 "backoff. At most BATCH_MAX_ITEMS items (default 200). The batch counts once against the token's "
                 "rate limit; each item still counts toward budgets and leaves a usage record with the `batch_id`. "
-                "With `temperature: 0`, recalculating the same rows is answered from the cache at no cost."
+                "With `temperature: 0`, recalculating the same rows is answered from the cache at no cost.\n\n"
+                "`dry_run: true` prices the batch instead of running it (BatchDryRunOut): per item and in total, "
+                "the calls it would make, their input tokens (the bound a budget reservation counts) and cost at "
+                "the rate the usage record bills, the most they can cost (what budgets reserve: with `max_tokens` "
+                "set, an upper bound of the real cost), which items the response cache would answer ($0), and "
+                "what is left of this month's budgets. Nothing is sent upstream, no usage record is written, and a "
+                "dry run does not count against the rate limit."
             ),
             "security": [{"bearerAuth": []}, {"apiTokenHeader": []}],
             "parameters": [IDEMPOTENCY_HEADER],
@@ -175,11 +281,14 @@ def add_batch_path(result, generator, request, public):
             },
             "responses": {
                 "200": {
-                    "description": "One result per item, in input order.",
+                    "description": "One result per item, in input order (a dry run: one estimate per item).",
                     "content": {
                         "application/json": {
-                            "schema": register(components, BatchOut),
-                            "example": BATCH_RESPONSE_EXAMPLE,
+                            "schema": {"oneOf": [register(components, BatchOut), register(components, BatchDryRunOut)]},
+                            "examples": {
+                                "batch": {"value": BATCH_RESPONSE_EXAMPLE},
+                                "dry_run": {"value": DRY_RUN_RESPONSE_EXAMPLE},
+                            },
                         }
                     },
                 },

@@ -40,6 +40,19 @@ def model_not_priced(route: Route, labels: list[str], *, primary: Route) -> Mode
     )
 
 
+async def request_max_cost(*, route: Route, request: ChatRequest, price: Price | None) -> tuple[Decimal, Route | None]:
+    """The most `request` can cost over `route` and its fallbacks (what a budget reservation holds, and what the
+    batch's dry run reports), and the first route of them without any price (None when all are priced)."""
+    amount, current = Decimal("0"), route
+    while current is not None:
+        current_price = price if current is route else await aprice_or_fallback(current.provider, current.model)
+        if current_price is None:
+            return amount, current
+        amount = max(amount, max_cost_of(request, current_price, current.provider))
+        current = current.fallback
+    return amount, None
+
+
 async def budget_reserve(
     cached: CachedToken, *, month: date, route: Route, request: ChatRequest, price: Price | None
 ) -> Reservation | None:
@@ -48,14 +61,9 @@ async def budget_reserve(
     budgets = budgets_for(cached)
     if not budgets:
         return None
-    labels = [label for _, _, _, label in budgets]
-    amount, current = Decimal("0"), route
-    while current is not None:
-        current_price = price if current is route else await aprice_or_fallback(current.provider, current.model)
-        if current_price is None:
-            raise model_not_priced(current, labels, primary=route)
-        amount = max(amount, max_cost_of(request, current_price, current.provider))
-        current = current.fallback
+    amount, unpriced = await request_max_cost(route=route, request=request, price=price)
+    if unpriced is not None:
+        raise model_not_priced(unpriced, [label for _, _, _, label in budgets], primary=route)
     reserving = asyncio.ensure_future(run_in_db_thread(spend_reserve, month=month, amount=amount, budgets=budgets))
     try:
         return await asyncio.shield(reserving)

@@ -283,19 +283,24 @@ async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
     draft.reservation = await budget_reserve(
         call.cached, month=month_start(timezone.now().date()), route=route, request=request, price=price
     )
-    use_cache = response_cache.wanted(
-        cache_flag=call.cache_flag, temperature=request.temperature, no_cache_header=call.no_cache_header
-    )
-    key = None
-    if use_cache:
-        key = response_cache.key_for(
-            provider=route.provider,
-            base_url=route.base_url,
-            api_key=route.api_key,
-            user_id=call.cached.token.user_id,
-            request=request,
-        )
+    key = cache_key_for(call, route, request)
     return _Prepared(route=route, request=request, rate=rate, cache_key=key, price=price)
+
+
+def cache_key_for(call: GatewayCall, route: Route, request: ChatRequest) -> str | None:
+    """The response cache's key for `request` sent over `route`, or None when the call does not use the cache
+    (shared with the batch's dry run, so what it calls cached is what the real run answers from the cache)."""
+    if not response_cache.wanted(
+        cache_flag=call.cache_flag, temperature=request.temperature, no_cache_header=call.no_cache_header
+    ):
+        return None
+    return response_cache.key_for(
+        provider=route.provider,
+        base_url=route.base_url,
+        api_key=route.api_key,
+        user_id=call.cached.token.user_id,
+        request=request,
+    )
 
 
 async def _route_price(route: Route, draft: UsageDraft) -> Price | None:

@@ -1,4 +1,4 @@
-"""Reads for the gateway: the caller's usage summary."""
+"""Reads for the gateway: the caller's usage summary, what is left of its budgets."""
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -7,7 +7,9 @@ from decimal import Decimal
 from django.db.models import Case, Count, F, Q, QuerySet, Sum, When
 from django.db.models.functions import TruncDate
 
-from llm.models import UsageRecord, UsageStatus
+from accounts.token_cache import CachedToken
+from llm.limits import budgets_for
+from llm.models import SpendCounter, UsageRecord, UsageStatus
 
 GROUP_BY_CHOICES = ("day", "model", "token")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -139,3 +141,35 @@ def usage_summary_for_user(*, user, date_from: date, date_to: date, group_by: st
         totals=totals,
         groups=groups,
     )
+
+
+# --- Budgets ---------------------------------------------------------------------------------------
+
+
+def spend_counter_amounts(*, scope: str, key: int, month: date) -> tuple[Decimal, Decimal]:
+    """(spent, reserved) this month on one budget counter; zeros when nothing was spent yet."""
+    row = SpendCounter.objects.filter(scope=scope, key=key, month=month).values("spent_usd", "reserved_usd").first()
+    if row is None:
+        return Decimal("0"), Decimal("0")
+    return Decimal(row["spent_usd"]), Decimal(row["reserved_usd"])
+
+
+@dataclass(frozen=True)
+class BudgetLeft:
+    scope: str  # "token" or "user"
+    budget_usd: Decimal
+    spent_usd: Decimal
+    reserved_usd: Decimal  # held by requests in flight
+
+    @property
+    def left_usd(self) -> Decimal:
+        return max(self.budget_usd - self.spent_usd - self.reserved_usd, Decimal("0"))
+
+
+def budgets_left(*, cached: CachedToken, month: date) -> list[BudgetLeft]:
+    """The monthly budgets that apply to the token (its own, its user's), with what is spent and reserved."""
+    left = []
+    for scope, key, budget, _ in budgets_for(cached):
+        spent, reserved = spend_counter_amounts(scope=scope, key=key, month=month)
+        left.append(BudgetLeft(scope=scope, budget_usd=budget, spent_usd=spent, reserved_usd=reserved))
+    return left

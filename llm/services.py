@@ -13,6 +13,7 @@ from common.errors import BudgetExceeded
 from llm.limits import month_start
 from llm.models import SpendCounter, UsageRecord, UsageStatus
 from llm.providers.base import Usage
+from llm.selectors import spend_counter_amounts
 
 
 @dataclass(frozen=True)
@@ -216,9 +217,7 @@ def _plain(value: Decimal) -> str:
 
 def _does_not_fit(scope: str, key: int, month: date, amount: Decimal, budget: Decimal, label: str) -> BudgetExceeded:
     # Read only to explain the refusal: the UPDATE above already decided.
-    row = SpendCounter.objects.filter(scope=scope, key=key, month=month).values("spent_usd", "reserved_usd").first()
-    spent = Decimal(row["spent_usd"]) if row else Decimal("0")
-    reserved = Decimal(row["reserved_usd"]) if row else Decimal("0")
+    spent, reserved = spend_counter_amounts(scope=scope, key=key, month=month)
     left = max(budget - spent - reserved, Decimal("0"))
     details = {
         "scope": scope,
