@@ -15,7 +15,7 @@ from django.db import transaction
 from accounts.token_cache import CachedToken
 from common.aio import shielded
 from common.errors import AppError, InvalidRequest
-from jobs.inputs import BatchOptions, webhook_body
+from jobs.inputs import BatchOptions, label_of, webhook_body
 from llm import pipeline
 from llm.apis.webhook import build_call
 from llm.models import UsageRecord, UsageStatus
@@ -167,8 +167,10 @@ async def _run_item(
         raise
     # The upstream's rate limit is waited out inside the one call (BATCH_RATE_LIMIT_RETRIES rounds), so the item
     # keeps exactly one usage record however many attempts it took.
+    labels = getattr(ctx.options, "labels", None)  # batches only (BatchIn): a job row stores its answer as it comes
     call = replace(
         call,
+        cache_if=(lambda completion: label_of(completion.text, labels) is not None) if labels else None,
         skip_rate_limit=True,
         on_record=on_record,
         on_left_behind=on_left_behind,
@@ -178,4 +180,15 @@ async def _run_item(
         result = await pipeline.complete(call)
     except AppError as error:
         return ItemOutcome.failed(error)
-    return ItemOutcome(ok=True, result=result.completion.text, cached=result.cached, cost_usd=result.cost_usd)
+    text = result.completion.text
+    if labels:
+        text = label_of(text, labels)
+        if text is None:  # billed (the record says so), but not an answer: the item's error, and not cached
+            return ItemOutcome(
+                ok=False,
+                error_code="answer_not_in_labels",
+                error_message=f"The answer {result.completion.text[:100]!r} is not one of the labels.",
+                cached=result.cached,
+                cost_usd=result.cost_usd,
+            )
+    return ItemOutcome(ok=True, result=text, cached=result.cached, cost_usd=result.cost_usd)

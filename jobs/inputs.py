@@ -62,6 +62,14 @@ class BatchOptions(BaseModel):
 
 class BatchIn(BatchOptions):
     items: list[ItemIn] = Field(min_length=1, description="At most BATCH_MAX_ITEMS (default 200).")
+    labels: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The answer must be one of these labels (matched ignoring case, surrounding spaces, quotes "
+        "and a final period; the result is the label as given). Any other answer is the item's error "
+        "`answer_not_in_labels` and is not kept in the response cache.",
+    )
     dry_run: bool = Field(
         default=False,
         description="Price the batch without running it: nothing is sent upstream or recorded (see BatchDryRunOut).",
@@ -90,3 +98,13 @@ def webhook_body(options: BatchOptions, *, prompt: str, model: str | None = None
         stream=False,
         cache=options.cache,
     )
+
+
+def label_of(answer: str, labels: list[str]) -> str | None:
+    """The label `answer` names, as given in `labels`; None when it names none of them."""
+
+    def plain(text: str) -> str:
+        return text.strip().strip("\"'`*").strip().rstrip(".").strip().casefold()
+
+    wanted = plain(answer)
+    return next((label for label in labels if plain(label) == wanted), None)

@@ -70,6 +70,9 @@ class GatewayCall:
     # complete() only: rounds of waiting out an upstream that still rate limits after the retries (batch and job
     # items, which have no client waiting on each one). All of them stay inside the request's one usage record.
     rate_limit_rounds: int = 0
+    # complete() only: an answer this rejects is not kept in the response cache (a batch's `labels`: an answer that
+    # is not one of them would otherwise come back from the cache on every recalculation).
+    cache_if: Callable[[Completion], bool] | None = None
 
 
 @dataclass
@@ -374,7 +377,8 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
             estimated = True
         price = prepared.price if route is prepared.route else await _route_price(route, draft)
         draft.usage, draft.usage_estimated, draft.cost_usd = usage, estimated, _cost(usage, price)
-        if prepared.cache_key and route is prepared.route:  # a fallback's answer is not the requested route's
+        # A fallback's answer is not the requested route's; an answer the caller rejects is not kept either.
+        if prepared.cache_key and route is prepared.route and (call.cache_if is None or call.cache_if(completion)):
             await response_cache.put(prepared.cache_key, completion)
         draft.latency_ms = _elapsed_ms(start)
         if flight.client_gone:
