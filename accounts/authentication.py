@@ -80,6 +80,14 @@ async def aauthenticate_request(request) -> CachedToken:
     return await aauthenticate_plaintext(token_from_headers(request.headers))
 
 
+async def aauthenticate_with_scope(request, scope: str = "llm") -> CachedToken:
+    """The token of a request to a plain async view, which must carry `scope`."""
+    # Under ASGI the lean handler has authenticated the request from its headers before reading the body.
+    cached = getattr(request, "djllm_token", None) or await aauthenticate_request(request)
+    require_scope(cached, scope)
+    return cached
+
+
 def require_scope(cached: CachedToken, scope: str) -> None:
     if scope not in cached.token.scopes:
         raise InsufficientScope(f"This token lacks the `{scope}` scope.", details={"required_scope": scope})

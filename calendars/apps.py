@@ -17,6 +17,6 @@ class CalendarsConfig(AppConfig):
             )
         )
         from calendars.nl import webhook_calendar_event
-        from llm.apis.webhook import register_type_handler
+        from llm.webhook_calls import register_type_handler
 
         register_type_handler("calendar_event", webhook_calendar_event)

@@ -101,8 +101,9 @@ async def webhook_calendar_event(cached_token: CachedToken, body, request_id: st
     """The webhook's `type: calendar_event` (registered in CalendarsConfig.ready): the prompt is the text."""
     from accounts.authentication import require_scope
     from calendars.config import google_config_get
-    from llm.apis.common import check_prompt_length, money
-    from llm.apis.webhook import usage_out
+    from common.formatting import money
+    from llm.prompt_limits import check_prompt_length
+    from llm.webhook_calls import usage_out
 
     require_scope(cached_token, "calendar")
     check_prompt_length(len(body.prompt))

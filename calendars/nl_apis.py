@@ -8,9 +8,9 @@ from calendars.apis import CalendarApi, validated
 from calendars.mapping import is_valid_timezone
 from calendars.nl import calendar_text_process
 from calendars.openapi import COMMON_ERRORS, error_responses
+from common.formatting import money
 from common.serializers import StrictInputSerializer
-from llm.apis.common import money
-from llm.apis.webhook import usage_out
+from llm.webhook_calls import usage_out
 
 EXAMPLE_RESULT = {
     "status": "created",

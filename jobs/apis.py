@@ -22,13 +22,13 @@ from accounts.permissions import HasTokenScope
 from common.errors import Conflict, InvalidRequest
 from common.parsers import JSONParser
 from common.request_id import current_request_id
+from common.request_input import validate
 from jobs import docs, idempotency, results, selectors, services
 from jobs.batch import check_body_size, check_item_count
 from jobs.execution import check_options
 from jobs.inputs import BatchOptions, JobIn
 from jobs.models import JobStatus
 from jobs.spreadsheets import XLSX_CONTENT_TYPE
-from llm.apis.common import validate
 from llm.limits import rate_limit_hit
 
 _FORM_OPTIONS = ("type", "template", "source", "language", "provider", "model", "system", "cache")

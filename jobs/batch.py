@@ -17,16 +17,18 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.authentication import aauthenticate_with_scope as authenticate
 from common.aio import shielded
-from common.errors import AppError, InvalidRequest, RequestTooLarge
+from common.errors import AppError, InvalidRequest, RequestTooLarge, UnsupportedMediaType
+from common.formatting import money
 from common.parsers import loads
 from common.request_id import current_request_id
+from common.request_input import check_method, no_cache_requested, validate
 from common.responses import api_error_response
 from jobs import idempotency
 from jobs.dry_run import dry_run_batch
 from jobs.execution import ItemContext, ItemOutcome, check_options, record_unsent, run_item
 from jobs.inputs import BatchIn
-from llm.apis.common import UnsupportedMediaType, authenticate, check_method, money, no_cache_requested, validate
 from llm.limits import rate_limit_hit
 
 # event loop -> (token id, limit) -> semaphore. Keyed by loop because a semaphore belongs to one loop (tests and

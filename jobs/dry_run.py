@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from common.db_thread import run_in_db_thread
 from common.errors import AppError
+from common.formatting import money
 from jobs.execution import ItemContext, item_call
 from jobs.inputs import BatchIn, ItemIn
-from llm.apis.common import money
 from llm.estimates import CallEstimate, call_estimate
 from llm.limits import month_start
 from llm.selectors import budgets_left

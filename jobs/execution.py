@@ -17,10 +17,10 @@ from common.aio import shielded
 from common.errors import AppError, InvalidRequest
 from jobs.inputs import BatchOptions, label_of, webhook_body
 from llm import pipeline
-from llm.apis.webhook import build_call
 from llm.models import UsageRecord, UsageStatus
 from llm.providers import Completion
 from llm.services import UsageDraft, usage_record_create
+from llm.webhook_calls import build_call
 
 logger = logging.getLogger(__name__)
 

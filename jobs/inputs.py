@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llm.apis.webhook import SOURCES, TYPES, WebhookIn
+from llm.webhook_calls import SOURCES, TYPES, WebhookIn
 
 
 class Parameters(BaseModel):

@@ -3,10 +3,10 @@
 from decimal import Decimal
 from typing import Any
 
+from common.formatting import money
 from jobs import selectors
 from jobs.models import ItemStatus, Job, SourceKind
 from jobs.spreadsheets import csv_bytes, new_workbook_bytes, workbook_with_results
-from llm.apis.common import money
 
 FORMATS = ("json", "csv", "xlsx")
 TABLE_HEADER = ["id", "prompt", "status", "result", "error_code", "error_message", "cached", "cost_usd"]

@@ -9,8 +9,8 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from common.errors import NotFound
+from common.formatting import money
 from jobs.models import ItemStatus, Job, JobItem, JobStatus
-from llm.apis.common import money
 
 _PLACES = Decimal("1e-12")
 _RESULT_FIELDS = ("position", "ref", "prompt", "status", "result", "error_code", "error_message", "cached", "cost_usd")

@@ -11,9 +11,9 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from common.errors import AppError
+from common.request_input import check_method
 from common.responses import api_error_response
-from llm.apis.common import check_method
-from llm.apis.webhook import SOURCES, TYPES
+from llm.webhook_calls import SOURCES, TYPES
 
 _TYPES = [t for t in TYPES if t != "calendar_event"]
 

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from common.openapi import sse
 from llm.apis.chat import ChatCompletionIn
-from llm.apis.webhook import WebhookIn
+from llm.webhook_calls import WebhookIn
 
 REF = "#/components/schemas/{model}"
 

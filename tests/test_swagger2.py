@@ -10,7 +10,7 @@ from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator
 from jobs.inputs import BatchIn
 from jobs.schema import BatchItemOut, BatchOut, JobOut
 from jobs.swagger2 import swagger2_document
-from llm.apis.webhook import WebhookIn
+from llm.webhook_calls import WebhookIn
 
 
 @pytest.fixture
