@@ -32,7 +32,8 @@ Controller (thread-safe; each call applies to the next request):
       structured=<JSON value>   OpenAI: message content for response_format json_schema/json_object, and the
                                 arguments of a forced tool call (tool_choice {"type":"function",...} or
                                 "required"); Anthropic: the input of a forced tool_use (tool_choice
-                                {"type":"tool","name":...} or {"type":"any"}). default {"echo": <last user text>}
+                                {"type":"tool","name":...} or {"type":"any"}). default {"echo": <last user text>};
+                                or a function of the request body
       latency_ms=0              delay before the response headers (a loop timer: never blocks)
       chunks=4                  content deltas per stream (the text or JSON is split evenly)
       chunk_delay_ms=0          pause before each content delta (0: the whole stream leaves in one write)
@@ -496,6 +497,8 @@ class _Exchange:
             self._anthropic_mode()
         if self.tool_name is not None or self.json_mode:
             structured = cfg.structured if cfg.structured is not None else {"echo": self.user_text}
+            if callable(structured):  # a function of the request body, like `reply`
+                structured = structured(self.body)
             self.text = structured if isinstance(structured, str) else _dumps(structured)
         elif callable(cfg.reply):
             self.text = str(cfg.reply(body))

@@ -107,7 +107,7 @@ async def item_call(ctx: ItemContext, *, prompt: str, model: str | None, request
     empty cell, a prompt over MAX_PROMPT_LENGTH) raises its AppError. Shared by the real run and the dry run."""
     if not prompt.strip():
         raise InvalidRequest("The prompt is empty.", code="empty_prompt", param="prompt")
-    return await build_call(
+    call = await build_call(
         ctx.cached_token,
         webhook_body(ctx.options, prompt=prompt, model=model),
         request_id=request_id,
@@ -115,6 +115,10 @@ async def item_call(ctx: ItemContext, *, prompt: str, model: str | None, request
         no_cache=ctx.no_cache,
         batch_id=ctx.batch_id,
     )
+    response_format = ctx.options.parameters.response_format
+    if response_format is not None:  # not a webhook field: added to the chat request the template built
+        call = replace(call, chat=replace(call.chat, response_format=response_format))
+    return call
 
 
 async def run_item(

@@ -1,6 +1,6 @@
 """Request bodies of the batch API and of JSON jobs (pydantic: fast, and the same models document the endpoints)."""
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,6 +13,11 @@ class Parameters(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: list[str] | None = None
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="OpenAI's `response_format`, sent with every item, e.g. `{\"type\": \"json_schema\", "
+        "\"json_schema\": {\"name\": ..., \"schema\": {...}, \"strict\": true}}` for answers in a JSON shape.",
+    )
 
 
 class ItemIn(BaseModel):

@@ -1,5 +1,8 @@
-"""`labels` on `POST /api/v1/batch`: an answer must be one of them; any other is the item's error and never comes
-back from the response cache (what the Excel add-in's =DJLLM.CLASSIFY relies on)."""
+"""What the Excel add-in's range functions ask of `POST /api/v1/batch`: `labels` (an answer must be one of them; any
+other is the item's error and never comes back from the response cache: =DJLLM.CLASSIFY) and
+`parameters.response_format` (answers in a JSON shape: =DJLLM.ASK's lists and tables, =DJLLM.EXTRACT)."""
+
+import json
 
 import pytest
 from django.test import Client
@@ -62,3 +65,36 @@ def test_labels_must_be_a_non_empty_list(client, fake_upstream):
     for labels in ([], "Positive", [1]):
         response = post(client, {"labels": labels, "items": [{"prompt": "x"}]})
         assert response.status_code == 400 and "`labels" in response.json()["error"]["message"], labels
+
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "list",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"items": {"type": "array", "items": {"type": "string"}}},
+            "required": ["items"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_response_format_is_sent_with_every_item_and_keys_the_cache(client, fake_upstream):
+    fake_upstream.configure(structured=lambda body: {"items": ["a", body["messages"][-1]["content"]]})
+    body = {
+        "parameters": {"temperature": 0, "response_format": SCHEMA},
+        "items": [{"prompt": "one"}, {"prompt": "two"}],
+    }
+    first = post(client, body).json()
+    assert [json.loads(r["result"]) for r in first["results"]] == [{"items": ["a", "one"]}, {"items": ["a", "two"]}]
+    sent = [json.loads(r.raw_body) for r in fake_upstream.requests]
+    assert [s["response_format"] for s in sent] == [SCHEMA, SCHEMA]
+    assert all(r["cached"] for r in post(client, body).json()["results"])
+    plain = {"parameters": {"temperature": 0}, "items": [{"prompt": "one"}]}
+    assert post(client, plain).json()["results"][0]["cached"] is False  # another request: another cache entry
+    dry = post(client, {**body, "dry_run": True}).json()["results"][0]
+    priced_plain = post(client, {**plain, "items": [{"prompt": "three"}], "dry_run": True}).json()["results"][0]
+    assert dry["input_tokens"] > priced_plain["input_tokens"] + 100  # the schema is input, counted by the bound
