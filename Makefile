@@ -72,8 +72,10 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 test: dev-deps browser clients/node_modules/.installed
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/pytest
 
+# Ruff, then the import contracts in pyproject.toml ([tool.importlinter]: which app may import which).
 lint: dev-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 schema-check: dev-deps
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
