@@ -86,17 +86,16 @@ class JobCreateApi(_JobApi):
             body = validate(JobIn, request.data)
             options, upload, fingerprint_body = body, None, request.data
         async_to_sync(check_options)(request.auth, options, request_id=current_request_id(), endpoint="job")
-        token = request.auth.token
-        key = idempotency.key_from_headers(request.headers)
-        if key is not None:
-            replay = idempotency.idempotency_reserve(
-                token_id=token.pk,
-                key=key,
-                fingerprint=idempotency.fingerprint(method="POST", path=request.path, body=fingerprint_body),
-            )
-            if replay is not None:
-                return _replayed(replay)
-        try:
+        guard = idempotency.idempotency_guard(
+            token_id=request.auth.token.pk,
+            headers=request.headers,
+            method="POST",
+            path=request.path,
+            body=fingerprint_body,
+        )
+        with guard:
+            if guard.replay is not None:
+                return _replayed(guard.replay)
             async_to_sync(rate_limit_hit)(request.auth)
             if upload is not None:
                 job = services.job_create_from_upload(
@@ -111,12 +110,7 @@ class JobCreateApi(_JobApi):
                     cached_token=request.auth, options=options, items=items, request_id=current_request_id()
                 )
             response = self._job_response(request, job, status=202)
-        except BaseException:
-            if key is not None:
-                idempotency.idempotency_release(token_id=token.pk, key=key)
-            raise
-        if key is not None:
-            idempotency.idempotency_store(token_id=token.pk, key=key, status_code=202, body=_jsonable(response.data))
+            guard.store(status_code=202, body=_jsonable(response.data))
         return response
 
 
