@@ -12,23 +12,19 @@ import weakref
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from accounts.authentication import aauthenticate_with_scope as authenticate
-from common.aio import shielded
-from common.errors import AppError, InvalidRequest, RequestTooLarge, UnsupportedMediaType
+from common.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from common.formatting import money
 from common.parsers import loads
 from common.request_id import current_request_id
-from common.request_input import check_method, no_cache_requested, validate
-from common.responses import api_error_response
+from common.request_input import no_cache_requested
 from jobs import idempotency
 from jobs.dry_run import dry_run_batch
 from jobs.execution import ItemContext, ItemOutcome, check_options, record_unsent, run_item
 from jobs.inputs import BatchIn
+from llm.endpoints import fast_endpoint, rate_headers
 from llm.limits import rate_limit_hit
 
 # event loop -> (token id, limit) -> semaphore. Keyed by loop because a semaphore belongs to one loop (tests and
@@ -86,6 +82,10 @@ def check_item_count(data: Any, *, limit: int, setting: str) -> None:
             details={"limit": limit, "items": len(items)},
             param="items",
         )
+
+
+def check_batch_size(data: Any) -> None:
+    check_item_count(data, limit=settings.BATCH_MAX_ITEMS, setting="BATCH_MAX_ITEMS")
 
 
 def item_out(ref: Any, outcome: ItemOutcome) -> dict[str, Any]:
@@ -152,55 +152,28 @@ async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[st
     }
 
 
-@csrf_exempt
-async def batch(request: HttpRequest) -> HttpResponse:
+@fast_endpoint(parse=parse_body, check=check_batch_size, body=BatchIn, with_data=True)
+async def batch(request: HttpRequest, cached_token, body: BatchIn, data: dict[str, Any]) -> HttpResponse:
     request_id = current_request_id()
-    reserved = None  # the Idempotency-Key this request holds, released if the batch fails as a whole
-    cached_token = None
-    try:
-        check_method(request, "POST")
-        cached_token = await authenticate(request)
-        data = parse_body(request)
-        check_item_count(data, limit=settings.BATCH_MAX_ITEMS, setting="BATCH_MAX_ITEMS")
-        body = validate(BatchIn, data)
-        ctx = ItemContext(
-            cached_token=cached_token,
-            options=body,
-            endpoint="batch",
-            batch_id=f"batch_{uuid.uuid4().hex}",
-            no_cache=no_cache_requested(request),
-        )
-        await check_options(cached_token, body, request_id=request_id, endpoint="batch")
-        if body.dry_run:  # priced, not run: no idempotency key taken, no rate limit counted, nothing recorded
-            return JsonResponse(await dry_run_batch(ctx, body, request_id))
-        key = idempotency.key_from_headers(request.headers)
-        if key is not None:
-            replay = await sync_to_async(idempotency.idempotency_reserve)(
-                token_id=cached_token.token.pk,
-                key=key,
-                fingerprint=idempotency.fingerprint(method="POST", path=request.path, body=data),
-            )
-            if replay is not None:
-                response = JsonResponse(replay.body, status=replay.status_code)
-                response["Idempotent-Replayed"] = "true"
-                return response
-            reserved = key
+    ctx = ItemContext(
+        cached_token=cached_token,
+        options=body,
+        endpoint="batch",
+        batch_id=f"batch_{uuid.uuid4().hex}",
+        no_cache=no_cache_requested(request),
+    )
+    await check_options(cached_token, body, request_id=request_id, endpoint="batch")
+    if body.dry_run:  # priced, not run: no idempotency key taken, no rate limit counted, nothing recorded
+        return JsonResponse(await dry_run_batch(ctx, body, request_id))
+    guard = idempotency.idempotency_guard(
+        token_id=cached_token.token.pk, headers=request.headers, method="POST", path=request.path, body=data
+    )
+    async with guard:  # released if the batch fails as a whole: a retry with the key runs it again
+        if guard.replay is not None:
+            response = JsonResponse(guard.replay.body, status=guard.replay.status_code)
+            response["Idempotent-Replayed"] = "true"
+            return response
         rate = await rate_limit_hit(cached_token)
         payload = await run_batch(ctx, body, request_id)
-    except AppError as error:
-        if reserved is not None:
-            await sync_to_async(idempotency.idempotency_release)(token_id=cached_token.token.pk, key=reserved)
-        return api_error_response(error)
-    except BaseException:  # a crash or the client hanging up: a retry with the key runs the batch again
-        if reserved is not None:
-            release = sync_to_async(idempotency.idempotency_release)
-            await shielded(release(token_id=cached_token.token.pk, key=reserved))
-        raise
-    if reserved is not None:
-        await sync_to_async(idempotency.idempotency_store)(
-            token_id=cached_token.token.pk, key=reserved, status_code=200, body=payload
-        )
-    response = JsonResponse(payload)
-    for name, value in rate.headers().items() if rate else ():
-        response[name] = value
-    return response
+        await guard.astore(status_code=200, body=payload)
+    return rate_headers(JsonResponse(payload), rate)

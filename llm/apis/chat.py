@@ -7,25 +7,15 @@ from contextlib import aclosing
 from typing import Any, Literal
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.errors import AppError, InvalidRequest
+from common.errors import InvalidRequest
 from common.request_id import current_request_id
-from common.responses import openai_error_body, openai_error_response
+from common.responses import openai_error_body
 from llm import pipeline
 from llm.apis import streaming
-from llm.apis.common import (
-    authenticate,
-    check_method,
-    check_prompt_length,
-    money,
-    no_cache_requested,
-    parse_json,
-    prompt_chars,
-    sse,
-    validate,
-)
+from llm.apis.common import check_prompt_length, money, no_cache_requested, prompt_chars, sse
+from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import ChatRequest, Message, Usage
 from llm.routing import aroutable_models
 
@@ -117,9 +107,7 @@ def _prompt_chars(body: ChatCompletionIn) -> int:
 
 
 def _headers(response: HttpResponse, result_rate, cached: bool | None = None, cost=None) -> HttpResponse:
-    if result_rate is not None:
-        for name, value in result_rate.headers().items():
-            response[name] = value
+    rate_headers(response, result_rate)
     if cached is not None:
         response["X-Djllm-Cached"] = "true" if cached else "false"
     if cost is not None:
@@ -127,30 +115,24 @@ def _headers(response: HttpResponse, result_rate, cached: bool | None = None, co
     return response
 
 
-@csrf_exempt
-async def chat_completions(request: HttpRequest) -> HttpResponse:
-    try:
-        check_method(request, "POST")
-        cached_token = await authenticate(request)
-        body = validate(ChatCompletionIn, parse_json(request))
-        check_prompt_length(_prompt_chars(body))
-        call = pipeline.GatewayCall(
-            cached=cached_token,
-            endpoint="chat.completions",
-            request_id=current_request_id(),
-            chat=_chat_request(body),
-            requested_model=body.model,
-            cache_flag=body.cache,
-            no_cache_header=no_cache_requested(request),
-        )
-        if body.stream:
-            session = await streaming.open_stream(request, call)
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
-            response = streaming.event_stream_response(request, _sse_chunks(session, body.model, include_usage))
-            return _headers(response, session.rate, cached=session.cached)
-        result = await pipeline.complete(call)
-    except AppError as error:
-        return openai_error_response(error)
+@fast_endpoint(body=ChatCompletionIn, errors="openai")
+async def chat_completions(request: HttpRequest, cached_token, body: ChatCompletionIn) -> HttpResponse:
+    check_prompt_length(_prompt_chars(body))
+    call = pipeline.GatewayCall(
+        cached=cached_token,
+        endpoint="chat.completions",
+        request_id=current_request_id(),
+        chat=_chat_request(body),
+        requested_model=body.model,
+        cache_flag=body.cache,
+        no_cache_header=no_cache_requested(request),
+    )
+    if body.stream:
+        session = await streaming.open_stream(request, call)
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        response = streaming.event_stream_response(request, _sse_chunks(session, body.model, include_usage))
+        return _headers(response, session.rate, cached=session.cached)
+    result = await pipeline.complete(call)
     completion = result.completion
     message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": completion.refusal}
     if completion.tool_calls:
@@ -218,17 +200,11 @@ async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, inc
     yield b"data: [DONE]\n\n"
 
 
-@csrf_exempt  # token-authenticated: a POST here is a 405, not a CSRF failure
-async def models(request: HttpRequest) -> HttpResponse:
-    try:
-        check_method(request, "GET")
-        await authenticate(request)
-        data = [
-            {"id": m["id"], "object": "model", "created": 0, "owned_by": m["owned_by"]}
-            for m in await aroutable_models()
-        ]
-    except AppError as error:
-        return openai_error_response(error)
+@fast_endpoint(methods=("GET",), errors="openai")
+async def models(request: HttpRequest, cached_token) -> HttpResponse:
+    data = [
+        {"id": m["id"], "object": "model", "created": 0, "owned_by": m["owned_by"]} for m in await aroutable_models()
+    ]
     return JsonResponse({"object": "list", "data": data})
 
 

@@ -5,14 +5,13 @@ from contextlib import aclosing
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 
-from common.errors import AppError
 from common.request_id import current_request_id
-from common.responses import api_error_body, api_error_response
+from common.responses import api_error_body
 from llm import pipeline
 from llm.apis import streaming
-from llm.apis.common import authenticate, check_method, money, no_cache_requested, parse_json, sse, validate
+from llm.apis.common import money, no_cache_requested, sse
+from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import Usage
 from llm.webhook_calls import TYPE_HANDLERS, WebhookIn, build_call, usage_out
 
@@ -31,32 +30,20 @@ def result_payload(result: pipeline.GatewayResult, request_id: str) -> dict[str,
     }
 
 
-@csrf_exempt
-async def webhook(request: HttpRequest) -> HttpResponse:
+@fast_endpoint(body=WebhookIn)
+async def webhook(request: HttpRequest, cached_token, body: WebhookIn) -> HttpResponse:
     request_id = current_request_id()
-    try:
-        check_method(request, "POST")
-        cached_token = await authenticate(request)
-        body = validate(WebhookIn, parse_json(request))
-        handler = TYPE_HANDLERS.get(body.type)
-        if handler is not None:
-            return JsonResponse(await handler(cached_token, body, request_id))
-        call = await build_call(
-            cached_token, body, request_id=request_id, endpoint="webhook", no_cache=no_cache_requested(request)
-        )
-        if body.stream:
-            session = await streaming.open_stream(request, call)
-            response = streaming.event_stream_response(request, _events(session, request_id))
-            for name, value in session.rate.headers().items() if session.rate else ():
-                response[name] = value
-            return response
-        result = await pipeline.complete(call)
-    except AppError as error:
-        return api_error_response(error)
-    response = JsonResponse(result_payload(result, request_id))
-    for name, value in result.rate.headers().items() if result.rate else ():
-        response[name] = value
-    return response
+    handler = TYPE_HANDLERS.get(body.type)
+    if handler is not None:
+        return JsonResponse(await handler(cached_token, body, request_id))
+    call = await build_call(
+        cached_token, body, request_id=request_id, endpoint="webhook", no_cache=no_cache_requested(request)
+    )
+    if body.stream:
+        session = await streaming.open_stream(request, call)
+        return rate_headers(streaming.event_stream_response(request, _events(session, request_id)), session.rate)
+    result = await pipeline.complete(call)
+    return rate_headers(JsonResponse(result_payload(result, request_id)), result.rate)
 
 
 async def _events(session: pipeline.StreamSession, request_id: str):
