@@ -143,6 +143,24 @@ def usage_summary_for_user(*, user, date_from: date, date_to: date, group_by: st
     )
 
 
+def usage_records_for_user(*, user) -> QuerySet[UsageRecord]:
+    """The user's usage records (through any of the user's tokens), with the prefix of the token each was made with
+    (`token_prefix`; None once that token is deleted). Ordering is left to the caller (the API pages by id)."""
+    return UsageRecord.objects.filter(user=user).annotate(token_prefix=F("token__prefix")).order_by()
+
+
+def usage_records_for_token(records: QuerySet[UsageRecord], token: str) -> QuerySet[UsageRecord]:
+    """The records made with one token, named by its id or its prefix (`djl_` optional)."""
+    if token.isascii() and token.isdigit() and int(token) < 2**63:  # an id (the column is a 64-bit integer)
+        return records.filter(Q(token_id=int(token)) | Q(token__prefix=token))
+    return records.filter(token__prefix=token.removeprefix("djl_"))
+
+
+def usage_records_for_model(records: QuerySet[UsageRecord], model: str) -> QuerySet[UsageRecord]:
+    """The model that answered, or the one asked for (a request stopped before routing has only that one)."""
+    return records.filter(Q(upstream_model=model) | Q(requested_model=model))
+
+
 # --- Budgets ---------------------------------------------------------------------------------------
 
 

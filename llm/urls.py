@@ -1,13 +1,18 @@
 from django.urls import path
 
-from llm.apis import chat, usage, webhook
+from common.routers import api_router
+from llm.apis import chat, usage, usage_records, webhook
 
 openai_urlpatterns = [
     path("chat/completions", chat.chat_completions, name="chat-completions"),
     path("models", chat.models, name="models"),
 ]
 
+router = api_router()
+router.register("usage/records", usage_records.UsageRecordViewSet, basename="usage-record")
+
 api_urlpatterns = [
     path("webhook", webhook.webhook, name="webhook"),
-    path("usage", usage.UsageApi.as_view(), name="usage"),
+    path("usage", usage.UsageApi.as_view(), name="usage"),  # the summary; its records are `usage/records`
+    *router.urls,
 ]

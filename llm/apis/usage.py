@@ -26,12 +26,18 @@ from llm.selectors import GROUP_BY_CHOICES, usage_summary_for_user
 
 # The range is turned into datetimes in the user's timezone, the day after `to` included: near the ends of what
 # Python's dates hold (`to=9999-12-31`) that overflows.
-_FIRST_DAY, _LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 
 
 def _date_in_range(value: date) -> None:
-    if not _FIRST_DAY <= value <= _LAST_DAY:
-        raise serializers.ValidationError(f"Must be between {_FIRST_DAY} and {_LAST_DAY}.")
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise serializers.ValidationError(f"Must be between {FIRST_DAY} and {LAST_DAY}.")
+
+
+def caller_timezone(request) -> zoneinfo.ZoneInfo:
+    """The timezone of the caller's preferences: the one their days are counted in."""
+    preferences = request.auth.preferences
+    return zoneinfo.ZoneInfo(preferences.timezone if preferences else settings.DEFAULT_TIMEZONE)
 
 
 def _month_bounds(day: date) -> tuple[date, date]:
@@ -209,8 +215,7 @@ class UsageApi(APIView):
             raise InvalidRequest(f"Invalid `{field}`: {messages[0]}", details=serializer.errors, param=field)
         data = serializer.validated_data
 
-        preferences = request.auth.preferences
-        tz = zoneinfo.ZoneInfo(preferences.timezone if preferences else settings.DEFAULT_TIMEZONE)
+        tz = caller_timezone(request)
         date_to = data.get("to") or _month_bounds(timezone.localtime(timezone=tz).date())[1]
         date_from = data.get("from") or _month_bounds(date_to)[0]
         if date_from > date_to:
