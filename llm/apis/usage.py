@@ -1,10 +1,8 @@
 """`GET /api/v1/usage`: the caller's requests, tokens, cost and cache savings, per day, model or token."""
 
 import calendar
-import zoneinfo
 from datetime import date
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -19,25 +17,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import HasTokenScope
+from accounts.selectors import token_timezone
 from common.errors import InvalidRequest
+from common.filters import FIRST_DAY, LAST_DAY
 from common.serializers import query_values
 from llm.apis.common import money
 from llm.selectors import GROUP_BY_CHOICES, usage_summary_for_user
-
-# The range is turned into datetimes in the user's timezone, the day after `to` included: near the ends of what
-# Python's dates hold (`to=9999-12-31`) that overflows.
-FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(9998, 12, 31)
 
 
 def _date_in_range(value: date) -> None:
     if not FIRST_DAY <= value <= LAST_DAY:
         raise serializers.ValidationError(f"Must be between {FIRST_DAY} and {LAST_DAY}.")
-
-
-def caller_timezone(request) -> zoneinfo.ZoneInfo:
-    """The timezone of the caller's preferences: the one their days are counted in."""
-    preferences = request.auth.preferences
-    return zoneinfo.ZoneInfo(preferences.timezone if preferences else settings.DEFAULT_TIMEZONE)
 
 
 def _month_bounds(day: date) -> tuple[date, date]:
@@ -215,7 +205,7 @@ class UsageApi(APIView):
             raise InvalidRequest(f"Invalid `{field}`: {messages[0]}", details=serializer.errors, param=field)
         data = serializer.validated_data
 
-        tz = caller_timezone(request)
+        tz = token_timezone(request.auth)
         date_to = data.get("to") or _month_bounds(timezone.localtime(timezone=tz).date())[1]
         date_from = data.get("from") or _month_bounds(date_to)[0]
         if date_from > date_to:

@@ -1,83 +1,32 @@
 """`/api/v1/usage/records`: the caller's usage records, one per request, filtered, paged newest first, or downloaded
 whole as CSV (`?format=csv`)."""
 
-from datetime import datetime, time, timedelta
-
 import django_filters
-from django import forms
 from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from django_filters.rest_framework import FilterSet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
-    extend_schema_field,
     extend_schema_view,
 )
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.renderers import JSONRenderer
 
 from accounts.permissions import HasTokenScope
+from accounts.selectors import token_timezone
+from common.filters import MOMENT_HELP, MomentFilter, expose_from
 from common.renderers import CSVErrorsAsJSONMixin, CSVRenderer, csv_streaming_response
 from llm import selectors
-from llm.apis.usage import FIRST_DAY, LAST_DAY, MoneyField, caller_timezone
+from llm.apis.usage import MoneyField
 from llm.models import UsageRecord, UsageStatus
 
-_MOMENT_HELP = (
-    "A date (YYYY-MM-DD, a whole day in your timezone) or a date-time (ISO 8601; without an offset, in your "
-    "timezone), 1900-01-01 to 9998-12-31."
-)
 
-
-class _MomentField(forms.Field):
-    """A date or a date-time, told apart by the filter (a date covers its whole day)."""
-
-    default_error_messages = {
-        "invalid": "Enter a date (YYYY-MM-DD) or a date-time (ISO 8601, e.g. 2025-03-01T12:00:00Z).",
-        "range": f"Must be between {FIRST_DAY} and {LAST_DAY}.",
-    }
-
-    def to_python(self, value):
-        if value in self.empty_values:
-            return None
-        text = str(value).strip()
-        try:
-            moment = parse_date(text) or parse_datetime(text)  # this order: a date alone parses as a date-time too
-        except ValueError:  # well formed, but no such day or time (2025-02-30)
-            moment = None
-        if moment is None:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        day = moment.date() if isinstance(moment, datetime) else moment
-        if not FIRST_DAY <= day <= LAST_DAY:
-            raise forms.ValidationError(self.error_messages["range"], code="range")
-        return moment
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class _MomentFilter(django_filters.Filter):
-    field_class = _MomentField
-
-    def __init__(self, *, end: bool, **kwargs) -> None:
-        self.end = end
-        super().__init__(field_name="created_at", **kwargs)
-
-    def filter(self, qs, value):
-        if value is None:
-            return qs
-        tz = caller_timezone(self.parent.request)
-        if isinstance(value, datetime):
-            moment = value if timezone.is_aware(value) else value.replace(tzinfo=tz)
-            return qs.filter(created_at__lte=moment) if self.end else qs.filter(created_at__gte=moment)
-        if self.end:  # the whole day `to` included
-            return qs.filter(created_at__lt=datetime.combine(value + timedelta(days=1), time.min, tzinfo=tz))
-        return qs.filter(created_at__gte=datetime.combine(value, time.min, tzinfo=tz))
-
-
+@expose_from
 class UsageRecordFilter(FilterSet):
-    date_from = _MomentFilter(end=False)
-    to = _MomentFilter(end=True)
+    date_from = MomentFilter(field_name="created_at", end=False)
+    to = MomentFilter(field_name="created_at", end=True)
     model = django_filters.CharFilter(
         method="filter_model", max_length=100, help_text="The model that answered, or the one asked for."
     )
@@ -100,6 +49,9 @@ class UsageRecordFilter(FilterSet):
         model = UsageRecord
         fields: list[str] = []
 
+    def request_timezone(self):
+        return token_timezone(self.request.auth)
+
     def filter_model(self, queryset, name, value):
         return selectors.usage_records_for_model(queryset, value)
 
@@ -109,10 +61,6 @@ class UsageRecordFilter(FilterSet):
     def filter_cached(self, queryset, name, value: str):
         cached = queryset.filter(status=UsageStatus.CACHED)
         return cached if value == "true" else queryset.exclude(status=UsageStatus.CACHED)
-
-
-# `from` is a Python keyword: declared as `date_from`, exposed as `from`.
-UsageRecordFilter.base_filters["from"] = UsageRecordFilter.base_filters.pop("date_from")
 
 
 class UsageRecordSerializer(serializers.ModelSerializer):
@@ -186,9 +134,9 @@ _RECORDS_CSV = OpenApiResponse(
         ),
         tags=["usage"],
         parameters=[
-            OpenApiParameter("from", str, OpenApiParameter.QUERY, description=f"At or after this. {_MOMENT_HELP}"),
+            OpenApiParameter("from", str, OpenApiParameter.QUERY, description=f"At or after this. {MOMENT_HELP}"),
             OpenApiParameter(
-                "to", str, OpenApiParameter.QUERY, description=f"At or before this (a date: to its end). {_MOMENT_HELP}"
+                "to", str, OpenApiParameter.QUERY, description=f"At or before this (a date: to its end). {MOMENT_HELP}"
             ),
             OpenApiParameter(
                 "format", str, OpenApiParameter.QUERY, enum=["json", "csv"], description="`csv`: the whole set."
