@@ -1,4 +1,5 @@
-"""The structured output the LLM returns for natural-language scheduling, and its validation.
+"""The structured output the LLM returns for natural-language scheduling: its pydantic model (`EventExtraction`,
+which validates the answer) and the JSON schema the LLM is given.
 
 The LLM gateway passes `EVENT_EXTRACTION_SCHEMA` (named `EVENT_EXTRACTION_SCHEMA_NAME`) as the JSON schema of
 its structured output, with `extraction_instructions(...)` as the system prompt, then hands the parsed JSON to
@@ -10,13 +11,15 @@ Constraints the schema cannot express (date formats, IANA names, emails) are che
 """
 
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from calendars.errors import CalendarExtractionInvalid
 from calendars.mapping import EventInput, is_valid_timezone
+from common.validation import pydantic_details
 
 EVENT_EXTRACTION_SCHEMA_NAME = "calendar_events"
 
@@ -122,17 +125,31 @@ def extraction_instructions(*, now: datetime, timezone_name: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class RecurrenceSpec:
-    frequency: str
-    interval: int | None = None
-    by_weekday: list[str] = field(default_factory=list)
-    count: int | None = None
+class _Output(BaseModel):
+    """The LLM's answer is taken at its declared JSON types (strict: "yes" is not a boolean), with nothing extra."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RecurrenceSpec(_Output):
+    frequency: Literal[tuple(FREQUENCIES)]  # type: ignore[valid-type]
+    interval: int | None = Field(default=None, ge=1)
+    by_weekday: list[Literal[tuple(WEEKDAYS)]] = Field(default_factory=list)  # type: ignore[valid-type]
+    count: int | None = Field(default=None, ge=1)
     until: str | None = None
 
+    @field_validator("until")
+    @classmethod
+    def _until_is_a_date(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError("Use a date like 2025-06-30.") from None
+        return value
 
-@dataclass(frozen=True)
-class ExtractedEvent:
+
+class ExtractedEvent(_Output):
     summary: str
     start: str
     all_day: bool = False
@@ -140,7 +157,7 @@ class ExtractedEvent:
     description: str | None = None
     location: str | None = None
     timezone: str | None = None
-    attendees: list[str] = field(default_factory=list)
+    attendees: list[str] = Field(default_factory=list)
     recurrence: RecurrenceSpec | None = None
 
     def rrule_lines(self, timezone_name: str) -> list[str]:
@@ -189,132 +206,45 @@ def _until(value: str, *, all_day: bool, timezone_name: str) -> str:
     return f"{last_second:%Y%m%dT%H%M%SZ}"
 
 
-@dataclass(frozen=True)
-class EventExtraction:
-    status: str
+class EventExtraction(_Output):
+    """The structured output the LLM answers with (`EVENT_EXTRACTION_SCHEMA` describes the same to the LLM)."""
+
+    status: Literal["events", "needs_clarification"]
     question: str | None = None
-    events: list[ExtractedEvent] = field(default_factory=list)
+    events: list[ExtractedEvent] = Field(default_factory=list)
 
 
-class _Problems:
-    def __init__(self):
-        self.items: dict[str, list[str]] = {}
-
-    def add(self, path: str, message: str) -> None:
-        self.items.setdefault(path, []).append(message)
-
-
-def _expect(value, kinds, path: str, problems: _Problems, *, nullable: bool = False):
-    if value is None and nullable:
-        return None
-    # bool is an int in Python; an integer field must not take true/false.
-    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in _as_tuple(kinds)):
-        return value
-    names = "/".join(k.__name__ for k in _as_tuple(kinds)) + (" or null" if nullable else "")
-    problems.add(path, f"Expected {names}, got {type(value).__name__}.")
-    return None
-
-
-def _as_tuple(kinds) -> tuple:
-    return kinds if isinstance(kinds, tuple) else (kinds,)
-
-
-def _keys(data: dict, allowed: list[str], path: str, problems: _Problems) -> None:
-    for key in data:
-        if key not in allowed:
-            problems.add(f"{path}{key}", "Unknown property.")
-
-
-def _parse_recurrence(data, path: str, problems: _Problems) -> RecurrenceSpec | None:
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        problems.add(path, "Expected an object or null.")
-        return None
-    _keys(data, _RECURRENCE_SCHEMA["required"], f"{path}.", problems)
-    frequency = data.get("frequency")
-    if frequency not in FREQUENCIES:
-        problems.add(f"{path}.frequency", f"One of {', '.join(FREQUENCIES)}.")
-    interval = _expect(data.get("interval"), int, f"{path}.interval", problems, nullable=True)
-    if interval is not None and interval < 1:
-        problems.add(f"{path}.interval", "At least 1.")
-    weekdays = _expect(data.get("by_weekday", []), list, f"{path}.by_weekday", problems) or []
-    for day in weekdays:
-        if day not in WEEKDAYS:
-            problems.add(f"{path}.by_weekday", f"{day!r} is not one of {', '.join(WEEKDAYS)}.")
-    count = _expect(data.get("count"), int, f"{path}.count", problems, nullable=True)
-    if count is not None and count < 1:
-        problems.add(f"{path}.count", "At least 1.")
-    until = _expect(data.get("until"), str, f"{path}.until", problems, nullable=True)
-    if until is not None:
-        try:
-            date.fromisoformat(until)
-        except ValueError:
-            problems.add(f"{path}.until", "Use a date like 2025-06-30.")
-    if count and until:
-        problems.add(path, "Give count or until, not both.")
-    return RecurrenceSpec(
-        frequency=frequency or "",
-        interval=interval,
-        by_weekday=[d for d in weekdays if d in WEEKDAYS],
-        count=count,
-        until=until,
-    )
-
-
-def _parse_event(data, path: str, problems: _Problems) -> ExtractedEvent | None:
-    if not isinstance(data, dict):
-        problems.add(path, "Expected an object.")
-        return None
-    _keys(data, _EVENT_SCHEMA["required"], f"{path}.", problems)
-    summary = _expect(data.get("summary"), str, f"{path}.summary", problems)
-    start = _expect(data.get("start"), str, f"{path}.start", problems)
-    all_day = _expect(data.get("all_day", False), bool, f"{path}.all_day", problems)
-    attendees = _expect(data.get("attendees", []), list, f"{path}.attendees", problems) or []
-    for index, email in enumerate(attendees):
-        _expect(email, str, f"{path}.attendees[{index}]", problems)
-    optional = {
-        name: _expect(data.get(name), str, f"{path}.{name}", problems, nullable=True)
-        for name in ("end", "description", "location", "timezone")
-    }
-    recurrence = _parse_recurrence(data.get("recurrence"), f"{path}.recurrence", problems)
-    if summary is None or start is None:
-        return None
-    return ExtractedEvent(
-        summary=summary,
-        start=start,
-        all_day=bool(all_day),
-        attendees=[a for a in attendees if isinstance(a, str)],
-        recurrence=recurrence,
-        **optional,
-    )
+def _meaning_problems(extraction: EventExtraction) -> dict[str, list[str]]:
+    """What the types cannot say: a clarification has a question, events have at least one, a rule ends once."""
+    problems: dict[str, list[str]] = {}
+    if extraction.status == "needs_clarification" and not (extraction.question or "").strip():
+        problems["question"] = ["A clarification needs a question."]
+    if extraction.status == "events" and not extraction.events:
+        problems["events"] = ["At least one event, or status needs_clarification."]
+    for index, event in enumerate(extraction.events):
+        if event.recurrence is not None and event.recurrence.count and event.recurrence.until:
+            problems[f"events[{index}].recurrence"] = ["Give count or until, not both."]
+    return problems
 
 
 def event_extraction_parse(data: dict | str) -> EventExtraction:
-    """Check the LLM's JSON against `EVENT_EXTRACTION_SCHEMA` (shape and types) and return dataclasses.
-    Raises 422 `calendar_extraction_invalid` with a path per problem. Dates, zones and emails are checked when
-    the events are mapped."""
+    """Validate the LLM's JSON with the `EventExtraction` model (shape and types). Raises 422
+    `calendar_extraction_invalid` with a path per problem (`events[0].start`). Dates, zones and emails are checked
+    when the events are mapped."""
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
         except ValueError:
             raise CalendarExtractionInvalid("The extraction is not valid JSON.") from None
-    problems = _Problems()
     if not isinstance(data, dict):
         raise CalendarExtractionInvalid("The extraction must be a JSON object.")
-    _keys(data, EVENT_EXTRACTION_SCHEMA["required"], "", problems)
-    status = data.get("status")
-    if status not in ("events", "needs_clarification"):
-        problems.add("status", 'Either "events" or "needs_clarification".')
-    question = _expect(data.get("question"), str, "question", problems, nullable=True)
-    raw_events = _expect(data.get("events", []), list, "events", problems) or []
-    events = [_parse_event(item, f"events[{index}]", problems) for index, item in enumerate(raw_events)]
-    if status == "needs_clarification" and not (question or "").strip():
-        problems.add("question", "A clarification needs a question.")
-    if status == "events" and not raw_events:
-        problems.add("events", "At least one event, or status needs_clarification.")
-    if problems.items:
-        raise CalendarExtractionInvalid(details=problems.items)
-    if status == "needs_clarification":
-        return EventExtraction(status=status, question=question.strip(), events=[])
-    return EventExtraction(status="events", question=None, events=[e for e in events if e is not None])
+    try:
+        extraction = EventExtraction.model_validate(data)
+    except ValidationError as exc:
+        raise CalendarExtractionInvalid(details=pydantic_details(exc, brackets=True)) from None
+    problems = _meaning_problems(extraction)
+    if problems:
+        raise CalendarExtractionInvalid(details=problems)
+    if extraction.status == "needs_clarification":
+        return EventExtraction(status="needs_clarification", question=extraction.question.strip())
+    return extraction

@@ -229,13 +229,13 @@ def test_a_partial_failure_is_resumed_by_the_retry(connected, berlin, fake_googl
     ("data", "path", "message"),
     [
         ("not json", None, "not valid JSON"),
-        ({"status": "maybe", "question": None, "events": []}, "status", "Either"),
+        ({"status": "maybe", "question": None, "events": []}, "status", "Input should be 'events' or"),
         ({"status": "needs_clarification", "question": None, "events": []}, "question", "needs a question"),
         ({"status": "events", "question": None, "events": []}, "events", "At least one event"),
-        (extraction({**event(), "colour": "red"}), "events[0].colour", "Unknown property"),
-        (extraction(event(all_day="yes")), "events[0].all_day", "Expected bool"),
-        (extraction(event(recurrence=weekly(count=0))), "events[0].recurrence.count", "At least 1"),
-        (extraction(event(recurrence=weekly(by_weekday=["TUE"]))), "events[0].recurrence.by_weekday", "'TUE'"),
+        (extraction({**event(), "colour": "red"}), "events[0].colour", "Extra inputs are not permitted"),
+        (extraction(event(all_day="yes")), "events[0].all_day", "Input should be a valid boolean"),
+        (extraction(event(recurrence=weekly(count=0))), "events[0].recurrence.count", "greater than or equal to 1"),
+        (extraction(event(recurrence=weekly(by_weekday=["TU", "TUE"]))), "events[0].recurrence.by_weekday[1]", "'MO', 'TU'"),
         (extraction(event(recurrence=weekly(count=3, until="2025-06-30"))), "events[0].recurrence", "not both"),
         (extraction(event(), event(start="next tuesday")), "events[1].start", "Use a date-time"),
         (extraction(event(timezone="Berlin")), "events[0].timezone", "not an IANA timezone"),
@@ -273,7 +273,22 @@ def test_invalid_extractions_are_422(connected, berlin, fake_google, data, path,
     assert fake_google.requests == before  # nothing reached Google
 
 
-def test_extraction_as_json_text_and_dataclass(connected, berlin):
+def test_the_model_and_the_schema_the_llm_is_given_agree():
+    """The pydantic model validates the answer; EVENT_EXTRACTION_SCHEMA describes it to the LLM: same fields."""
+    from calendars.schemas import EventExtraction, ExtractedEvent, RecurrenceSpec
+
+    answer = EVENT_EXTRACTION_SCHEMA
+    event_schema = answer["properties"]["events"]["items"]
+    for model, schema in (
+        (EventExtraction, answer),
+        (ExtractedEvent, event_schema),
+        (RecurrenceSpec, event_schema["properties"]["recurrence"]),
+    ):
+        assert sorted(model.model_fields) == sorted(schema["properties"]), model
+    assert EventExtraction.model_config["extra"] == "forbid" and EventExtraction.model_config["strict"] is True
+
+
+def test_extraction_as_json_text_and_model(connected, berlin):
     from calendars.schemas import event_extraction_parse
 
     text = json.dumps(extraction(event(start="2025-05-05T10:00:00")))
