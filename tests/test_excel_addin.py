@@ -177,7 +177,7 @@ def test_addin_files_answer_get_only(client):
 def test_functions_metadata_matches_the_registered_functions():
     metadata = json.loads((ADDIN_DIR / "functions.json").read_text())
     by_id = {f["id"]: f for f in metadata["functions"]}
-    assert set(by_id) == {"PROMPT", "TEMPLATE"}
+    assert set(by_id) == {"PROMPT", "TEMPLATE", "ASK", "EACH", "CLASSIFY", "EXTRACT"}
     source = (ADDIN_DIR / "functions.js").read_text()
     for function_id in by_id:
         assert f'CustomFunctions.associate("{function_id}", ' in source
@@ -185,6 +185,14 @@ def test_functions_metadata_matches_the_registered_functions():
     assert prompt == [("text", False), ("type", True), ("model", True)]
     template = by_id["TEMPLATE"]["parameters"]
     assert template[1]["repeating"] is True
+    # The range functions take ranges (matrices) and spill: their result is a matrix.
+    for function_id in ("ASK", "EACH", "CLASSIFY", "EXTRACT"):
+        assert by_id[function_id]["result"]["dimensionality"] == "matrix", function_id
+    ask = [(p["name"], p["dimensionality"], p.get("optional", False)) for p in by_id["ASK"]["parameters"]]
+    assert ask == [("prompt", "scalar", False), ("context", "matrix", True), ("shape", "scalar", True)]
+    assert [p["dimensionality"] for p in by_id["CLASSIFY"]["parameters"]] == ["matrix", "matrix"]
+    assert [p["dimensionality"] for p in by_id["EXTRACT"]["parameters"]] == ["matrix", "matrix"]
+    assert [p["dimensionality"] for p in by_id["EACH"]["parameters"]] == ["matrix", "scalar"]
 
 
 def test_index_page_links_the_manifest_and_warns_about_http(client, settings):

@@ -6,20 +6,32 @@
  *   =DJLLM.TEMPLATE("translation", A1, B1, …)  for now the template name is a type, and the cells are joined, one
  *                                              per line, into the prompt
  *
+ * and over ranges (their results spill):
+ *
+ *   =DJLLM.ASK("Which region grew most?", A1:D20, "text" | "list" | "table")
+ *   =DJLLM.EACH(A2:A50, "translate to German")   one answer per cell, same shape
+ *   =DJLLM.CLASSIFY(A2:A50, "positive, negative, neutral")   or a range of labels
+ *   =DJLLM.EXTRACT(A2:B50, "name, city, amount")  or a header range; one row per input row, one column per field
+ *
  * This file runs in the add-in's shared runtime: taskpane.html loads it, and the manifest's <Runtimes> entry
  * (lifetime="long") keeps that page alive for the functions while the task pane is closed. The page comes from the
  * djllm server, so the functions call the same origin; the token is the one saved in the task pane, read from
  * OfficeRuntime.storage (never from the workbook).
  *
  * Batching, after Microsoft's pattern for custom functions that call a web service: every call is queued, and a
- * timer flushes the queue FLUSH_DELAY_MS later. Calls with the same type and model go out together as one
- * `POST /api/v1/batch` (up to MAX_ITEMS items; identical texts are sent once), so recalculating a column of 1,000
- * cells makes a handful of requests, not 1,000.
+ * timer flushes the queue FLUSH_DELAY_MS later. Calls with the same options (type, model, instruction, labels…) go
+ * out together as `POST /api/v1/batch` requests of up to the server's BATCH_MAX_ITEMS items (identical texts are
+ * sent once), so recalculating a column of 1,000 cells makes a handful of requests, not 1,000.
  *
  * Recalculation costs nothing: each batch asks for temperature 0, which djllm answers from its response cache
  * (30 days by default) when the same text, type and model come again.
  *
- * Errors become readable cell errors (#N/A with a message), e.g. "THROTTLED: retry" once 429s outlast the retries.
+ * Lists, tables and extracted fields are asked for with a JSON schema (`parameters.response_format`) and checked
+ * before they spill; CLASSIFY sends its labels (`labels`), so an answer outside them is never cached: it is asked
+ * once more with the cache bypassed and the labels restated, then shown as an error in that cell only.
+ *
+ * Errors become readable cell errors (#N/A with a message), e.g. "THROTTLED: retry" once 429s outlast the retries
+ * (the server's Retry-After is waited out, up to MAX_WAIT_SECONDS in all).
  */
 (function (root) {
   "use strict";
@@ -27,9 +39,9 @@
   var TYPES = ["summary", "keywords", "sentiment", "entities", "translation", "custom"];
   var STORAGE = { token: "djllm.token", language: "djllm.language", model: "djllm.model", server: "djllm.server" };
   var FLUSH_DELAY_MS = 50;
-  var MAX_ITEMS = 200; // the server's default BATCH_MAX_ITEMS
-  var MAX_ATTEMPTS = 3; // per batch request, on 429 / 502-504 / network errors
-  var MAX_WAIT_SECONDS = 10; // longer Retry-After: give up and show THROTTLED (the user recalculates later)
+  var maxItems = 200; // the server's BATCH_MAX_ITEMS (its default); lowered when the server names a smaller one
+  var MAX_ATTEMPTS = 6; // per batch request, on 429 / 502-504 / network errors
+  var MAX_WAIT_SECONDS = 60; // waited in all per request; a longer Retry-After: THROTTLED now (recalculate later)
   var MESSAGE_LIMIT = 200;
   var THROTTLED_CODES = ["rate_limited", "upstream_rate_limited", "upstream_overloaded"];
   var UNAVAILABLE_CODES = [
@@ -116,11 +128,248 @@
     return enqueue(kind, "", parts.join("\n"));
   }
 
+  // ---- Functions over ranges ------------------------------------------------------------------------------------
+
+  var SHAPES = ["text", "list", "table"];
+
+  /** A range as rows of cells (Excel passes a matrix; a scalar argument is a 1x1 range). */
+  function rowsOf(value) {
+    if (!Array.isArray(value)) return [[value]];
+    return value.map(function (row) {
+      return Array.isArray(row) ? row : [row];
+    });
+  }
+
+  /** Labels or fields: a range's non-empty cells, or a text listing them ("a, b; c" or one per line). */
+  function listOf(value) {
+    var parts = flatten(Array.isArray(value) ? value : [value]).map(text);
+    if (parts.length === 1) parts = parts[0].split(/[,;\n]/); // one cell or a text: the list written out
+    var seen = [];
+    parts.forEach(function (part) {
+      var item = part.trim();
+      if (item && seen.indexOf(item) < 0) seen.push(item);
+    });
+    return seen;
+  }
+
+  /** A range as a small Markdown table, its first row the headers, for the model to read. */
+  function tableText(rows) {
+    var cells = rows.map(function (row) {
+      return row.map(function (cell) {
+        return text(cell).replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+      });
+    });
+    cells = cells.filter(function (row) {
+      return row.some(Boolean);
+    });
+    if (!cells.length) return "";
+    var line = function (row) {
+      return "| " + row.join(" | ") + " |";
+    };
+    var rule = line(
+      cells[0].map(function () {
+        return "---";
+      })
+    );
+    return [line(cells[0]), rule].concat(cells.slice(1).map(line)).join("\n");
+  }
+
+  function jsonSchema(name, schema) {
+    return { type: "json_schema", json_schema: { name: name, strict: true, schema: schema } };
+  }
+
+  function objectOf(properties) {
+    return { type: "object", properties: properties, required: Object.keys(properties), additionalProperties: false };
+  }
+
+  var STRINGS = { type: "array", items: { type: "string" } };
+  var ASK_FORMATS = {
+    list: jsonSchema("list", objectOf({ items: STRINGS })),
+    table: jsonSchema("table", objectOf({ columns: STRINGS, rows: { type: "array", items: STRINGS } })),
+  };
+  var ASK_SYSTEM = {
+    text: "Answer the user's request about the data they give, briefly, as plain text without Markdown.",
+    list:
+      "Answer the user's request about the data they give as a JSON object whose `items` is the list asked for, " +
+      "one short string per item.",
+    table:
+      "Answer the user's request about the data they give as a JSON object with `columns` (the headers) and " +
+      "`rows` (each row a list of strings, as many as there are columns).",
+  };
+
+  /** A cell value from a table the model filled: plain numbers become numbers, the rest stays text. */
+  function cellValue(value) {
+    var s = text(value);
+    return /^-?\d+(\.\d+)?$/.test(s) && s.length < 16 ? Number(s) : s;
+  }
+
+  function parseJson(answer) {
+    try {
+      return JSON.parse(answer.replace(/^\s*```(?:json)?\s*|\s*```\s*$/g, ""));
+    } catch (error) {
+      return null;
+    }
+  }
+
+  function isStrings(value) {
+    return (
+      Array.isArray(value) &&
+      value.every(function (v) {
+        return typeof v === "string" || typeof v === "number";
+      })
+    );
+  }
+
+  /** The model's answer in the shape asked for, as the rows that spill; null when it is not that shape. */
+  function shaped(shape, answer) {
+    if (shape === "text") return [[answer]];
+    var data = parseJson(answer);
+    if (shape === "list") {
+      if (!data || !isStrings(data.items) || !data.items.length) return null;
+      return data.items.map(function (item) {
+        return [cellValue(item)];
+      });
+    }
+    if (!data || !isStrings(data.columns) || !data.columns.length || !Array.isArray(data.rows)) return null;
+    var width = data.columns.length;
+    var ok = data.rows.every(function (row) {
+      return isStrings(row) && row.length === width;
+    });
+    if (!ok) return null;
+    return [data.columns.map(text)].concat(
+      data.rows.map(function (row) {
+        return row.map(cellValue);
+      })
+    );
+  }
+
+  /** =DJLLM.ASK(prompt, [context], [shape]) */
+  async function askRange(prompt, context, shape) {
+    var question = text(prompt);
+    if (!question) throw cellError("ASK: give a prompt, e.g. \"Which region grew most?\"", "value");
+    var form = text(shape).toLowerCase() || "text";
+    if (SHAPES.indexOf(form) < 0) throw cellError("SHAPE: use text, list or table", "value");
+    var data = context === null || context === undefined ? "" : tableText(rowsOf(context));
+    var body = data ? question + "\n\nData (a table; its first row holds the headers):\n" + data : question;
+    var options = { type: "custom", system: ASK_SYSTEM[form] };
+    if (ASK_FORMATS[form]) options.response_format = ASK_FORMATS[form];
+    var item = await ask(options, body);
+    if (!item.ok) throw item.error;
+    var rows = shaped(form, item.result);
+    if (!rows) throw cellError("SHAPE: the answer was not a " + form + "; recalculate or rephrase the prompt");
+    return rows;
+  }
+
+  /** Each non-empty cell of `range` asked with `options`; `finish(item)` turns an answer into the cell's value. */
+  function perCell(range, options, finish) {
+    return Promise.all(
+      rowsOf(range).map(function (row) {
+        return Promise.all(
+          row.map(function (cell) {
+            var body = text(cell);
+            if (!body) return ""; // an empty cell: nothing to ask, nothing to pay
+            return ask(options, body).then(function (item) {
+              return finish(item, body);
+            });
+          })
+        );
+      })
+    );
+  }
+
+  function valueOrError(item) {
+    return item.ok ? item.result : item.error;
+  }
+
+  /** =DJLLM.EACH(range, instruction) */
+  async function eachCell(range, instruction) {
+    var task = text(instruction);
+    if (!task) throw cellError("EACH: give an instruction, e.g. \"translate to German\"", "value");
+    var system = "Do this with the text the user sends and answer with the result only: " + task;
+    return perCell(range, { type: "custom", system: system }, valueOrError);
+  }
+
+  function classifySystem(labels, restated) {
+    var list = labels.join(" | ");
+    var system = "Classify the text the user sends. Answer with exactly one of these labels and nothing else: " + list;
+    if (restated) {
+      system += ". Your answer must be one of these, spelled exactly as given: " + list + ".";
+    }
+    return system;
+  }
+
+  /** =DJLLM.CLASSIFY(range, labels) */
+  async function classify(range, labels) {
+    var list = listOf(labels);
+    if (list.length < 2) throw cellError("LABELS: give at least two labels, e.g. \"positive, negative\"", "value");
+    var options = { type: "custom", system: classifySystem(list, false), labels: list };
+    return perCell(range, options, async function (item, body) {
+      if (item.ok || item.code !== "answer_not_in_labels") return valueOrError(item);
+      // Never cached by the server; asked once more past the cache, the labels restated, then this cell's error.
+      var retry = await ask({ type: "custom", system: classifySystem(list, true), labels: list, cache: false }, body);
+      if (retry.ok) return retry.result;
+      if (retry.code === "answer_not_in_labels") return cellError("NOT A LABEL: the answer was none of " + list.join(", "));
+      return retry.error;
+    });
+  }
+
+  /** =DJLLM.EXTRACT(range, fields) */
+  async function extract(range, fields) {
+    var names = listOf(fields);
+    if (!names.length) throw cellError("FIELDS: give the fields, e.g. \"name, city\" or a header range", "value");
+    var properties = {};
+    names.forEach(function (name) {
+      properties[name] = { type: "string" };
+    });
+    var options = {
+      type: "custom",
+      system:
+        "Extract these fields from the text the user sends: " +
+        names.join(", ") +
+        ". Answer with a JSON object with exactly these keys; an empty string where the text does not say.",
+      response_format: jsonSchema("fields", objectOf(properties)),
+    };
+    return Promise.all(
+      rowsOf(range).map(async function (row) {
+        var body = row.map(text).filter(Boolean).join(" | ");
+        var blank = names.map(function () {
+          return "";
+        });
+        if (!body) return blank;
+        var item = await ask(options, body);
+        var fill = function (error) {
+          return names.map(function () {
+            return error;
+          });
+        };
+        if (!item.ok) return fill(item.error);
+        var data = parseJson(item.result);
+        if (!data || typeof data !== "object" || Array.isArray(data)) {
+          return fill(cellError("EXTRACT: the answer was not the fields asked for; recalculate"));
+        }
+        return names.map(function (name) {
+          return data[name] === undefined || data[name] === null ? "" : cellValue(data[name]);
+        });
+      })
+    );
+  }
+
   // ---- Batching -------------------------------------------------------------------------------------------------
 
+  /** One cell's text with the batch options it shares with other cells ({type, model, system, labels, cache,
+   * response_format}); resolves with the answer, rejects with the cell's error. */
   function enqueue(kind, model, body) {
-    return new Promise(function (resolve, reject) {
-      queue.push({ type: kind, model: model, prompt: body, resolve: resolve, reject: reject });
+    return ask({ type: kind, model: model }, body).then(function (item) {
+      if (item.ok) return item.result;
+      throw item.error;
+    });
+  }
+
+  /** Like enqueue, but resolves with {ok, result} or {ok: false, code, error} (the range functions decide per
+   * cell what an error means). */
+  function ask(options, body) {
+    return new Promise(function (resolve) {
+      queue.push({ options: options, prompt: body, resolve: resolve });
       if (flushTimer === null) {
         flushTimer = setTimeout(flush, FLUSH_DELAY_MS);
       }
@@ -148,51 +397,70 @@
     var calls = queue;
     queue = [];
     var settings;
+    var failAll = function (error) {
+      calls.forEach(function (call) {
+        call.resolve({ ok: false, code: "request", error: error });
+      });
+    };
     try {
       settings = await readSettings();
     } catch (error) {
-      calls.forEach(function (call) {
-        call.reject(cellError("STORAGE: " + (error && error.message ? error.message : error)));
-      });
+      failAll(cellError("STORAGE: " + (error && error.message ? error.message : error)));
       return;
     }
     if (!settings.token) {
-      calls.forEach(function (call) {
-        call.reject(cellError("NO TOKEN: open the djllm task pane and save your token"));
-      });
+      failAll(cellError("NO TOKEN: open the djllm task pane and save your token"));
       return;
     }
-    // One batch carries one type and one model; identical texts within it share one item (one answer, one bill).
+    // One batch carries one set of options (type, model, instruction…); identical texts within it share one item
+    // (one answer, one bill).
     var groups = new Map();
     calls.forEach(function (call) {
-      var model = call.model || settings.model;
-      var key = JSON.stringify([call.type, model]);
-      if (!groups.has(key)) groups.set(key, { type: call.type, model: model, waiters: new Map() });
+      var options = Object.assign({}, call.options, { model: call.options.model || settings.model });
+      var key = JSON.stringify(options);
+      if (!groups.has(key)) groups.set(key, { options: options, waiters: new Map() });
       var group = groups.get(key);
       if (!group.waiters.has(call.prompt)) group.waiters.set(call.prompt, []);
       group.waiters.get(call.prompt).push(call);
     });
     var sends = [];
     groups.forEach(function (group) {
-      var prompts = Array.from(group.waiters.keys());
-      for (var i = 0; i < prompts.length; i += MAX_ITEMS) {
-        sends.push(sendBatch(settings, group, prompts.slice(i, i + MAX_ITEMS)));
-      }
+      sends.push(sendChunks(settings, group, Array.from(group.waiters.keys())));
     });
     await Promise.all(sends);
   }
 
-  async function sendBatch(settings, group, prompts) {
+  /** The prompts in chunks of the server's batch limit, all in flight at once. */
+  async function sendChunks(settings, group, prompts) {
+    var chunks = [];
+    for (var i = 0; i < prompts.length; i += maxItems) chunks.push(prompts.slice(i, i + maxItems));
+    await Promise.all(
+      chunks.map(function (chunk) {
+        return sendBatch(settings, group, chunk);
+      })
+    );
+  }
+
+  function batchBody(settings, options, prompts) {
+    var parameters = { temperature: 0 }; // cacheable: recalculation is answered from djllm's cache at $0
+    if (options.response_format) parameters.response_format = options.response_format;
     var body = {
-      type: group.type,
+      type: options.type || "custom",
       source: "excel",
-      parameters: { temperature: 0 }, // cacheable: recalculation is answered from djllm's cache at $0
+      parameters: parameters,
       items: prompts.map(function (p, i) {
         return { id: String(i), prompt: p };
       }),
     };
-    if (group.model) body.model = group.model;
+    if (options.model) body.model = options.model;
+    if (options.system) body.system = options.system;
+    if (options.labels) body.labels = options.labels;
+    if (options.cache === false) body.cache = false;
     if (settings.language) body.language = settings.language;
+    return body;
+  }
+
+  async function sendBatch(settings, group, prompts) {
     var each = function (fn) {
       prompts.forEach(function (p, i) {
         group.waiters.get(p).forEach(function (call) {
@@ -200,12 +468,17 @@
         });
       });
     };
-    var answer = await postWithRetries(settings, "/api/v1/batch", body);
+    var answer = await postWithRetries(settings, "/api/v1/batch", batchBody(settings, group.options, prompts));
+    var error = (answer.json && answer.json.error) || {};
+    if (answer.status === 400 && error.code === "too_many_items" && error.details && error.details.limit > 0) {
+      maxItems = Math.min(maxItems, error.details.limit); // this server's BATCH_MAX_ITEMS: split and send again
+      await sendChunks(settings, group, prompts);
+      return;
+    }
     if (answer.status !== 200 || !answer.json || !Array.isArray(answer.json.results)) {
-      var error = (answer.json && answer.json.error) || {};
       var failure = requestError(answer.status, error.code, error.message || answer.text);
       each(function (call) {
-        call.reject(failure);
+        call.resolve({ ok: false, code: error.code || "request", error: failure });
       });
       return;
     }
@@ -216,9 +489,10 @@
     each(function (call, i) {
       var item = byId[String(i)];
       if (item && item.status === "ok" && typeof item.result === "string") {
-        call.resolve(item.result);
+        call.resolve({ ok: true, result: item.result, cached: !!item.cached });
       } else {
-        call.reject(itemError(item ? item.error : { code: "missing", message: "no result for this cell" }));
+        var itemErr = item ? item.error : { code: "missing", message: "no result for this cell" };
+        call.resolve({ ok: false, code: (itemErr && itemErr.code) || "error", error: itemError(itemErr) });
       }
     });
   }
@@ -240,6 +514,7 @@
   async function postWithRetries(settings, path, body) {
     var key = "xl-fn-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10);
     var answer = { status: 0, json: null, text: "" };
+    var waited = 0;
     for (var attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       var response = null;
       try {
@@ -266,7 +541,8 @@
       var retryable = answer.status === 0 || [429, 502, 503, 504].indexOf(answer.status) >= 0;
       if (!retryable || attempt === MAX_ATTEMPTS) break;
       var wait = retryAfterSeconds(response, attempt);
-      if (wait > MAX_WAIT_SECONDS) break; // the cell shows THROTTLED now rather than spinning for minutes
+      if (waited + wait > MAX_WAIT_SECONDS) break; // THROTTLED now rather than spinning for minutes
+      waited += wait;
       await sleep(wait * 1000);
     }
     return answer;
@@ -274,9 +550,22 @@
 
   // ---- Registration ---------------------------------------------------------------------------------------------
 
-  root.djllmFunctions = { prompt: prompt, template: template, STORAGE: STORAGE, TYPES: TYPES };
+  root.djllmFunctions = {
+    prompt: prompt,
+    template: template,
+    ask: askRange,
+    each: eachCell,
+    classify: classify,
+    extract: extract,
+    STORAGE: STORAGE,
+    TYPES: TYPES,
+  };
   if (root.CustomFunctions && root.CustomFunctions.associate) {
     root.CustomFunctions.associate("PROMPT", prompt);
     root.CustomFunctions.associate("TEMPLATE", template);
+    root.CustomFunctions.associate("ASK", askRange);
+    root.CustomFunctions.associate("EACH", eachCell);
+    root.CustomFunctions.associate("CLASSIFY", classify);
+    root.CustomFunctions.associate("EXTRACT", extract);
   }
 })(typeof self !== "undefined" ? self : this);

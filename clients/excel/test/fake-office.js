@@ -12,6 +12,8 @@
  *
  *   await __excel.calculate("PROMPT", ["text", "sentiment"])
  *       -> {value: "..."} or {error: "#N/A", message: "THROTTLED: retry"}: what the cell would show
+ *   await __excel.calculate("EACH", [[["a"], ["b"]], "translate"])
+ *       -> {value: [["..."], [{error: "#N/A", message: "..."}]]}: a spilled array, an error per cell
  */
 (function (root) {
   "use strict";
@@ -80,7 +82,16 @@
     calculate: async function (id, args) {
       if (!functions[id]) return { error: "#NAME?", message: "no function " + id };
       try {
-        return { value: await functions[id].apply(null, args) };
+        var value = await functions[id].apply(null, args);
+        if (Array.isArray(value)) {
+          // A spilled array: each cell a value or its own error, as Excel shows them.
+          value = value.map(function (row) {
+            return row.map(function (cell) {
+              return cell instanceof CustomFunctionsError ? { error: cell.code, message: cell.message } : cell;
+            });
+          });
+        }
+        return { value: value };
       } catch (error) {
         if (error instanceof CustomFunctionsError) return { error: error.code, message: error.message };
         return { error: "#VALUE!", message: String(error) };
