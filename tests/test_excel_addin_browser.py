@@ -234,3 +234,63 @@ def test_throttled_cells_say_so(addin, token, prices, fake_upstream):
     # Too long to sit out inside a cell: the cells say THROTTLED now and recalculate fine later.
     assert throttled == [{"error": "#N/A", "message": "THROTTLED: retry"}] * 2
     assert len(fake_upstream.requests) == 1
+
+
+# ---- The range functions ------------------------------------------------------------------------------------------
+
+
+def structured_answer(body: dict):
+    schema = body["response_format"]["json_schema"]
+    if schema["name"] == "table":
+        return {"columns": ["Region", "Total"], "rows": [["North", "200"], ["South", "80"]]}
+    if schema["name"] == "list":
+        return {"items": ["North", "South"]}
+    text = body["messages"][-1]["content"]
+    return {field: f"{field}({text.split(' | ')[0]})" for field in schema["schema"]["properties"]}
+
+
+def classify_answer(body: dict) -> str:
+    text = body["messages"][-1]["content"]
+    if "Classify" in body["messages"][0]["content"]:
+        return "negative" if "late" in text else "positive"
+    return answer(body)
+
+
+def test_range_functions_spill_and_recalculate_for_free(addin, token, prices, fake_upstream):
+    page = addin
+    fake_upstream.configure(reply=classify_answer, structured=structured_answer)
+    save_token(page, token[1])
+    reviews = [["Great service"], ["The parcel was late"], [None]]
+    calls = [
+        ("EACH", [[["bonjour", "merci"], ["salut", None]], "translate to English"]),
+        ("CLASSIFY", [reviews, "positive, negative"]),
+        ("EXTRACT", [[["Ann Lee", "Oslo"], ["Bo Berg", "Bergen"]], [["name", "city"]]]),
+        ("ASK", ["Total by region", [["Region", "Sales"], ["North", 120], ["North", 80], ["South", 80]], "table"]),
+        ("ASK", ["Which regions?", [["Region"], ["North"], ["South"]], "list"]),
+    ]
+    first = cells(page, calls)
+    each, classified, extracted, table, listed = (c["value"] for c in first)
+    assert each == [["ANSWER[bonjour]", "ANSWER[merci]"], ["ANSWER[salut]", ""]]  # 2 x 2, like its range
+    assert classified == [["positive"], ["negative"], [""]]
+    assert extracted == [["name(Ann Lee)", "city(Ann Lee)"], ["name(Bo Berg)", "city(Bo Berg)"]]
+    assert table == [["Region", "Total"], ["North", 200], ["South", 80]]
+    assert listed == [["North"], ["South"]]
+    billed = UsageRecord.objects.count()
+    assert billed == 9 and UsageRecord.objects.filter(status="ok").count() == 9
+
+    again = cells(page, calls)  # a recalculation
+    assert again == first
+    recalculated = UsageRecord.objects.order_by("id")[billed:]
+    assert {r.status for r in recalculated} == {"cached"} and len(recalculated) == 9
+    assert sum(r.cost_usd for r in recalculated) == 0
+    assert len(fake_upstream.requests) == 9
+
+
+def test_a_wrong_cell_fails_alone_in_its_spilled_array(addin, token, prices, settings, fake_upstream):
+    page = addin
+    save_token(page, token[1])
+    settings.MAX_PROMPT_LENGTH = 200
+    [cell] = cells(page, [("EACH", [[["fine"], ["x" * 300], ["also fine"]], "shorten"])])
+    ok, too_long, also_ok = cell["value"]
+    assert ok == ["ANSWER[fine]"] and also_ok == ["ANSWER[also fine]"]
+    assert too_long[0]["error"] == "#N/A" and too_long[0]["message"].startswith("PROMPT_TOO_LONG: ")
