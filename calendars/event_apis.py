@@ -20,10 +20,10 @@ from calendars.openapi import (
     error_responses,
 )
 from common.errors import InvalidRequest
+from common.idempotency_keys import idempotency_key_from_headers
 from common.serializers import StrictInputSerializer
 
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,1024}$")
-IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
 SEND_UPDATES = ["none", "all", "externalOnly"]
 
 
@@ -176,12 +176,7 @@ class CalendarEventsApi(CalendarApi):
         ],
     )
     def post(self, request):
-        key = request.headers.get("Idempotency-Key", "").strip() or None
-        if key is not None and not IDEMPOTENCY_KEY_PATTERN.match(key):
-            raise InvalidRequest(
-                "Idempotency-Key must be 1-255 printable ASCII characters without spaces.",
-                details={"Idempotency-Key": ["Invalid."]},
-            )
+        key = idempotency_key_from_headers(request.headers)
         data = validated(self.CalendarEventCreateSerializer, request.data)
         event, created = services.calendar_event_create(
             user=request.user,

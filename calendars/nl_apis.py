@@ -9,6 +9,7 @@ from calendars.mapping import is_valid_timezone
 from calendars.nl import calendar_text_process
 from calendars.openapi import COMMON_ERRORS, error_responses
 from common.formatting import money
+from common.idempotency_keys import idempotency_key_from_headers
 from common.serializers import StrictInputSerializer
 from llm.webhook_calls import usage_out
 
@@ -112,7 +113,7 @@ class CalendarProcessTextApi(CalendarApi):
             timezone_name=data["timezone"] or None,
             calendar_id=data["calendar_id"],
             dry_run=data["dry_run"],
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            idempotency_key=idempotency_key_from_headers(request.headers),
             model=data["model"] or None,
         )
         return Response(

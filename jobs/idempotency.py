@@ -7,7 +7,6 @@ Views use `idempotency_guard`, the one sequence (reserve, replay or answer, stor
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -18,11 +17,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from common.aio import shielded
-from common.errors import Conflict, InvalidRequest
+from common.errors import Conflict
+from common.idempotency_keys import HEADER, idempotency_key_from_headers
 from jobs.models import IdempotencyKey
 
-HEADER = "Idempotency-Key"
-_VALID = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 # A reservation older than this was left by a request that died (server restart mid-batch): a retry takes it over.
 ABANDONED_AFTER = timedelta(minutes=10)
 
@@ -31,17 +29,6 @@ ABANDONED_AFTER = timedelta(minutes=10)
 class Replay:
     status_code: int
     body: dict[str, Any]
-
-
-def key_from_headers(headers) -> str | None:
-    key = headers.get(HEADER)
-    if key is None:
-        return None
-    if not _VALID.match(key):
-        raise InvalidRequest(
-            f"`{HEADER}` must be 1 to 255 printable ASCII characters without spaces.", code="invalid_idempotency_key"
-        )
-    return key
 
 
 def fingerprint(*, method: str, path: str, body: Any, extra: str = "") -> str:
@@ -164,7 +151,7 @@ class IdempotencyGuard:
 
 def idempotency_guard(*, token_id: int, headers, method: str, path: str, body: Any) -> IdempotencyGuard:
     """The guard for a request: its `Idempotency-Key` header (a 400 if malformed) and the fingerprint of its body."""
-    key = key_from_headers(headers)
+    key = idempotency_key_from_headers(headers)
     if key is None:
         return IdempotencyGuard(token_id=token_id, key=None)
     return IdempotencyGuard(token_id=token_id, key=key, fingerprint=fingerprint(method=method, path=path, body=body))

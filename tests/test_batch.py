@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 
 from bench.fake_upstream import Usage as FakeUsage
+from jobs.models import IdempotencyKey
 from llm.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -162,6 +163,18 @@ def test_idempotent_retry_returns_the_first_answer_and_is_not_billed(client, ech
     mine = post(Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}"), body, HTTP_IDEMPOTENCY_KEY="sheet1-run-7")
     assert mine.status_code == 200 and mine.json()["batch_id"] != first.json()["batch_id"]
     assert UsageRecord.objects.count() == 6
+
+
+def test_a_malformed_key_is_a_400_naming_the_header_and_an_empty_one_is_no_key(client, echo):
+    bad = post(client, {"items": rows(1)}, HTTP_IDEMPOTENCY_KEY="two words")
+    assert bad.status_code == 400, bad.content
+    error = bad.json()["error"]
+    assert error["code"] == "invalid_idempotency_key" and list(error["details"]) == ["Idempotency-Key"]
+    assert error["message"].startswith("Invalid `Idempotency-Key`: must be 1 to 255 printable ASCII")
+    assert echo.requests == [] and not IdempotencyKey.objects.exists()
+    # An optional header a connector sends empty is no key (the batch runs, nothing is stored).
+    assert post(client, {"items": rows(1)}, HTTP_IDEMPOTENCY_KEY="").status_code == 200
+    assert not IdempotencyKey.objects.exists()
 
 
 def test_a_failed_request_does_not_keep_its_key(client, echo, settings):

@@ -170,7 +170,9 @@ def test_idempotency_keys_are_per_user(connected, fake_google, auth_client, make
 
 def test_bad_idempotency_key_is_refused(connected, auth_client):
     response = _create(auth_client, HTTP_IDEMPOTENCY_KEY="with space")
-    assert response.status_code == 400 and "Idempotency-Key" in response.json()["error"]["details"]
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], list(error["details"])) == ("invalid_idempotency_key", ["Idempotency-Key"])
 
 
 # --- List, get, patch, delete -------------------------------------------------------------------------------

@@ -92,6 +92,16 @@ def test_retry_with_idempotency_key_creates_no_duplicate(nl, auth_client, connec
     assert UsageRecord.objects.count() == 2  # each LLM call is billed; Google got one event
 
 
+def test_a_malformed_idempotency_key_is_refused_before_the_llm_is_called(nl, auth_client, connected, fake_google):
+    nl.configure(structured=extraction(event()))
+    response = auth_client.post(
+        PROCESS, {"text": "Team lunch next Tuesday at 1"}, format="json", HTTP_IDEMPOTENCY_KEY="lunch one"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["code"] == "invalid_idempotency_key"
+    assert not UsageRecord.objects.exists() and fake_google.live_events() == []
+
+
 def test_ambiguous_text_asks_instead_of_guessing(nl, auth_client, connected, fake_google):
     nl.configure(structured=extraction(status="needs_clarification", question="Which day next week?"))
     response = auth_client.post(PROCESS, {"text": "Lunch sometime next week"}, format="json")
