@@ -409,3 +409,98 @@ def test_the_fake_workbook_takes_values_as_excel_does(tmp_path):
         {"cell": "S!A1", "formula": "=1+1"},
         {"cell": "S!A4", "formula": "- item"},
     ]
+
+
+# ---- each, classify, extract, freeze -------------------------------------------------------------------------------
+
+
+def user_text(body: dict) -> str:
+    return [m for m in body["messages"] if m["role"] == "user"][-1]["content"]
+
+
+def test_each_applies_the_instruction_to_every_cell_and_writes_formula_safe_text(
+    live_djllm, token, prices, upstream, run_script
+):
+    # A model that answers with something Excel would run as a formula if it were entered as typed.
+    upstream.configure(
+        reply=lambda body: '=HYPERLINK("http://x")' if "evil" in user_text(body) else "OK " + user_text(body)
+    )
+    workbook = {
+        "sheets": {
+            "Sheet1": [["bonjour"], ["evil"], ["merci"]],
+            "djllm": config_sheet(live_djllm.url, token[1], operation="each", instruction="translate to English"),
+        },
+        "selection": "Sheet1!A1:A3",
+    }
+    result = run_script(workbook)
+    assert result["ok"], result["error"]
+    assert column(result, "Sheet1", 1) == ["OK bonjour", '=HYPERLINK("http://x")', "OK merci"]
+    assert result["workbook"]["formulas"] == []  # written as text, never entered as a formula
+    [sent] = batch_requests(result)
+    assert len(sent["items"]) == 3
+    bodies = [json.loads(r.raw_body) for r in upstream.requests]
+    assert all("translate to English" in b["messages"][0]["content"] and b["temperature"] == 0 for b in bodies)
+
+
+def test_classify_writes_one_label_per_cell_and_asks_an_off_label_answer_once_more(
+    live_djllm, token, prices, upstream, run_script
+):
+    def reply(body):
+        restated = "spelled exactly" in body["messages"][0]["content"]
+        text = user_text(body)
+        if "late" in text:
+            return "Negative" if restated else "rather bad"
+        if "odd" in text:
+            return "unsure"
+        return "positive"
+
+    upstream.configure(reply=reply)
+    config = config_sheet(live_djllm.url, token[1], operation="classify", labels="Positive, Negative, Neutral")
+    workbook = {
+        "sheets": {"Sheet1": [["great"], ["late again"], ["odd"]], "djllm": config},
+        "selection": "Sheet1!A1:A3",
+    }
+    result = run_script(workbook)
+    assert result["ok"], result["error"]
+    out = column(result, "Sheet1", 1)
+    assert out[:2] == ["Positive", "Negative"]
+    assert out[2].startswith("#ERROR answer_not_in_labels: ")
+    first, retry = batch_requests(result)
+    assert len(first["items"]) == 3 and len(retry["items"]) == 2
+    retry_body = json.loads(upstream.requests[-1].raw_body)
+    assert "spelled exactly" in retry_body["messages"][0]["content"]
+    assert UsageRecord.objects.filter(endpoint="batch").count() == 5
+
+
+def test_extract_writes_one_column_per_field(live_djllm, token, prices, upstream, run_script):
+    upstream.configure(structured=lambda body: {"name": user_text(body).split(" | ")[0], "city": "+Oslo"})
+    config = config_sheet(live_djllm.url, token[1], operation="extract", fields="name, city")
+    sheet = [["Ann", "lives in Oslo", "", ""], ["", "", "", ""], ["Bo", 7, "", ""]]
+    result = run_script({"sheets": {"Sheet1": sheet, "djllm": config}, "selection": "Sheet1!A1:B3"})
+    assert result["ok"], result["error"]
+    rows = result["workbook"]["sheets"]["Sheet1"]
+    assert [row[2:4] for row in rows] == [["Ann", "+Oslo"], ["", ""], ["Bo", "+Oslo"]]
+    assert result["workbook"]["formulas"] == []  # "+Oslo" went in as text
+    sent = json.loads(upstream.requests[0].raw_body)
+    assert sent["response_format"]["json_schema"]["schema"]["required"] == ["name", "city"]
+    assert user_text(sent) == "Ann | lives in Oslo"
+
+
+def test_freeze_writes_the_selection_s_values_as_text(live_djllm, token, run_script):
+    # What =DJLLM.EACH left in the cells, including an answer that looks like a formula.
+    sheet = [["Hello", "=cmd|' /c calc'!A1"], ["-1 + 2", 3]]
+    config = config_sheet(live_djllm.url, token[1], operation="freeze")
+    result = run_script({"sheets": {"Sheet1": sheet, "djllm": config}, "selection": "Sheet1!A1:B2"})
+    assert result["ok"], result["error"]
+    assert result["workbook"]["sheets"]["Sheet1"] == [["Hello", "=cmd|' /c calc'!A1"], ["-1 + 2", 3]]
+    assert result["workbook"]["formulas"] == [] and result["requests"] == []
+
+
+def test_an_unknown_operation_or_missing_labels_stop_the_script(live_djllm, token, run_script):
+    for settings, message in (
+        ({"operation": "summarise"}, 'Unknown operation "summarise"'),
+        ({"operation": "classify", "labels": "one"}, "needs at least two labels"),
+    ):
+        config = config_sheet(live_djllm.url, token[1], **settings)
+        result = run_script({"sheets": {"Sheet1": [["x"]], "djllm": config}, "selection": "Sheet1!A1"})
+        assert not result["ok"] and message in result["error"]

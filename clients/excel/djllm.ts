@@ -9,10 +9,20 @@
  * 429 and 503 answers are retried with backoff, honouring `Retry-After`; rows the server reports as throttled or
  * as a passing upstream failure are sent again. A row that still fails gets a short "#ERROR code: message".
  *
+ * `operation` picks what is done with each row (default: the `type` template, e.g. summary):
+ *   - each:     `instruction` (e.g. "translate to German") applied to each cell, the answer to its right;
+ *   - classify: one of `labels` ("positive, negative, neutral") per cell; an answer outside them is never cached by
+ *               the server, is asked once more with the cache bypassed and the labels restated, then an error;
+ *   - extract:  `fields` ("name, city") from each row of the selection (its cells joined), one column per field to
+ *               the right of the selection (asked with a JSON schema, checked);
+ *   - freeze:   the selected cells become their values (formulas, e.g. =DJLLM.EACH(...), are replaced by what they
+ *               show), written as text so that Excel never evaluates them.
+ * Everything written goes in as text: an answer starting with "=", "+", "-" or "@" is never run as a formula.
+ *
  * Configuration (see docs/excel.md): a sheet named "djllm" with a key in column A and its value in column B, or a
  * workbook name "DJLLM_<KEY>" (for example DJLLM_URL) pointing at a cell. Keys: url, token (both required), type,
  * source, language, model, column, header, output_column, chunk_size, concurrency, job_threshold, max_attempts,
- * job_id.
+ * job_id, operation, instruction, labels, fields.
  *
  * Office Scripts cannot store secrets: a token in the config sheet travels with the workbook to everyone who can
  * open it. Use a token made for this workbook (scope `llm`, a monthly budget, an expiry), or leave `token` blank
@@ -94,12 +104,39 @@ interface BatchItem {
   prompt: string;
 }
 
+interface SchemaProperty {
+  type: string;
+}
+
+/** OpenAI's `response_format` with a JSON schema: how `extract` asks for its fields. */
+interface ResponseFormat {
+  type: string;
+  json_schema: {
+    name: string;
+    strict: boolean;
+    schema: {
+      type: string;
+      properties: { [name: string]: SchemaProperty };
+      required: string[];
+      additionalProperties: boolean;
+    };
+  };
+}
+
+interface BatchParameters {
+  temperature: number;
+  response_format?: ResponseFormat;
+}
+
 interface BatchRequest {
   type: string;
   source: string;
   language?: string;
   model?: string;
-  parameters: { temperature: number };
+  system?: string;
+  labels?: string[];
+  cache?: boolean;
+  parameters: BatchParameters;
   items: BatchItem[];
 }
 
@@ -120,6 +157,11 @@ interface Settings {
   jobThreshold: number;
   maxAttempts: number;
   jobId: string;
+  operation: string; // "" (the `type` template), "each", "classify", "extract" or "freeze"
+  instruction: string;
+  labels: string[];
+  fields: string[];
+  restateLabels: boolean; // classify's second asking, past the cache
 }
 
 /** One non-empty input cell: its offset in the input range and the id sent to the server. */
@@ -129,13 +171,15 @@ interface Row {
   prompt: string;
 }
 
-/** The outcome of one row, ready for its cell. */
+/** The outcome of one row, ready for its cells (one, or one per field with `extract`). */
 interface RowOutcome {
   id: string;
   ok: boolean;
   text: string;
   cached: boolean;
   cost: number;
+  code: string; // the error code when not ok
+  cells: ExcelScript.CellValue[];
 }
 
 interface HttpOutcome {
@@ -161,12 +205,20 @@ interface Totals {
 
 async function main(workbook: ExcelScript.Workbook): Promise<void> {
   const settings = readSettings(workbook);
+  if (settings.operation === "freeze") {
+    freeze(workbook.getSelectedRange());
+    return;
+  }
   const target = findTarget(workbook, settings);
   const inputValues = target.input.getValues();
   const outputValues = target.output.getValues();
   const rows: Row[] = [];
   inputValues.forEach((cells, offset) => {
-    const text = cellText(cells[0]);
+    // extract reads the whole row (its cells joined); the other operations the first column
+    const text =
+      settings.operation === "extract"
+        ? cells.map((c) => cellText(c)).filter((t) => t !== "").join(" | ")
+        : cellText(cells[0]);
     if (text !== "") {
       rows.push({ offset: offset, id: `r${offset + 1}`, prompt: text });
     }
@@ -186,10 +238,25 @@ async function main(workbook: ExcelScript.Workbook): Promise<void> {
       totals.cost += o.cost;
     });
   };
-  if (settings.jobId !== "" || rows.length > settings.jobThreshold) {
+  // classify always runs as batches: a job does not take `labels`
+  if (settings.operation !== "classify" && (settings.jobId !== "" || rows.length > settings.jobThreshold)) {
     record(await runJob(workbook, settings, rows, writer));
   } else {
-    record(await runBatches(settings, rows, writer));
+    const outcomes = await runBatches(settings, rows, writer);
+    const offLabels = rows.filter((_row, i) => outcomes[i].code === "answer_not_in_labels");
+    if (offLabels.length > 0) {
+      // Not cached by the server: asked once more past the cache with the labels restated, then left as an error.
+      console.log(`djllm: ${offLabels.length} answers were not one of the labels; asking those once more`);
+      const again = await runBatches({ ...settings, restateLabels: true }, offLabels, writer);
+      const byId: { [id: string]: RowOutcome } = {};
+      again.forEach((o) => {
+        byId[o.id] = o;
+      });
+      outcomes.forEach((o, i) => {
+        outcomes[i] = byId[o.id] || o;
+      });
+    }
+    record(outcomes);
   }
   console.log(
     `djllm: ${totals.ok} ok (${totals.cached} from cache), ${totals.failed} failed, cost $${totals.cost.toFixed(6)}`
@@ -239,29 +306,77 @@ function readSettings(workbook: ExcelScript.Workbook): Settings {
     jobThreshold: Math.max(toInt(get("job_threshold", "2000"), 2000), 1),
     maxAttempts: clamp(toInt(get("max_attempts", "6"), 6), 1, 20),
     jobId: get("job_id", ""),
+    operation: checkedOperation(get("operation", "").toLowerCase()),
+    instruction: get("instruction", ""),
+    labels: listOf(get("labels", "")),
+    fields: listOf(get("fields", "")),
+    restateLabels: false,
   };
+}
+
+function checkedOperation(operation: string): string {
+  if (["", "each", "classify", "extract", "freeze"].indexOf(operation) < 0) {
+    throw new Error(`Unknown operation "${operation}": use each, classify, extract or freeze (or leave it empty).`);
+  }
+  return operation;
+}
+
+/** "a, b; c" (or one per line) -> ["a", "b", "c"], without blanks or repeats. */
+function listOf(text: string): string[] {
+  const out: string[] = [];
+  text.split(/[,;\n]/).forEach((part) => {
+    const item = part.trim();
+    if (item !== "" && out.indexOf(item) < 0) {
+      out.push(item);
+    }
+  });
+  return out;
 }
 
 /** The input is the first column of the selection, or the configured `column`; the output is the column to the
  * right of the selection (or `output_column`), row for row. */
 function findTarget(workbook: ExcelScript.Workbook, settings: Settings): Target {
+  checkOperationSettings(settings);
+  const width = settings.operation === "extract" ? settings.fields.length : 1;
   let input: ExcelScript.Range;
   if (settings.column !== "") {
     input = configuredColumn(workbook, settings);
   } else {
     const selection = workbook.getSelectedRange();
-    input = selection.getColumn(0);
+    input = settings.operation === "extract" ? selection : selection.getColumn(0);
     if (settings.outputColumn === "") {
       const output = selection.getOffsetRange(0, selection.getColumnCount()).getColumn(0);
-      return { input: input, output: output };
+      return { input: input, output: output.getResizedRange(0, width - 1) };
     }
   }
   if (settings.outputColumn !== "") {
     const sheet = input.getWorksheet();
     const column = sheet.getRange(`${settings.outputColumn}1`).getColumnIndex();
-    return { input: input, output: input.getOffsetRange(0, column - input.getColumnIndex()) };
+    const output = input.getColumn(0).getOffsetRange(0, column - input.getColumnIndex());
+    return { input: input, output: output.getResizedRange(0, width - 1) };
   }
-  return { input: input, output: input.getOffsetRange(0, 1) };
+  const output = input.getColumn(0).getOffsetRange(0, input.getColumnCount());
+  return { input: input, output: output.getResizedRange(0, width - 1) };
+}
+
+function checkOperationSettings(settings: Settings): void {
+  if (settings.operation === "each" && settings.instruction === "") {
+    throw new Error('operation "each" needs an instruction (e.g. "translate to German") in the config sheet.');
+  }
+  if (settings.operation === "classify" && settings.labels.length < 2) {
+    throw new Error('operation "classify" needs at least two labels (e.g. "positive, negative") in the config sheet.');
+  }
+  if (settings.operation === "extract" && settings.fields.length === 0) {
+    throw new Error('operation "extract" needs fields (e.g. "name, city") in the config sheet.');
+  }
+}
+
+/** The selection's cells become the values they show (a formula's result, a spilled answer), written as text
+ * where Excel would otherwise run it: "Freeze results" for cells filled by =DJLLM functions. */
+function freeze(selection: ExcelScript.Range): void {
+  const values = selection.getValues();
+  selection.setValues(values.map((row) => row.map((value) => asText(value))));
+  console.log(`djllm: ${selection.getAddress()} frozen: ${values.length} rows now hold values, not formulas`);
 }
 
 /** `column` is "B", "Sheet1!B" or an explicit range such as "Sheet1!B2:B500". A bare column runs from row 1 (row 2
@@ -322,7 +437,7 @@ async function runChunk(settings: Settings, chunk: Row[], key: string): Promise<
     if (answer.status !== 200) {
       const text = errorText(answer);
       pending.forEach((row) => {
-        done[row.id] = { id: row.id, ok: false, text: text, cached: false, cost: 0 };
+        done[row.id] = failed(row.id, text, "request", 0);
       });
       break;
     }
@@ -334,7 +449,7 @@ async function runChunk(settings: Settings, chunk: Row[], key: string): Promise<
     });
     pending.forEach((row) => {
       const item = byId[row.id];
-      const outcome = outcomeOf(row.id, item);
+      const outcome = outcomeOf(settings, row.id, item);
       done[row.id] = outcome;
       if (!outcome.ok && item && item.error && RETRYABLE_ITEM_CODES.indexOf(item.error.code) >= 0) {
         retry.push(row);
@@ -359,19 +474,76 @@ function requestBody(settings: Settings, rows: Row[]): BatchRequest {
   if (settings.model !== "") {
     body.model = settings.model;
   }
+  if (settings.operation === "each") {
+    body.type = "custom";
+    body.system = `Do this with the text the user sends and answer with the result only: ${settings.instruction}`;
+  } else if (settings.operation === "classify") {
+    const list = settings.labels.join(" | ");
+    body.type = "custom";
+    body.labels = settings.labels;
+    body.system = `Classify the text the user sends. Answer with exactly one of these labels and nothing else: ${list}`;
+    if (settings.restateLabels) {
+      body.system += `. Your answer must be one of these, spelled exactly as given: ${list}.`;
+      body.cache = false;
+    }
+  } else if (settings.operation === "extract") {
+    const properties: { [name: string]: SchemaProperty } = {};
+    settings.fields.forEach((field) => {
+      properties[field] = { type: "string" };
+    });
+    body.type = "custom";
+    body.system =
+      `Extract these fields from the text the user sends: ${settings.fields.join(", ")}. Answer with a JSON ` +
+      "object with exactly these keys; an empty string where the text does not say.";
+    body.parameters.response_format = {
+      type: "json_schema",
+      json_schema: {
+        name: "fields",
+        strict: true,
+        schema: { type: "object", properties: properties, required: settings.fields, additionalProperties: false },
+      },
+    };
+  }
   return body;
 }
 
-function outcomeOf(id: string, item: BatchResultItem | undefined): RowOutcome {
+/** A row that failed: its error text goes in each of its cells. */
+function failed(id: string, text: string, code: string, cost: number): RowOutcome {
+  return { id: id, ok: false, text: text, cached: false, cost: cost, code: code, cells: [] };
+}
+
+function outcomeOf(settings: Settings, id: string, item: BatchResultItem | undefined): RowOutcome {
   if (!item) {
-    return { id: id, ok: false, text: shortError("missing", "the server sent no result for this row"), cached: false, cost: 0 };
+    return failed(id, shortError("missing", "the server sent no result for this row"), "missing", 0);
   }
   const cost = item.cost_usd ? parseFloat(item.cost_usd) : 0;
   if (item.status === "ok" && item.result !== null) {
-    return { id: id, ok: true, text: item.result.slice(0, CELL_TEXT_LIMIT), cached: item.cached, cost: cost };
+    const text = item.result.slice(0, CELL_TEXT_LIMIT);
+    const cells = settings.operation === "extract" ? fieldCells(settings.fields, text) : [text];
+    if (cells.length === 0) {
+      return failed(id, shortError("bad_answer", "the answer was not the fields asked for"), "bad_answer", cost);
+    }
+    return { id: id, ok: true, text: text, cached: item.cached, cost: cost, code: "", cells: cells };
   }
   const error = item.error || { code: "error", message: "no result" };
-  return { id: id, ok: false, text: shortError(error.code, error.message), cached: false, cost: cost };
+  return failed(id, shortError(error.code, error.message), error.code, cost);
+}
+
+/** The fields of an `extract` answer (a JSON object) in the order asked; [] when it is not that object. */
+function fieldCells(fields: string[], answer: string): ExcelScript.CellValue[] {
+  let parsed: { [name: string]: string | number | boolean | null } = {};
+  try {
+    parsed = JSON.parse(answer);
+  } catch (error) {
+    return [];
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    return [];
+  }
+  return fields.map((field) => {
+    const value = parsed[field];
+    return value === undefined || value === null ? "" : String(value).slice(0, CELL_TEXT_LIMIT);
+  });
 }
 
 // ---- Background job (very large ranges) -------------------------------------------------------------------------
@@ -429,7 +601,7 @@ async function runJob(
       // a row the job never ran (cancelled, or stopped by a job-wide error)
       item.error = jobError || { code: item.status, message: "the job did not run this row" };
     }
-    return outcomeOf(row.id, item);
+    return outcomeOf(settings, row.id, item);
   });
   for (let i = 0; i < rows.length; i += 1000) {
     writer.write(rows.slice(i, i + 1000), outcomes.slice(i, i + 1000));
@@ -453,7 +625,7 @@ function rememberJob(workbook: ExcelScript.Workbook, jobId: string): void {
 }
 
 function failAll(rows: Row[], writer: ColumnWriter, text: string): RowOutcome[] {
-  const outcomes = rows.map((row) => ({ id: row.id, ok: false, text: text, cached: false, cost: 0 }));
+  const outcomes = rows.map((row) => failed(row.id, text, "request", 0));
   writer.write(rows, outcomes);
   return outcomes;
 }
@@ -581,13 +753,16 @@ class ColumnWriter {
       return;
     }
     rows.forEach((row, i) => {
-      this.values[row.offset] = [outcomes[i].text];
+      const width = this.values[row.offset].length;
+      const cells = outcomes[i].cells;
+      // one cell per output column: the answer (or each field), or the error text in every one of them
+      this.values[row.offset] = cells.length === width ? cells : this.values[row.offset].map(() => outcomes[i].text);
     });
     const first = rows[0].offset;
     const last = rows[rows.length - 1].offset;
     // Every value of the block goes through asText: the answers, and the cells between them written back as read.
     const block = this.values.slice(first, last + 1).map((cells) => cells.map((value) => asText(value)));
-    this.output.getCell(first, 0).getResizedRange(last - first, 0).setValues(block);
+    this.output.getCell(first, 0).getResizedRange(last - first, this.output.getColumnCount() - 1).setValues(block);
   }
 }
 

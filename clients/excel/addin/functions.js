@@ -308,7 +308,9 @@
       // Never cached by the server; asked once more past the cache, the labels restated, then this cell's error.
       var retry = await ask({ type: "custom", system: classifySystem(list, true), labels: list, cache: false }, body);
       if (retry.ok) return retry.result;
-      if (retry.code === "answer_not_in_labels") return cellError("NOT A LABEL: the answer was none of " + list.join(", "));
+      if (retry.code === "answer_not_in_labels") {
+        return cellError("NOT A LABEL: the answer was none of " + list.join(", "));
+      }
       return retry.error;
     });
   }
