@@ -200,9 +200,7 @@ class UsageApi(APIView):
     )
     def get(self, request):
         serializer = self.InputSerializer(data=query_values(request.query_params))
-        if not serializer.is_valid():
-            field, messages = next(iter(serializer.errors.items()))
-            raise InvalidRequest(f"Invalid `{field}`: {messages[0]}", details=serializer.errors, param=field)
+        serializer.is_valid(raise_exception=True)  # the one validation-error format (common/validation.py)
         data = serializer.validated_data
 
         tz = token_timezone(request.auth)

@@ -10,6 +10,7 @@ from anthropic.types import RawMessageStreamEvent
 from django.conf import settings
 
 from common.errors import InvalidRequest
+from common.validation import invalid_request
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
 from llm.providers.clients import SDKProvider
 from llm.providers.errors import from_sdk_error, redact
@@ -44,7 +45,7 @@ def _text_of(content: Any) -> str:
 
 def _invalid(param: str, message: str) -> InvalidRequest:
     """A request Anthropic's format cannot express: the client's mistake, a 400 naming the field."""
-    return InvalidRequest(f"Invalid `{param}`: {message}", code="invalid_request", param=param)
+    return invalid_request({param: [message]})
 
 
 def _content_blocks(content: Any, param: str) -> Any:
