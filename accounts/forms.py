@@ -1,6 +1,7 @@
 from django import forms
 
 from accounts.models import ALL_SCOPES, DEFAULT_SCOPES, APIToken, UserPreferences, rate_limit_validator
+from accounts.selectors import token_scopes_grantable
 
 
 class TokenCreateForm(forms.Form):
@@ -27,7 +28,7 @@ class TokenCreateForm(forms.Form):
         super().__init__(*args, **kwargs)
         if preferences is None:
             return
-        allowed = [s for s in ALL_SCOPES if s in (preferences.token_scopes_allowed or [])]
+        allowed = token_scopes_grantable(user=preferences.user, preferences=preferences)
         self.fields["scopes"].choices = [(s, s) for s in allowed]
         self.fields["scopes"].initial = [s for s in DEFAULT_SCOPES if s in allowed]
         if preferences.token_rate_limit_max:

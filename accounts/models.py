@@ -12,12 +12,17 @@ class Scope(models.TextChoices):
     LLM = "llm", "LLM"
     CALENDAR = "calendar", "Calendar"
     ACCOUNT = "account", "Account"  # change the account over the API (preferences, tokens)
+    # Write prices and model routes over the API. Only a superuser's token can use it (checked on each request),
+    # and only a superuser can give it to a token of their own; it is never a default.
+    ADMIN = "admin", "Admin"
 
 
 ALL_SCOPES = [choice.value for choice in Scope]
 # What a new token gets when no scopes are named: enough for the LLM and calendar endpoints, but a token that sits
 # in a workbook or a script cannot change the account. Name `account` explicitly to get it.
 DEFAULT_SCOPES = [Scope.CALENDAR.value, Scope.LLM.value]
+# Scopes only a superuser may give a token of their own (whatever their preferences allow).
+SUPERUSER_SCOPES = [Scope.ADMIN.value]
 
 
 def all_scopes() -> list[str]:
@@ -46,7 +51,7 @@ class APIToken(models.Model):
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
-    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar, account.")
+    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar, account, admin.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -7,11 +7,11 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts import token_cache
+from accounts import selectors, token_cache
 from accounts.models import ALL_SCOPES, DEFAULT_SCOPES, APIToken, UserPreferences
 from accounts.rates import parse_rate, rate_within
 from accounts.tokens import generate_token, token_digest
-from common.errors import InvalidRequest, PermissionDenied
+from common.errors import Conflict, InvalidRequest, PermissionDenied
 
 User = get_user_model()
 
@@ -73,7 +73,7 @@ def api_token_create_for_self(
     that user on their preferences, so per-token limits set by an administrator are not undone by a new token.
     A rate or budget left blank takes the cap; asking for more raises 403 `token_limit_exceeded`."""
     preferences = user_preferences_get(user=user)
-    allowed = [s for s in ALL_SCOPES if s in (preferences.token_scopes_allowed or [])]
+    allowed = selectors.token_scopes_grantable(user=user, preferences=preferences)
     if scopes is None:
         scopes = [s for s in DEFAULT_SCOPES if s in allowed]
     scopes = _validate_scopes(scopes)
@@ -139,6 +139,17 @@ def api_token_update(*, token: APIToken, **fields) -> APIToken:
         token.save(update_fields=list(fields))
     token_cache.forget(token.prefix)
     return token
+
+
+def api_token_update_for_self(*, token: APIToken, **fields) -> APIToken:
+    """What a user may change on a token of their own: its name and expiry. Scopes and limits stay as created
+    (within what an administrator allows); a revoked token is read-only."""
+    unknown = sorted(set(fields) - {"name", "expires_at"})
+    if unknown:
+        raise InvalidRequest(f"Not editable: {', '.join(unknown)}.")
+    if token.is_revoked:
+        raise Conflict("A revoked token cannot be changed.", code="token_revoked")
+    return api_token_update(token=token, **fields)
 
 
 def api_token_revoke(*, token: APIToken, at: datetime | None = None) -> APIToken:

@@ -6,7 +6,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from accounts import services
-from accounts.models import APIToken
+from accounts.models import ALL_SCOPES, APIToken
 from accounts.tokens import token_digest
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ def test_bearer_and_x_api_token_both_authenticate(api_client, token, user):
         response = _me(api_client, **headers)
         assert response.status_code == 200, response.content
         assert response.json()["user"]["username"] == user.username
-        assert sorted(response.json()["token"]["scopes"]) == ["account", "calendar", "llm"]
+        assert sorted(response.json()["token"]["scopes"]) == sorted(ALL_SCOPES)
 
 
 @pytest.mark.parametrize(
@@ -122,8 +122,8 @@ def test_createtoken_errors():
 
     with pytest.raises(CommandError, match="--create-user"):
         call_command("createtoken", "nobody")
-    with pytest.raises(CommandError, match="Unknown scopes: admin"):
-        call_command("createtoken", "dave", "--create-user", "--scopes", "llm,admin")
+    with pytest.raises(CommandError, match="Unknown scopes: root"):
+        call_command("createtoken", "dave", "--create-user", "--scopes", "llm,root")
 
 
 def test_revoketoken_by_prefix_and_by_token(token, capsys):

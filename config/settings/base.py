@@ -205,6 +205,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     "OAS_VERSION": "3.1.0",
+    # Choice sets whose field name other components use for other choices (`status`): named here, not by a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "APITokenStatusEnum": "accounts.selectors.TOKEN_STATUSES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "llm.schema.add_llm_paths",
@@ -216,6 +220,8 @@ SPECTACULAR_SETTINGS = {
 # --- API tokens -----------------------------------------------------------------------------------
 # How long one worker may trust a token it has looked up before it asks again (revocation latency).
 API_TOKEN_LOCAL_CACHE_SECONDS = env.float("API_TOKEN_LOCAL_CACHE_SECONDS", default=0.5)
+# `POST /api/v1/tokens/{id}/rotate`: how long the old token keeps working when the request names no grace_minutes.
+TOKEN_ROTATION_GRACE_MINUTES = env.int("TOKEN_ROTATION_GRACE_MINUTES", default=60)
 
 # --- CORS: open (`*`, no credentials) on the API only; Office Scripts need `*`. ---------------------
 _allowed_origins = env_list("ALLOWED_ORIGINS")
