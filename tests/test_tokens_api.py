@@ -112,7 +112,8 @@ def test_create_defaults_and_input_errors(user, caller, call):
     ]:
         answer = call("POST", TOKENS, caller[1], body)
         assert answer.status == 400, (body, answer.text)
-        assert answer.body["error"]["code"] == "invalid_request" and field in answer.body["error"]["details"]
+        assert answer.body["error"]["code"] == "invalid_request"
+        assert [name.split(".")[0] for name in answer.body["error"]["details"]] == [field]
     empty = call("POST", TOKENS, caller[1], {"scopes": []})
     assert empty.status == 400 and "scope" in empty.body["error"]["message"]
 
