@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.models import Provider, validate_timezone
+from accounts.models import provider_choices, validate_timezone
 from accounts.permissions import HasTokenScope
 from common.serializers import StrictInputSerializer
 
@@ -33,10 +33,14 @@ class MeApi(APIView):
     write_scope = "account"
 
     class PreferencesSerializer(StrictInputSerializer):
-        default_provider = serializers.ChoiceField(choices=[""] + Provider.values, required=False, allow_blank=True)
+        default_provider = serializers.ChoiceField(choices=[], required=False, allow_blank=True)
         default_model = serializers.CharField(max_length=100, required=False, allow_blank=True)
         language = serializers.CharField(max_length=50, required=False, allow_blank=True)
         timezone = serializers.CharField(max_length=64, required=False, validators=[validate_timezone])
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.fields["default_provider"].choices = [""] + [name for name, _ in provider_choices()]
 
     class OutputSerializer(serializers.Serializer):
         class UserSerializer(serializers.Serializer):

@@ -1,4 +1,5 @@
 import zoneinfo
+from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -105,15 +106,24 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not an IANA timezone name (like Europe/Berlin).")
 
 
-class Provider(models.TextChoices):
-    OPENAI = "openai", "OpenAI"
-    ANTHROPIC = "anthropic", "Anthropic"
-    LOCAL = "local", "Local (OpenAI-compatible)"
+# The LLM providers are declared by the llm app (its provider registry), which sits above accounts: it hands its
+# choices over when it is ready (LlmConfig.ready), so accounts imports nothing of it.
+_provider_choices_source: Callable[[], list[tuple[str, str]]] = list
+
+
+def set_provider_choices(source: Callable[[], list[tuple[str, str]]]) -> None:
+    global _provider_choices_source
+    _provider_choices_source = source
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    """The providers a user may prefer: `choices` as a callable, so a new provider needs no migration."""
+    return _provider_choices_source()
 
 
 class UserPreferences(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preferences")
-    default_provider = models.CharField(max_length=20, choices=Provider.choices, blank=True)
+    default_provider = models.CharField(max_length=20, choices=provider_choices, blank=True)
     default_model = models.CharField(max_length=100, blank=True)
     language = models.CharField(max_length=50, blank=True, help_text="Output language, e.g. English, German.")
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])

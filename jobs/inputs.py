@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llm.providers.registry import provider_literal
 from llm.webhook_calls import SOURCES, TYPES, WebhookIn
 
 
@@ -15,8 +16,8 @@ class Parameters(BaseModel):
     stop: list[str] | None = None
     response_format: dict[str, Any] | None = Field(
         default=None,
-        description="OpenAI's `response_format`, sent with every item, e.g. `{\"type\": \"json_schema\", "
-        "\"json_schema\": {\"name\": ..., \"schema\": {...}, \"strict\": true}}` for answers in a JSON shape.",
+        description='OpenAI\'s `response_format`, sent with every item, e.g. `{"type": "json_schema", '
+        '"json_schema": {"name": ..., "schema": {...}, "strict": true}}` for answers in a JSON shape.',
     )
 
 
@@ -44,7 +45,7 @@ class BatchOptions(BaseModel):
     )
     source: Literal[SOURCES] = Field(default="excel", description="Where the texts come from.")  # type: ignore[valid-type]
     language: str | None = Field(default=None, max_length=50, description="Output language; default: preferences.")
-    provider: Literal["openai", "anthropic", "local"] | None = None
+    provider: provider_literal() | None = None  # type: ignore[valid-type]
     model: str | None = Field(default=None, max_length=200)
     system: str | None = Field(default=None, description="Replaces the template's instruction.")
     parameters: Parameters = Field(default_factory=Parameters)

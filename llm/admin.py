@@ -21,12 +21,13 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts.models import APIToken, Provider, UserPreferences
+from accounts.models import APIToken, UserPreferences
 from common.crypto import UnreadableSecret
 from common.spreadsheets import csv_cell
 from llm import pricing, routing, templates_store
 from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord, UsageStatus
 from llm.paginator import EstimatedCountPaginator
+from llm.providers.registry import provider_choices
 from llm.selectors import PRICE_MISSING, usage_totals
 
 # --- UsageRecord ---------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ class ProviderFilter(admin.SimpleListFilter):
     parameter_name = "provider"
 
     def lookups(self, request, model_admin):
-        return Provider.choices
+        return provider_choices()
 
     def queryset(self, request, queryset):
         return queryset.filter(provider=self.value()) if self.value() else queryset

@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Provider
 from common.fields import EncryptedTextField
+from llm.providers.registry import provider_choices
 
 # Output tokens a request may produce when it sets no `max_tokens`, for a price row that names no limit of its own:
 # budgets reserve this many output tokens at the output price (see ModelPrice.max_output_tokens).
@@ -17,7 +17,7 @@ class ModelRoute(models.Model):
     """An admin-managed alias: `alias` -> provider + upstream model (+ base URL, key, fallback)."""
 
     alias = models.CharField(max_length=100, unique=True, help_text="The model name clients send, e.g. `fast`.")
-    provider = models.CharField(max_length=20, choices=Provider.choices)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     upstream_model = models.CharField(max_length=100)
     base_url = models.URLField(
         blank=True,
@@ -50,7 +50,7 @@ class ModelRoute(models.Model):
 class ModelPrice(models.Model):
     """List price per 1M tokens in USD, valid from `effective_from` until the next row for the model."""
 
-    provider = models.CharField(max_length=20, choices=Provider.choices)
+    provider = models.CharField(max_length=20, choices=provider_choices)
     model = models.CharField(max_length=100, help_text="The upstream model name (prefix match on dated snapshots).")
     input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6)

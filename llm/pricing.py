@@ -15,6 +15,7 @@ from django.utils import timezone
 from common.process_copy import ProcessCopy
 from llm.models import DEFAULT_MAX_OUTPUT_TOKENS, ModelPrice
 from llm.providers.base import ChatRequest, Usage
+from llm.providers.registry import provider_class
 
 MILLION = Decimal(1_000_000)
 _PRICE_CACHE_SECONDS = 10.0
@@ -153,12 +154,13 @@ def input_token_bound(request: ChatRequest) -> int:
 
 
 def output_token_bound(request: ChatRequest, price: Price, provider: str) -> int:
-    """`max_tokens` when the request sets it; else what the provider is asked for (Anthropic: the gateway sends
-    ANTHROPIC_DEFAULT_MAX_TOKENS), else the model's output limit from its price row."""
+    """`max_tokens` when the request sets it; else what the provider is asked for (its `default_max_tokens_setting`:
+    the gateway sends Anthropic ANTHROPIC_DEFAULT_MAX_TOKENS), else the model's output limit from its price row."""
     if request.max_tokens:
         return request.max_tokens
-    if provider == "anthropic":
-        return settings.ANTHROPIC_DEFAULT_MAX_TOKENS
+    declared = provider_class(provider)
+    if declared is not None and declared.default_max_tokens_setting:
+        return declared.default_max_tokens()
     return price.max_output_tokens
 
 

@@ -1,11 +1,11 @@
 """Model routing: which provider and upstream model serve a requested model name.
 
-Order: an explicit `openai/`, `anthropic/` or `local/` prefix; an admin-managed `ModelRoute` alias; the model name's
-family (`gpt-*`, `o1`/`o3`/`o4`…, `chatgpt-*` -> OpenAI; `claude-*` -> Anthropic); the caller's explicit provider.
-With no model at all: the user's preferences, then `LLM_PROVIDER` / `OPENAI_MODEL` (or `ANTHROPIC_MODEL`).
+Order: an explicit provider prefix (`openai/`, `anthropic/`, `local/`: a registered provider's name); an
+admin-managed `ModelRoute` alias; the model name's family (each provider's `model_pattern`: `gpt-*`, `o1`/`o3`/`o4`…,
+`chatgpt-*` -> OpenAI; `claude-*` -> Anthropic); the caller's explicit provider. With no model at all: the user's
+preferences, then `LLM_PROVIDER` and that provider's default model (`OPENAI_MODEL`, `ANTHROPIC_MODEL`).
 """
 
-import re
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
@@ -16,10 +16,8 @@ from common.errors import AppError, InvalidRequest, ServiceUnavailable
 from common.process_copy import ProcessCopy
 from llm import upstream_urls
 from llm.models import ModelRoute
+from llm.providers.registry import PROVIDERS, provider_for_family
 
-EXPLICIT_PREFIXES = ("openai", "anthropic", "local")
-_OPENAI_FAMILY = re.compile(r"^(gpt-|chatgpt-|o\d(?:$|-)|text-|davinci|babbage|ft:gpt)")
-_ANTHROPIC_FAMILY = re.compile(r"^claude-")
 _ROUTE_CACHE_SECONDS = 5.0
 _MAX_FALLBACK_DEPTH = 3
 
@@ -72,12 +70,10 @@ def routes_changed() -> None:
 
 @sensitive_variables()
 def _provider_defaults(provider: str) -> tuple[str | None, str, str]:
-    """(base URL, key, env variable to name when the key is missing) for a provider."""
-    if provider == "openai":
-        return settings.OPENAI_BASE_URL, settings.OPENAI_API_KEY, "OPENAI_API_KEY"
-    if provider == "anthropic":
-        return settings.ANTHROPIC_BASE_URL, settings.ANTHROPIC_API_KEY, "ANTHROPIC_API_KEY"
-    return settings.LOCAL_LLM_BASE_URL, settings.LOCAL_LLM_API_KEY, "LOCAL_LLM_BASE_URL"
+    """(base URL, key, env variable to name when what it requires is missing) for a provider."""
+    declared = PROVIDERS[provider]
+    required = declared.base_url_setting if declared.requires == "base_url" else declared.api_key_setting
+    return getattr(settings, declared.base_url_setting), getattr(settings, declared.api_key_setting), required
 
 
 @sensitive_variables("api_key", "key", "default_key")
@@ -95,11 +91,12 @@ def _direct(requested: str, provider: str, model: str, base_url: str = "", api_k
             )
         return Route(requested=requested, provider=provider, model=model, base_url=base_url, api_key=api_key)
     url, key = default_url, api_key or default_key
-    if provider == "local" and not url:
+    requires = PROVIDERS[provider].requires
+    if requires == "base_url" and not url:
         raise ProviderNotConfigured(
-            f"No local model server configured: set {env_name}.", details={"provider": provider, "env": env_name}
+            f"No {provider} model server configured: set {env_name}.", details={"provider": provider, "env": env_name}
         )
-    if provider != "local" and not key:
+    if requires == "api_key" and not key:
         raise ProviderNotConfigured(
             f"The {provider} provider has no API key: set {env_name}.", details={"provider": provider, "env": env_name}
         )
@@ -131,13 +128,15 @@ def _from_alias(route: ModelRoute, table: dict[str, ModelRoute], depth: int = 0)
 
 
 def default_model(provider: str) -> str:
-    return settings.ANTHROPIC_MODEL if provider == "anthropic" else settings.OPENAI_MODEL
+    # An unknown `LLM_PROVIDER` gets the first registered provider's default model (which its family then routes).
+    declared = PROVIDERS.get(provider) or next(iter(PROVIDERS.values()))
+    return declared.default_model()
 
 
 async def aresolve(requested: str | None, *, provider: str | None = None, preferences=None) -> Route:
-    if provider and provider not in EXPLICIT_PREFIXES:
+    if provider and provider not in PROVIDERS:
         raise InvalidRequest(
-            f"Unknown provider {provider!r}; use one of {', '.join(EXPLICIT_PREFIXES)}.",
+            f"Unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}.",
             code="unknown_provider",
             param="provider",
         )
@@ -147,19 +146,20 @@ async def aresolve(requested: str | None, *, provider: str | None = None, prefer
             provider
         )
     head, sep, rest = requested.partition("/")
-    if sep and head in EXPLICIT_PREFIXES and rest:
+    if sep and head in PROVIDERS and rest:
         return _direct(requested, head, rest)
     table = await aroutes()
     if requested in table:
         return _from_alias(table[requested], table)
-    if _ANTHROPIC_FAMILY.match(requested):
-        return _direct(requested, "anthropic", requested)
-    if _OPENAI_FAMILY.match(requested):
-        return _direct(requested, "openai", requested)
+    family = provider_for_family(requested)
+    if family is not None:
+        return _direct(requested, family.name, requested)
     if provider:
         return _direct(requested, provider, requested)
+    hints = "/".join(declared.model_hint for declared in PROVIDERS.values() if declared.model_hint)
+    prefixes = ", ".join(f"{name}/" for name in PROVIDERS)
     raise UnknownModel(
-        f"No route for model {requested!r}. Use a gpt-*/o*/claude-* name, a prefix (openai/, anthropic/, local/), "
+        f"No route for model {requested!r}. Use a {hints} name, a prefix ({prefixes}), "
         "or an alias defined in the admin.",
         param="model",
         details={"model": requested},
@@ -171,12 +171,12 @@ async def aroutable_models() -> list[dict]:
     models = []
     for alias, route in (await aroutes()).items():
         models.append({"id": alias, "owned_by": route.provider})
-    for provider in EXPLICIT_PREFIXES:
+    for provider, declared in PROVIDERS.items():
         try:
             _direct("", provider, "")
         except AppError:
             continue
-        if provider != "local":
+        if declared.lists_default_model:
             models.append({"id": default_model(provider), "owned_by": provider})
     seen, unique = set(), []
     for model in models:

@@ -2,7 +2,8 @@
 
 A route's base URL is where djllm sends the prompt (and the route's key), so an admin typo or a hostile edit must not
 turn the gateway into a proxy to an arbitrary host (SSRF). `LLM_BASE_URL_ALLOWLIST` lists the hosts a route may name;
-the hosts of the configured `OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL` and `LOCAL_LLM_BASE_URL` are always allowed.
+the hosts of each provider's configured base URL (`OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`, `LOCAL_LLM_BASE_URL`) are
+always allowed.
 
 Entries: a host name (`api.openai.com`), a subdomain wildcard (`*.openrouter.ai`), an IP address or a network in CIDR
 form (`127.0.0.0/8`, `::1`). Blank: `DEFAULT_ALLOWLIST` (the providers' public hosts and loopback).
@@ -14,18 +15,19 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-DEFAULT_ALLOWLIST = ("api.openai.com", "api.anthropic.com", "localhost", "127.0.0.0/8", "::1")
-# The SDKs' own endpoints when no base URL is configured.
-SDK_DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+from llm.providers.registry import PROVIDERS
+
+LOOPBACK = ("localhost", "127.0.0.0/8", "::1")
+# The registered providers' public hosts (the SDKs' own endpoints) and loopback.
+DEFAULT_ALLOWLIST = (
+    *(urlsplit(provider.sdk_base_url).hostname for provider in PROVIDERS.values() if provider.sdk_base_url),
+    *LOOPBACK,
+)
 
 
 def configured_base_url(provider: str) -> str | None:
     """The base URL the server's own key for `provider` belongs to."""
-    if provider == "openai":
-        return settings.OPENAI_BASE_URL or SDK_DEFAULT_BASE_URLS["openai"]
-    if provider == "anthropic":
-        return settings.ANTHROPIC_BASE_URL or SDK_DEFAULT_BASE_URLS["anthropic"]
-    return settings.LOCAL_LLM_BASE_URL or None
+    return PROVIDERS[provider].configured_base_url()
 
 
 def _endpoint(url: str) -> tuple | None:
@@ -47,7 +49,7 @@ def is_configured_endpoint(url: str, provider: str) -> bool:
 
 def allowlist() -> list[str]:
     entries = list(getattr(settings, "LLM_BASE_URL_ALLOWLIST", None) or DEFAULT_ALLOWLIST)
-    for provider in ("openai", "anthropic", "local"):
+    for provider in PROVIDERS:
         configured = configured_base_url(provider)
         host = urlsplit(configured).hostname if configured else None
         if host:

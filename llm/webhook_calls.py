@@ -10,6 +10,7 @@ from common.errors import InvalidRequest
 from llm import pipeline
 from llm.prompt_limits import check_prompt_length
 from llm.providers import ChatRequest, Message, Usage
+from llm.providers.registry import provider_literal
 from llm.templates_store import arender
 
 TYPES = ("summary", "keywords", "sentiment", "entities", "translation", "custom", "calendar_event")
@@ -22,7 +23,7 @@ class WebhookIn(BaseModel):
     type: Literal[TYPES] = Field(default="custom", description="What to do with the text.")  # type: ignore[valid-type]
     source: Literal[SOURCES] = Field(default="other", description="Where the text comes from.")  # type: ignore[valid-type]
     language: str | None = Field(default=None, max_length=50, description="Output language; default: preferences.")
-    provider: Literal["openai", "anthropic", "local"] | None = None
+    provider: provider_literal() | None = None  # type: ignore[valid-type]
     model: str | None = Field(default=None, max_length=200)
     system: str | None = Field(default=None, description="Replaces the template's instruction.")
     temperature: float | None = Field(default=None, ge=0, le=2)

@@ -1,16 +1,9 @@
-"""Providers, registered in one explicit dict: provider name -> class."""
+"""Providers: the interface and its data types, and the registry (`llm.providers.registry`): name -> class."""
 
 from django.views.decorators.debug import sensitive_variables
 
-from llm.providers.anthropic_provider import AnthropicProvider
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, Provider, ProviderError, Usage
-from llm.providers.openai_provider import OpenAIProvider
-
-PROVIDERS: dict[str, type] = {
-    "openai": OpenAIProvider,
-    "anthropic": AnthropicProvider,
-    "local": OpenAIProvider,  # any OpenAI-compatible server: Ollama, vLLM, LM Studio, OpenRouter
-}
+from llm.providers.registry import PROVIDERS
 
 
 @sensitive_variables("api_key")

@@ -1,9 +1,11 @@
 """Anthropic through `AsyncAnthropic`, translating djllm's OpenAI-shaped request both ways."""
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anthropic
 from anthropic import AsyncStream
 from anthropic.types import Message as AnthropicMessage
 from anthropic.types import RawMessageStreamEvent
@@ -198,7 +200,35 @@ def params_for(request: ChatRequest) -> tuple[dict[str, Any], bool]:
 
 
 class AnthropicProvider(SDKProvider):
+    name = "anthropic"
+    label = "Anthropic"
     kind = "anthropic"
+    sdk = anthropic
+    api_key_setting = "ANTHROPIC_API_KEY"
+    base_url_setting = "ANTHROPIC_BASE_URL"
+    sdk_base_url = "https://api.anthropic.com"
+    model_setting = "ANTHROPIC_MODEL"
+    model_pattern = re.compile(r"^claude-")
+    model_hint = "claude-*"
+    default_max_tokens_setting = "ANTHROPIC_DEFAULT_MAX_TOKENS"  # Anthropic requires `max_tokens`
+
+    @classmethod
+    def new_client(cls, *, base_url, api_key, http_client, timeout):
+        client = anthropic.AsyncAnthropic(
+            api_key=api_key, auth_token="", base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
+        )
+        # Only the key given here is ever sent: never ANTHROPIC_AUTH_TOKEN from the environment, and with no key
+        # (a route to a server of its own) no key header at all (see `_options`).
+        client.auth_token = None
+        if not api_key:
+            client.api_key = None
+        return client
+
+    def _options(self) -> dict:
+        if not self.api_key:
+            # The SDK refuses to send a request without an auth header unless one is explicitly omitted.
+            return {"headers": {"X-Api-Key": anthropic.Omit()}}
+        return {}
 
     async def complete(self, request: ChatRequest) -> Completion:
         params, structured = params_for(request)

@@ -6,11 +6,12 @@ loop too (slower, but correct).
 """
 
 import asyncio
+import re
 import weakref
+from types import ModuleType
+from typing import ClassVar
 
-import anthropic
 import httpx
-import openai
 from django.conf import settings
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
@@ -24,58 +25,51 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(settings.REQUEST_TIMEOUT, connect=min(settings.REQUEST_TIMEOUT, 10.0))
 
 
-def _http_client(kind: str) -> httpx.AsyncClient:
+def _http_client(sdk) -> httpx.AsyncClient:
     # The SDKs' own aiohttp transport (httpx-aiohttp): measured here at twice httpx's default transport's
     # throughput at 100 concurrent requests (httpcore's pool bookkeeping grows with connections x requests).
     # Redirects are never followed: a route's base URL is checked against LLM_BASE_URL_ALLOWLIST, and an allowed host
     # answering 307 must not carry the prompt on to a host that is not (the SDKs' clients follow them by default).
     if settings.LLM_HTTP_TRANSPORT == "aiohttp":
-        sdk = anthropic if kind == "anthropic" else openai
         return sdk.DefaultAioHttpClient(limits=_limits(), timeout=_timeout(), follow_redirects=False)
     return httpx.AsyncClient(limits=_limits(), timeout=_timeout(), follow_redirects=False)
 
 
-def _make(kind: str, base_url: str | None, api_key: str):
-    http_client = _http_client(kind)
-    if kind == "anthropic":
-        client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            auth_token="",
-            base_url=base_url,
-            max_retries=0,
-            timeout=_timeout(),
-            http_client=http_client,
-        )
-        # Only the key given here is ever sent: never ANTHROPIC_AUTH_TOKEN from the environment, and with no key
-        # (a route to a server of its own) no key header at all (see `SDKProvider._options`).
-        client.auth_token = None
-        if not api_key:
-            client.api_key = None
-        return client
-    # OpenAI-compatible servers often need no key, but the SDK insists on one (and would read OPENAI_API_KEY from the
-    # environment if given None).
-    return openai.AsyncOpenAI(
-        api_key=api_key or "not-needed", base_url=base_url, max_retries=0, timeout=_timeout(), http_client=http_client
-    )
-
-
-def client_for(kind: str, base_url: str | None, api_key: str):
-    """`kind` is "openai" (OpenAI and compatible servers) or "anthropic"."""
+def client_for(provider: "type[SDKProvider]", base_url: str | None, api_key: str):
+    """This loop's client of `provider`'s SDK kind for (base URL, key); providers of one kind build theirs alike."""
     loop = asyncio.get_running_loop()
     per_loop = _clients.get(loop)
     if per_loop is None:
         per_loop = _clients[loop] = {}
-    key = (kind, base_url, api_key, settings.REQUEST_TIMEOUT)
+    key = (provider.kind, base_url, api_key, settings.REQUEST_TIMEOUT)
     client = per_loop.get(key)
     if client is None:
-        client = per_loop[key] = _make(kind, base_url, api_key)
+        client = per_loop[key] = provider.new_client(
+            base_url=base_url, api_key=api_key, http_client=_http_client(provider.sdk), timeout=_timeout()
+        )
     return client
 
 
 class SDKProvider:
-    """What both SDK-backed providers share: a name, an endpoint and a key, and this process's client for them."""
+    """A provider: everything about it is declared here, on its class, and the rest of djllm derives from the
+    registry (`llm.providers.registry`): the choices of forms and model fields, the `provider` values the APIs
+    accept, the `name/` model prefixes, routing by model family, the default model, and the SDK client.
 
-    kind = "openai"  # which SDK: "openai" (OpenAI and compatible servers) or "anthropic"
+    An instance serves one request's route: a name, an endpoint and a key, and this process's client for them."""
+
+    name: ClassVar[str]  # the id: a model prefix (`name/model`), stored on usage records and routes
+    label: ClassVar[str]  # as forms and the admin show it
+    kind: ClassVar[str]  # which SDK: "openai" (OpenAI and compatible servers) or "anthropic"
+    sdk: ClassVar[ModuleType]  # that SDK's module (its exceptions, its aiohttp transport)
+    api_key_setting: ClassVar[str]  # the server's key for this provider
+    base_url_setting: ClassVar[str]  # the server's endpoint for it (blank: `sdk_base_url`)
+    sdk_base_url: ClassVar[str | None] = None  # where the SDK sends requests when no base URL is set
+    model_setting: ClassVar[str]  # the default model when a request names none
+    requires: ClassVar[str] = "api_key"  # what must be configured for it to serve: "api_key" or "base_url"
+    model_pattern: ClassVar["re.Pattern[str] | None"] = None  # model names routed here without a prefix or alias
+    model_hint: ClassVar[str] = ""  # those names in short, for the unknown-model message ("claude-*")
+    lists_default_model: ClassVar[bool] = True  # `GET /v1/models` lists its default model when it is configured
+    default_max_tokens_setting: ClassVar[str | None] = None  # the `max_tokens` sent when a request sets none
 
     def __init__(self, *, name: str, base_url: str | None, api_key: str) -> None:
         self.name = name
@@ -85,8 +79,25 @@ class SDKProvider:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} base_url={self.base_url!r}>"  # never the key
 
+    @classmethod
+    def new_client(cls, *, base_url: str | None, api_key: str, http_client: httpx.AsyncClient, timeout):
+        raise NotImplementedError
+
+    @classmethod
+    def configured_base_url(cls) -> str | None:
+        """The base URL the server's own key for this provider belongs to."""
+        return getattr(settings, cls.base_url_setting, None) or cls.sdk_base_url
+
+    @classmethod
+    def default_model(cls) -> str:
+        return getattr(settings, cls.model_setting)
+
+    @classmethod
+    def default_max_tokens(cls) -> int | None:
+        return getattr(settings, cls.default_max_tokens_setting) if cls.default_max_tokens_setting else None
+
     def _client(self):
-        return client_for(self.kind, self.base_url, self.api_key)
+        return client_for(type(self), self.base_url, self.api_key)
 
     async def _post(self, path: str, body: dict, *, cast_to, stream_cls=None):
         """A request through the SDK's own client (auth headers, timeout, connection pool, its exceptions and
@@ -99,7 +110,4 @@ class SDKProvider:
         return await client.post(path, body=body, cast_to=cast_to, options=options, stream=True, stream_cls=stream_cls)
 
     def _options(self) -> dict:
-        if self.kind == "anthropic" and not self.api_key:
-            # The SDK refuses to send a request without an auth header unless one is explicitly omitted.
-            return {"headers": {"X-Api-Key": anthropic.Omit()}}
         return {}

@@ -1,8 +1,10 @@
 """OpenAI and any OpenAI-compatible server (Ollama, vLLM, LM Studio, OpenRouter) through `AsyncOpenAI`."""
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 from openai import AsyncStream
 
 from llm.providers.base import ChatRequest, Chunk, Completion, Message, ProviderError, Usage
@@ -53,7 +55,24 @@ def _params(request: ChatRequest) -> dict[str, Any]:
 
 
 class OpenAIProvider(SDKProvider):
+    name = "openai"
+    label = "OpenAI"
     kind = "openai"
+    sdk = openai
+    api_key_setting = "OPENAI_API_KEY"
+    base_url_setting = "OPENAI_BASE_URL"
+    sdk_base_url = "https://api.openai.com/v1"
+    model_setting = "OPENAI_MODEL"
+    model_pattern = re.compile(r"^(gpt-|chatgpt-|o\d(?:$|-)|text-|davinci|babbage|ft:gpt)")
+    model_hint = "gpt-*/o*"
+
+    @classmethod
+    def new_client(cls, *, base_url, api_key, http_client, timeout):
+        # OpenAI-compatible servers often need no key, but the SDK insists on one (and would read OPENAI_API_KEY from
+        # the environment if given None).
+        return openai.AsyncOpenAI(
+            api_key=api_key or "not-needed", base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
+        )
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
