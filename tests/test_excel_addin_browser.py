@@ -10,12 +10,14 @@ here too: set UPDATE_DOCS_IMAGES=1 to write it to docs/images/excel-taskpane.png
 
 import json
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.db import connections
 
+from accounts import token_cache
 from llm.models import UsageRecord
 from tests.browser import DEFAULT_TIMEOUT_MS
 
@@ -294,3 +296,67 @@ def test_a_wrong_cell_fails_alone_in_its_spilled_array(addin, token, prices, set
     ok, too_long, also_ok = cell["value"]
     assert ok == ["ANSWER[fine]"] and also_ok == ["ANSWER[also fine]"]
     assert too_long[0]["error"] == "#N/A" and too_long[0]["message"].startswith("PROMPT_TOO_LONG: ")
+
+
+# ---- The task pane and the selection -------------------------------------------------------------------------------
+
+
+def select(page, values: list[list], formulas: list[list] | None = None, address: str = "Sheet1!A2:A5") -> None:
+    page.evaluate(
+        "s => { __excel.selection = s; }",
+        {"address": address, "values": values, "formulas": formulas if formulas is not None else values},
+    )
+
+
+def test_the_pane_prices_the_selection_with_a_dry_run(addin, token, prices, fake_upstream):
+    page = addin
+    save_token(page, token[1])
+    assert cells(page, [("EACH", [[["great"]], "sentiment"])]) == [{"value": [["ANSWER[great]"]]}]  # now cached
+    records, upstream_calls = UsageRecord.objects.count(), len(fake_upstream.requests)
+
+    select(page, [["great"], ["bad"], ["great"], [""]])
+    page.select_option("#operation", "EACH")
+    page.fill("#argument", "sentiment")
+    page.click("#estimate")
+    page.wait_for_selector("#estimate-state.ok")
+    lines = page.text_content("#estimate-state").splitlines()
+    assert lines[0] == "Sheet1!A2:A5: 2 texts, 1 calls, 1 cached ($0)"
+    assert re.fullmatch(r"≈ \d+ input tokens, \$[0-9.e-]+; at most \$[0-9.e-]+", lines[1]), lines[1]
+    assert lines[2] == "No monthly budget on this token."
+    # A dry run: nothing reached the model and nothing was recorded.
+    assert (UsageRecord.objects.count(), len(fake_upstream.requests)) == (records, upstream_calls)
+
+    row = token[0]
+    row.monthly_budget_usd = Decimal("5")
+    row.save()
+    token_cache.clear()
+    page.select_option("#operation", "CLASSIFY")
+    page.fill("#argument", "positive, negative")
+    page.click("#estimate")
+    page.wait_for_function("document.querySelector('#estimate-state').textContent.includes('Budget left')")
+    lines = page.text_content("#estimate-state").splitlines()
+    assert lines[0] == "Sheet1!A2:A5: 2 texts, 2 calls, 0 cached ($0)"  # another function: not cached
+    assert lines[2] == "Budget left this month: $5.00"  # $5 less the first cell's few millionths of a dollar
+
+
+def test_freeze_results_turns_djllm_cells_into_text_values(addin):
+    page = addin
+    formulas = [['=DJLLM.EACH(A2:A3,"x")', "=SUM(1,2)"], ["-it spilled", "plain"]]
+    values = [['=HYPERLINK("http://example.com")', 3], ["-it spilled", "plain"]]
+    select(page, values, formulas, address="Sheet1!B2:C3")
+    page.click("#freeze")
+    page.wait_for_selector("#estimate-state.ok")
+    assert page.text_content("#estimate-state") == "Frozen: 1 =DJLLM cells now hold their values."
+    selection = page.evaluate("__excel.selection")
+    assert selection["values"] == values  # what the cells show, unchanged
+    assert selection["formulas"] == [['=HYPERLINK("http://example.com")', "=SUM(1,2)"], ["-it spilled", "plain"]]
+    assert page.evaluate("__excel.entered") == []  # the answer went in as text: Excel never runs it
+    assert page.evaluate("__excel.writes") == 1  # one write: a spilled array goes with its formula
+
+
+def test_freeze_with_no_djllm_cells_says_so(addin):
+    page = addin
+    select(page, [[1, 2]], [["=A1*2", 2]], address="Sheet1!D1:E1")
+    page.click("#freeze")
+    page.wait_for_function("document.querySelector('#estimate-state').textContent.startsWith('No =DJLLM')")
+    assert page.evaluate("__excel.selection")["formulas"] == [["=A1*2", 2]]

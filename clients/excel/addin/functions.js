@@ -281,12 +281,15 @@
     return item.ok ? item.result : item.error;
   }
 
-  /** =DJLLM.EACH(range, instruction) */
-  async function eachCell(range, instruction) {
+  function eachOptions(instruction) {
     var task = text(instruction);
     if (!task) throw cellError("EACH: give an instruction, e.g. \"translate to German\"", "value");
-    var system = "Do this with the text the user sends and answer with the result only: " + task;
-    return perCell(range, { type: "custom", system: system }, valueOrError);
+    return { type: "custom", system: "Do this with the text the user sends and answer with the result only: " + task };
+  }
+
+  /** =DJLLM.EACH(range, instruction) */
+  async function eachCell(range, instruction) {
+    return perCell(range, eachOptions(instruction), valueOrError);
   }
 
   function classifySystem(labels, restated) {
@@ -298,11 +301,16 @@
     return system;
   }
 
-  /** =DJLLM.CLASSIFY(range, labels) */
-  async function classify(range, labels) {
+  function classifyOptions(labels) {
     var list = listOf(labels);
     if (list.length < 2) throw cellError("LABELS: give at least two labels, e.g. \"positive, negative\"", "value");
-    var options = { type: "custom", system: classifySystem(list, false), labels: list };
+    return { type: "custom", system: classifySystem(list, false), labels: list };
+  }
+
+  /** =DJLLM.CLASSIFY(range, labels) */
+  async function classify(range, labels) {
+    var options = classifyOptions(labels);
+    var list = options.labels;
     return perCell(range, options, async function (item, body) {
       if (item.ok || item.code !== "answer_not_in_labels") return valueOrError(item);
       // Never cached by the server; asked once more past the cache, the labels restated, then this cell's error.
@@ -315,25 +323,36 @@
     });
   }
 
-  /** =DJLLM.EXTRACT(range, fields) */
-  async function extract(range, fields) {
+  function extractOptions(fields) {
     var names = listOf(fields);
     if (!names.length) throw cellError("FIELDS: give the fields, e.g. \"name, city\" or a header range", "value");
     var properties = {};
     names.forEach(function (name) {
       properties[name] = { type: "string" };
     });
-    var options = {
+    return {
       type: "custom",
       system:
         "Extract these fields from the text the user sends: " +
         names.join(", ") +
         ". Answer with a JSON object with exactly these keys; an empty string where the text does not say.",
       response_format: jsonSchema("fields", objectOf(properties)),
+      fields: names,
     };
+  }
+
+  /** A row of the range as EXTRACT sends it: its non-empty cells joined. */
+  function rowText(row) {
+    return row.map(text).filter(Boolean).join(" | ");
+  }
+
+  /** =DJLLM.EXTRACT(range, fields) */
+  async function extract(range, fields) {
+    var options = extractOptions(fields);
+    var names = options.fields;
     return Promise.all(
       rowsOf(range).map(async function (row) {
-        var body = row.map(text).filter(Boolean).join(" | ");
+        var body = rowText(row);
         var blank = names.map(function () {
           return "";
         });
@@ -354,6 +373,98 @@
         });
       })
     );
+  }
+
+  // ---- Before and after: the price of a range, freezing results ----------------------------------------------
+
+  /** What =DJLLM.<fn>(range, argument) would send for these cells: its batch options and distinct texts. */
+  function plan(fn, values, argument) {
+    var rows = rowsOf(values);
+    if (fn === "EXTRACT") return { options: extractOptions(argument), prompts: unique(rows.map(rowText)) };
+    var options = fn === "CLASSIFY" ? classifyOptions(argument) : eachOptions(argument);
+    return { options: options, prompts: unique(flatten(rows).map(text)) };
+  }
+
+  function unique(texts) {
+    var seen = new Set();
+    return texts.filter(function (t) {
+      if (!t || seen.has(t)) return false;
+      seen.add(t);
+      return true;
+    });
+  }
+
+  function addMoney(a, b) {
+    return a === null || b === null || b === undefined ? null : a + Number(b);
+  }
+
+  /** The price of running fn over the cells, from the server's dry run (nothing is sent upstream or billed):
+   * {texts, calls, cached, errors, input_tokens, input_cost_usd, max_cost_usd, budget_left_usd, budgeted}. */
+  async function estimate(fn, values, argument) {
+    var settings = await readSettings();
+    if (!settings.token) throw new Error("Save a token first.");
+    var job = plan(fn, values, argument);
+    var options = Object.assign({}, job.options, { model: job.options.model || settings.model });
+    var sum = { texts: job.prompts.length, calls: 0, cached: 0, errors: 0, input_tokens: 0 };
+    sum.input_cost_usd = 0;
+    sum.max_cost_usd = 0;
+    sum.budget_left_usd = null;
+    sum.budgeted = false;
+    for (var i = 0; i < job.prompts.length; i += maxItems) {
+      var body = batchBody(settings, options, job.prompts.slice(i, i + maxItems));
+      body.dry_run = true;
+      var answer = await postWithRetries(settings, "/api/v1/batch", body);
+      var error = (answer.json && answer.json.error) || {};
+      if (answer.status === 400 && error.code === "too_many_items" && error.details && error.details.limit > 0) {
+        maxItems = Math.min(maxItems, error.details.limit);
+        return estimate(fn, values, argument);
+      }
+      if (answer.status !== 200 || !answer.json || !answer.json.totals) {
+        throw new Error(error.message || "the server answered " + answer.status);
+      }
+      var totals = answer.json.totals;
+      sum.calls += totals.calls;
+      sum.cached += totals.cached;
+      sum.errors += totals.errors;
+      sum.input_tokens += totals.input_tokens;
+      sum.input_cost_usd = addMoney(sum.input_cost_usd, totals.input_cost_usd);
+      sum.max_cost_usd = addMoney(sum.max_cost_usd, totals.max_cost_usd);
+      sum.budget_left_usd = answer.json.budget.left_usd === null ? null : Number(answer.json.budget.left_usd);
+      sum.budgeted = answer.json.budget.left_usd !== null;
+    }
+    return sum;
+  }
+
+  var FORMULA_START = ["=", "+", "-", "@", "\t", "\r", "'"];
+
+  /** A value as it must be written so that Excel stores it as the text it is and never runs it: an answer starting
+   * with "=", "+", "-" or "@" would be a formula; a leading apostrophe marks text and is not shown. */
+  function asText(value) {
+    if (typeof value === "string" && value.length && FORMULA_START.indexOf(value.charAt(0)) >= 0) return "'" + value;
+    return value;
+  }
+
+  /** "Freeze results": the selection's =DJLLM cells (and the answers they spill) become values, written as text;
+   * other formulas stay formulas. Written in one go, so a spilled array is replaced together with its formula.
+   * Returns the number of =DJLLM formulas frozen. */
+  async function freezeSelection() {
+    return root.Excel.run(async function (context) {
+      var range = context.workbook.getSelectedRange();
+      range.load(["values", "formulas"]);
+      await context.sync();
+      var frozen = 0;
+      var out = range.formulas.map(function (row, r) {
+        return row.map(function (formula, c) {
+          var isFormula = typeof formula === "string" && formula.charAt(0) === "=";
+          if (isFormula && !/^=\s*DJLLM\./i.test(formula)) return formula; // not ours: left as it is
+          if (isFormula) frozen += 1;
+          return asText(range.values[r][c]);
+        });
+      });
+      range.formulas = out;
+      await context.sync();
+      return frozen;
+    });
   }
 
   // ---- Batching -------------------------------------------------------------------------------------------------
@@ -559,6 +670,9 @@
     each: eachCell,
     classify: classify,
     extract: extract,
+    estimate: estimate,
+    freezeSelection: freezeSelection,
+    asText: asText,
     STORAGE: STORAGE,
     TYPES: TYPES,
   };

@@ -2,6 +2,8 @@
  * The djllm task pane: saves the API token (and default language and model) in OfficeRuntime.storage, which the
  * custom functions in functions.js read from the same shared runtime. The token never goes into the workbook.
  * "Check connection" calls GET /v1/models with the token: free, and it lists the models for the Model field.
+ * "Estimate cost" prices the selected range for a range function with the batch API's dry run (nothing is sent to
+ * the model); "Freeze results" turns the selected =DJLLM cells into their values (functions.js does both).
  */
 (function (root) {
   "use strict";
@@ -108,6 +110,55 @@
     show("status", "Defaults saved. Recalculate (Ctrl+Alt+F9) to apply them to existing cells.", "ok");
   }
 
+  // ---- The selected range: its price before, its values after --------------------------------------------------
+
+  function usd(amount) {
+    if (amount === null) return "unknown (a model has no price)";
+    if (amount === 0) return "$0";
+    return "$" + (amount < 0.01 ? amount.toPrecision(2) : amount.toFixed(2));
+  }
+
+  function selectedValues() {
+    return root.Excel.run(async function (context) {
+      var range = context.workbook.getSelectedRange();
+      range.load(["values", "address"]);
+      await context.sync();
+      return { values: range.values, address: range.address };
+    });
+  }
+
+  async function estimateSelection(event) {
+    event.preventDefault();
+    show("estimate-state", "Pricing the selection…");
+    try {
+      var selection = await selectedValues();
+      var fn = $("operation").value;
+      var price = await root.djllmFunctions.estimate(fn, selection.values, $("argument").value);
+      var tokens = price.input_tokens.toLocaleString("en-US");
+      var lines = [
+        selection.address + ": " + price.texts + " texts, " + price.calls + " calls, " + price.cached + " cached ($0)",
+        "≈ " + tokens + " input tokens, " + usd(price.input_cost_usd) + "; at most " + usd(price.max_cost_usd),
+        price.budgeted ? "Budget left this month: " + usd(price.budget_left_usd) : "No monthly budget on this token.",
+      ];
+      if (price.errors) lines.push(price.errors + " texts would be refused (too long?)");
+      var over = price.budgeted && price.max_cost_usd > price.budget_left_usd;
+      show("estimate-state", lines.join("\n"), over ? "bad" : "ok");
+    } catch (error) {
+      show("estimate-state", (error && error.message) || String(error), "bad");
+    }
+  }
+
+  async function freezeResults() {
+    show("estimate-state", "Freezing…");
+    try {
+      var frozen = await root.djllmFunctions.freezeSelection();
+      var message = frozen ? "Frozen: " + frozen + " =DJLLM cells now hold their values." : "No =DJLLM cells selected.";
+      show("estimate-state", message, frozen ? "ok" : "");
+    } catch (error) {
+      show("estimate-state", "Could not freeze: " + ((error && error.message) || error), "bad");
+    }
+  }
+
   function start() {
     $("server").textContent = server();
     $("account-link").href = server() + "/account/";
@@ -119,6 +170,8 @@
     $("forget-token").addEventListener("click", forgetToken);
     $("defaults-form").addEventListener("submit", saveDefaults);
     $("check").addEventListener("click", checkConnection);
+    $("estimate-form").addEventListener("submit", estimateSelection);
+    $("freeze").addEventListener("click", freezeResults);
     refresh();
   }
 

@@ -75,7 +75,77 @@
     },
   };
 
+  // Excel's JavaScript API, for what the task pane does with the selection: Excel.run(context =>
+  // context.workbook.getSelectedRange()), load(["values", "formulas", "address"]), context.sync(), and writing
+  // `formulas` or `values`. The test sets __excel.selection = {address, values, formulas}; a write lands in
+  // __excel.selection as Excel would take it (a leading apostrophe: text, not shown; "=…": a formula, recorded in
+  // __excel.entered unless the cell already held that formula).
+  function SelectedRange(selection) {
+    this._selection = selection;
+    this._pending = null;
+  }
+  SelectedRange.prototype.load = function () {
+    this.address = this._selection.address;
+    this.values = this._selection.values.map(function (row) {
+      return row.slice();
+    });
+    this._formulas = this._selection.formulas.map(function (row) {
+      return row.slice();
+    });
+    return this;
+  };
+  function typed(selection, written) {
+    selection.values = written.map(function (row, r) {
+      return row.map(function (cell, c) {
+        if (typeof cell === "string" && cell.charAt(0) === "'") {
+          selection.formulas[r][c] = cell.slice(1);
+          return cell.slice(1);
+        }
+        if (typeof cell === "string" && /^[=+\-@]/.test(cell) && !isFinite(Number(cell))) {
+          if (selection.formulas[r][c] !== cell) root.__excel.entered.push(cell);
+          selection.formulas[r][c] = cell;
+          return selection.values[r][c];
+        }
+        selection.formulas[r][c] = cell;
+        return cell;
+      });
+    });
+  }
+  Object.defineProperty(SelectedRange.prototype, "formulas", {
+    get: function () {
+      return this._formulas;
+    },
+    set: function (value) {
+      this._pending = value; // written at the next context.sync(), as Excel does
+      this._formulas = value;
+    },
+  });
+  root.Excel = {
+    run: async function (callback) {
+      var range = null;
+      var context = {
+        workbook: {
+          getSelectedRange: function () {
+            range = new SelectedRange(root.__excel.selection);
+            return range;
+          },
+        },
+        sync: async function () {
+          if (range && range._pending) {
+            typed(root.__excel.selection, range._pending);
+            root.__excel.writes += 1;
+            range._pending = null;
+          }
+        },
+      };
+      return callback(context);
+    },
+  };
+
   root.__excel = {
+    selection: { address: "Sheet1!A1", values: [[""]], formulas: [[""]] },
+    entered: [],
+    writes: 0,
     functions: functions,
     storage: store,
     /** Calls a registered function the way a cell does; an exception becomes the cell's error. */
