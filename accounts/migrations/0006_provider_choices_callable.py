@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0004_rate_limit_validator'),
+        ('accounts', '0005_token_admin_scope'),
     ]
 
     operations = [
