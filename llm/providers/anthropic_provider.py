@@ -272,11 +272,9 @@ class AnthropicProvider(SDKProvider):
         model, response_id = request.model, None
         counts = {"input": 0, "output": 0, "read": 0, "write": 0}
         tool_index: dict[int, int] = {}
-        upstream = None
-        try:
-            upstream = await self._post(
-                "/v1/messages", params, cast_to=AnthropicMessage, stream_cls=AsyncStream[RawMessageStreamEvent]
-            )
+        async with self._streaming(
+            "/v1/messages", params, cast_to=AnthropicMessage, stream_cls=AsyncStream[RawMessageStreamEvent]
+        ) as upstream:
             async for event in upstream:
                 kind = event.type
                 if kind == "message_start":
@@ -352,11 +350,3 @@ class AnthropicProvider(SDKProvider):
                     error = getattr(event, "error", None)
                     message = redact(f"{getattr(error, 'type', '')}: {getattr(error, 'message', '')}")
                     raise ProviderError(f"{self.name} stream error: {message}", code="upstream_server_error")
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise from_sdk_error(exc, self.name) from exc
-        finally:
-            if upstream is not None:
-                # Closing the SDK stream closes its connection, so a client that hung up stops the upstream too.
-                await upstream.close()

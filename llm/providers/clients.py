@@ -8,11 +8,15 @@ loop too (slower, but correct).
 import asyncio
 import re
 import weakref
+from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import ClassVar
 
 import httpx
 from django.conf import settings
+
+from llm.providers.base import ProviderError
+from llm.providers.errors import from_sdk_error
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
@@ -108,6 +112,23 @@ class SDKProvider:
         if stream_cls is None:
             return await client.post(path, body=body, cast_to=cast_to, options=options)
         return await client.post(path, body=body, cast_to=cast_to, options=options, stream=True, stream_cls=stream_cls)
+
+    @asynccontextmanager
+    async def _streaming(self, path: str, body: dict, *, cast_to, stream_cls):
+        """The upstream's event stream: what goes wrong while it is read becomes a ProviderError, and it is closed
+        when the reader stops (closing the SDK stream closes its connection, so a client that hung up stops the
+        upstream too)."""
+        upstream = None
+        try:
+            upstream = await self._post(path, body, cast_to=cast_to, stream_cls=stream_cls)
+            yield upstream
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise from_sdk_error(exc, self.name) from exc
+        finally:
+            if upstream is not None:
+                await upstream.close()
 
     def _options(self) -> dict:
         return {}

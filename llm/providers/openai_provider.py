@@ -103,11 +103,11 @@ class OpenAIProvider(SDKProvider):
         params["stream"] = True
         # Ask for usage ourselves: without it a streamed request cannot be billed exactly.
         params["stream_options"] = {**(params.get("stream_options") or {}), "include_usage": True}
-        upstream = None
-        try:
-            # AsyncStream[object]: the SDK's SSE reader and its error events as usual, each event as decoded JSON
-            # rather than a typed chunk (building those was ~19 % of a streamed request's CPU here).
-            upstream = await self._post("/chat/completions", params, cast_to=object, stream_cls=AsyncStream[object])
+        # AsyncStream[object]: the SDK's SSE reader and its error events as usual, each event as decoded JSON rather
+        # than a typed chunk (building those was ~19 % of a streamed request's CPU here).
+        async with self._streaming(
+            "/chat/completions", params, cast_to=object, stream_cls=AsyncStream[object]
+        ) as upstream:
             async for event in upstream:
                 if not isinstance(event, dict):
                     raise ProviderError(
@@ -131,11 +131,3 @@ class OpenAIProvider(SDKProvider):
                     tool_calls=[_without_none(call) for call in tool_calls] if tool_calls else None,
                     refusal=delta.get("refusal") or "",
                 )
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise from_sdk_error(exc, self.name) from exc
-        finally:
-            if upstream is not None:
-                # Closing the SDK stream closes its connection, so a client that hung up stops the upstream too.
-                await upstream.close()
