@@ -8,6 +8,7 @@ and $0 on recalculation) and on what reached the fake upstream. The task pane sc
 here too: set UPDATE_DOCS_IMAGES=1 to write it to docs/images/excel-taskpane.png.
 """
 
+import html
 import json
 import os
 import re
@@ -308,7 +309,7 @@ def select(page, values: list[list], formulas: list[list] | None = None, address
     )
 
 
-def test_the_pane_prices_the_selection_with_a_dry_run(addin, token, prices, fake_upstream):
+def test_the_pane_prices_the_selection_with_a_dry_run(addin, token, prices, fake_upstream, tmp_path):
     page = addin
     save_token(page, token[1])
     assert cells(page, [("EACH", [[["great"]], "sentiment"])]) == [{"value": [["ANSWER[great]"]]}]  # now cached
@@ -337,6 +338,10 @@ def test_the_pane_prices_the_selection_with_a_dry_run(addin, token, prices, fake
     lines = page.text_content("#estimate-state").splitlines()
     assert lines[0] == "Sheet1!A2:A5: 2 texts, 2 calls, 0 cached ($0)"  # another function: not cached
     assert lines[2] == "Budget left this month: $5.00"  # $5 less the first cell's few millionths of a dollar
+    # For docs/excel.md: the pane's selection section with its estimate.
+    target = (SCREENSHOT.parent if os.environ.get("UPDATE_DOCS_IMAGES") else tmp_path) / "excel-estimate.png"
+    page.locator("section[aria-labelledby=selection-heading]").screenshot(path=str(target))
+    assert 1_000 < len(target.read_bytes()) < 60_000
 
 
 def test_freeze_results_turns_djllm_cells_into_text_values(addin):
@@ -360,3 +365,144 @@ def test_freeze_with_no_djllm_cells_says_so(addin):
     page.click("#freeze")
     page.wait_for_function("document.querySelector('#estimate-state').textContent.startsWith('No =DJLLM')")
     assert page.evaluate("__excel.selection")["formulas"] == [["=A1*2", 2]]
+
+
+# ---- Screenshots of the range functions for docs/excel.md ---------------------------------------------------------
+
+SHEET_CSS = """
+body { margin: 0; font: 13px "Segoe UI", system-ui, sans-serif; background: #fff; }
+.bar { display: flex; border-bottom: 1px solid #d4d4d4; font-size: 12px; }
+.bar b { padding: 4px 8px; background: #f3f3f3; border-right: 1px solid #d4d4d4; color: #444; }
+.bar code { padding: 4px 8px; font: 12px Consolas, "DejaVu Sans Mono", monospace; white-space: nowrap; }
+table { border-collapse: collapse; }
+th { background: #f3f3f3; color: #444; font-weight: normal; border: 1px solid #d4d4d4; padding: 2px 6px; }
+td { border: 1px solid #e1e1e1; padding: 3px 6px; white-space: nowrap; max-width: 260px; overflow: hidden; }
+td.anchor { outline: 2px solid #107c41; outline-offset: -2px; }
+td.spill { background: #f3faf6; }
+td.num { text-align: right; }
+td.err { color: #a4262c; }
+"""
+
+
+def sheet_html(formula: str, anchor: str, grid: list[list], spill: set) -> str:
+    """A small Excel-like grid: the formula bar, column letters, row numbers; the spilled cells shaded."""
+    letters = "ABCDEFGH"[: max(len(r) for r in grid)]
+    head = "".join(f"<th>{c}</th>" for c in letters)
+    rows = []
+    for r, row in enumerate(grid, start=1):
+        cells = []
+        for c, value in enumerate(row):
+            ref = f"{letters[c]}{r}"
+            kind = "anchor" if ref == anchor else ("spill" if ref in spill else "")
+            if isinstance(value, dict):
+                value, kind = f"{value['error']} {value['message']}", kind + " err"
+            elif isinstance(value, int | float):
+                kind += " num"
+            cells.append(f'<td class="{kind}">{html.escape(str(value))}</td>')
+        rows.append(f"<tr><th>{r}</th>{''.join(cells)}</tr>")
+    return (
+        f"<style>{SHEET_CSS}</style><div class='bar'><b>{anchor}</b><code>{html.escape(formula)}</code></div>"
+        f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def place(grid: list[list], top: int, left: int, values: list[list]) -> set:
+    """Writes a spilled array into the grid from (top, left), zero-based; returns the cells it covers."""
+    covered = set()
+    for r, row in enumerate(values):
+        for c, value in enumerate(row):
+            grid[top + r][left + c] = value
+            covered.add(f"{'ABCDEFGH'[left + c]}{top + r + 1}")
+    return covered
+
+
+def docs_model(body: dict):
+    """A stand-in model with plausible answers, so the screenshots show what the functions make of them."""
+    system, text = body["messages"][0]["content"], body["messages"][-1]["content"]
+    if "Classify" in system:
+        return "negative" if any(w in text.lower() for w in ("late", "broken", "never")) else "positive"
+    words = {"Guten Morgen": "Good morning", "Danke schön": "Thank you very much", "Bis bald": "See you soon"}
+    return words.get(text, text)
+
+
+def docs_structured(body: dict):
+    name = body["response_format"]["json_schema"]["name"]
+    if name == "table":
+        return {
+            "columns": ["Region", "Q1", "Q2", "Growth"],
+            "rows": [["North", "120", "150", "25%"], ["South", "95", "99", "4%"]],
+        }
+    text = body["messages"][-1]["content"]
+    found = re.search(
+        r"(?P<name>[A-Z][a-z]+ [A-Z][a-z]+)\W+(?:in |from )?(?P<city>[A-Z][a-zø]+)\)?\D*(?P<amount>\d+) EUR", text
+    )
+    return {"name": found["name"], "city": found["city"], "amount": found["amount"]} if found else {}
+
+
+def test_screenshots_of_the_range_functions_for_the_docs(addin, token, prices, fake_upstream, tmp_path):
+    page = addin
+    fake_upstream.configure(reply=docs_model, structured=docs_structured)
+    save_token(page, token[1])
+    sales = [["Region", "Q1", "Q2"], ["North", 120, 150], ["South", 95, 99]]
+    german = [["Guten Morgen"], ["Danke schön"], ["Bis bald"]]
+    reviews = [["Arrived fast, works great"], ["Parcel came late and broken"], ["Lovely staff"], ["Never again"]]
+    orders = [
+        ["Order from Anna Berg in Oslo, 120 EUR"],
+        ["Jon Lund (Bergen) paid 75 EUR"],
+        ["Mia Holm in Tromsø: 42 EUR"],
+    ]
+    ask, each, classified, extracted = (
+        c["value"]
+        for c in cells(
+            page,
+            [
+                ("ASK", ["Growth by region", sales, "table"]),
+                ("EACH", [german, "translate to English"]),
+                ("CLASSIFY", [reviews, "positive, negative"]),
+                ("EXTRACT", [orders, "name, city, amount"]),
+            ],
+        )
+    )
+    assert ask == [["Region", "Q1", "Q2", "Growth"], ["North", 120, 150, "25%"], ["South", 95, 99, "4%"]]
+    assert [r[0] for r in each] == ["Good morning", "Thank you very much", "See you soon"]
+    assert classified == [["positive"], ["negative"], ["positive"], ["negative"]]
+    assert extracted == [["Anna Berg", "Oslo", 120], ["Jon Lund", "Bergen", 75], ["Mia Holm", "Tromsø", 42]]
+
+    shots = []
+    grid = [[*row, "", "", "", ""] for row in sales] + [["", "", "", "", "", "", ""]] * 1
+    grid = [row[:7] for row in grid]
+    spill = place(grid, 0, 3, ask)
+    shots.append(("excel-ask.png", '=DJLLM.ASK("Growth by region", A1:C3, "table")', "D1", grid, spill))
+    grid = [[g[0], ""] for g in german]
+    shots.append(("excel-each.png", '=DJLLM.EACH(A1:A3, "translate to English")', "B1", grid, place(grid, 0, 1, each)))
+    grid = [[r[0], ""] for r in reviews]
+    shots.append(
+        (
+            "excel-classify.png",
+            '=DJLLM.CLASSIFY(A1:A4, "positive, negative")',
+            "B1",
+            grid,
+            place(grid, 0, 1, classified),
+        )
+    )
+    grid = [[o[0], "", "", ""] for o in orders]
+    shots.append(
+        ("excel-extract.png", '=DJLLM.EXTRACT(A1:A3, "name, city, amount")', "B1", grid, place(grid, 0, 1, extracted))
+    )
+
+    target_dir = SCREENSHOT.parent if os.environ.get("UPDATE_DOCS_IMAGES") else tmp_path
+    sheet = page.context.new_page()
+    sheet.set_viewport_size({"width": 900, "height": 400})
+    try:
+        for name, formula, anchor, grid, spill in shots:
+            sheet.set_content(sheet_html(formula, anchor, grid, spill))
+            box = sheet.eval_on_selector(
+                "body",
+                "b => { const r = b.firstElementChild.nextElementSibling.getBoundingClientRect(); return [Math.ceil(Math.max(r.width, document.querySelector('.bar').scrollWidth)), Math.ceil(r.bottom)]; }",
+            )
+            path = target_dir / name
+            sheet.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": box[0] + 2, "height": box[1] + 2})
+            png = path.read_bytes()
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and 1_000 < len(png) < 60_000, (name, len(png))
+    finally:
+        sheet.close()
