@@ -4,8 +4,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
-from jobs.inputs import JobIn
+from common.filters import MOMENT_HELP
 from jobs.schema import BATCH_EXAMPLE, JOB_EXAMPLE, JobOut, JobResultsOut
+from jobs.serializers import JobInputSerializer
 
 _IDEMPOTENCY = OpenApiParameter(
     "Idempotency-Key",
@@ -14,6 +15,7 @@ _IDEMPOTENCY = OpenApiParameter(
     required=False,
     description="A retry with the same key (same token) and body gets the first answer (the same job) back.",
 )
+_JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 _ERRORS = {
     code: OpenApiResponse(description="djllm error: {error: {code, message, details, request_id}}.")
     for code in (400, 401, 403, 404, 409, 429)
@@ -43,6 +45,26 @@ _UPLOAD_FORM = inline_serializer(
     },
 )
 
+JOB_LIST = {
+    "operation_id": "jobs_list",
+    "tags": ["jobs"],
+    "summary": "Your jobs",
+    "description": (
+        "Your jobs (made with any of your tokens), newest first, each with its progress as `GET /api/v1/jobs/{id}` "
+        "shows it, in pages: follow `next` (a cursor); `limit` sets the page size (up to 500). Filter by `status` "
+        "and by creation time (`from`, `to`: a date, the whole day in your timezone, or an ISO 8601 date-time)."
+    ),
+    "parameters": [
+        OpenApiParameter("from", str, OpenApiParameter.QUERY, description=f"Created at or after this. {MOMENT_HELP}"),
+        OpenApiParameter(
+            "to",
+            str,
+            OpenApiParameter.QUERY,
+            description=f"Created at or before this (a date: to its end). {MOMENT_HELP}",
+        ),
+    ],
+    "responses": {200: JobOut},
+}
 JOB_CREATE = {
     "operation_id": "jobs_create",
     "tags": ["jobs"],
@@ -55,7 +77,7 @@ JOB_CREATE = {
         "`Idempotency-Key`."
     ),
     "parameters": [_IDEMPOTENCY],
-    "request": {"application/json": JobIn, "multipart/form-data": _UPLOAD_FORM},
+    "request": {"application/json": JobInputSerializer, "multipart/form-data": _UPLOAD_FORM},
     "responses": {
         202: OpenApiResponse(JobOut, description="The job, queued (Location: the job; Retry-After: seconds)."),
         **_ERRORS,
@@ -71,6 +93,7 @@ JOB_CREATE = {
 }
 JOB_DETAIL = {
     "operation_id": "jobs_retrieve",
+    "parameters": [_JOB_ID],
     "tags": ["jobs"],
     "summary": "A job's progress",
     "description": (
@@ -104,7 +127,8 @@ JOB_RESULTS = {
         "workbook. Rows not finished yet show as pending or running."
     ),
     "parameters": [
-        OpenApiParameter("format", str, OpenApiParameter.QUERY, enum=["json", "csv", "xlsx"], default="json")
+        _JOB_ID,
+        OpenApiParameter("format", str, OpenApiParameter.QUERY, enum=["json", "csv", "xlsx"], default="json"),
     ],
     "responses": {
         (200, "application/json"): OpenApiResponse(JobResultsOut, description="format=json"),
@@ -148,6 +172,7 @@ JOB_RESULTS = {
 }
 JOB_CANCEL = {
     "operation_id": "jobs_cancel",
+    "parameters": [_JOB_ID],
     "tags": ["jobs"],
     "summary": "Cancel a job",
     "description": (

@@ -29,9 +29,14 @@ class ItemIn(BaseModel):
     model: str | None = Field(default=None, max_length=200, description="Overrides the batch's model for this item.")
 
     def text(self) -> str:
-        if self.prompt is None or isinstance(self.prompt, str):
-            return self.prompt or ""
-        return str(self.prompt).lower() if isinstance(self.prompt, bool) else str(self.prompt)
+        return prompt_text(self.prompt)
+
+
+def prompt_text(prompt: str | int | float | bool | None) -> str:
+    """A cell as the prompt's text: empty for null, `true`/`false` for booleans, numbers as written."""
+    if prompt is None or isinstance(prompt, str):
+        return prompt or ""
+    return str(prompt).lower() if isinstance(prompt, bool) else str(prompt)
 
 
 class BatchOptions(BaseModel):

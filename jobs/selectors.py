@@ -5,7 +5,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from common.errors import NotFound
@@ -24,15 +24,30 @@ def job_get_for_user(*, job_id: UUID, user_id: int) -> Job:
     return job
 
 
+def _item_stats(prefix: str = "") -> dict[str, Any]:
+    """The counts and cost of a job's rows: aggregated over JobItem (`prefix` "") or annotated on Job ("items__")."""
+    return {
+        "ok": Count(f"{prefix}id", filter=Q(**{f"{prefix}status": ItemStatus.OK})),
+        "failed": Count(f"{prefix}id", filter=Q(**{f"{prefix}status": ItemStatus.ERROR})),
+        "cancelled": Count(f"{prefix}id", filter=Q(**{f"{prefix}status": ItemStatus.CANCELLED})),
+        "running": Count(f"{prefix}id", filter=Q(**{f"{prefix}status": ItemStatus.RUNNING})),
+        "cached": Count(f"{prefix}id", filter=Q(**{f"{prefix}cached": True})),
+        "cost": Sum(f"{prefix}cost_usd"),
+    }
+
+
+def jobs_for_user(*, user_id: int) -> QuerySet[Job]:
+    """The user's jobs, each with its rows' counts and cost (one query per page, see `job_progress`). Ordering is
+    left to the caller (the API pages newest first)."""
+    return Job.objects.defer("upload").filter(user_id=user_id).annotate(**_item_stats("items__")).order_by()
+
+
 def job_progress(*, job: Job) -> dict[str, Any]:
-    stats = JobItem.objects.filter(job=job).aggregate(
-        ok=Count("id", filter=Q(status=ItemStatus.OK)),
-        failed=Count("id", filter=Q(status=ItemStatus.ERROR)),
-        cancelled=Count("id", filter=Q(status=ItemStatus.CANCELLED)),
-        running=Count("id", filter=Q(status=ItemStatus.RUNNING)),
-        cached=Count("id", filter=Q(cached=True)),
-        cost=Sum("cost_usd"),
-    )
+    """Total, done, failed, cost so far and an ETA: from the counts `jobs_for_user` annotated, else counted now."""
+    if hasattr(job, "cost"):
+        stats = {name: getattr(job, name) for name in _item_stats()}
+    else:
+        stats = JobItem.objects.filter(job=job).aggregate(**_item_stats())
     done = stats["ok"] + stats["failed"]
     pending = job.total - done - stats["cancelled"]
     return {

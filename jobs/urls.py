@@ -1,12 +1,14 @@
 from django.urls import path
 
+from common.routers import api_router
 from jobs import apis, batch, swagger2
+
+router = api_router()
+# `jobs`, `jobs/{job_id}`, `jobs/{job_id}/results`, `jobs/{job_id}/cancel` (names job-list, job-detail, ...)
+router.register("jobs", apis.JobViewSet, basename="job")
 
 urlpatterns = [
     path("batch", batch.batch, name="batch"),
-    path("jobs", apis.JobCreateApi.as_view(), name="jobs"),
-    path("jobs/<uuid:job_id>", apis.JobDetailApi.as_view(), name="job-detail"),
-    path("jobs/<uuid:job_id>/results", apis.JobResultsApi.as_view(), name="job-results"),
-    path("jobs/<uuid:job_id>/cancel", apis.JobCancelApi.as_view(), name="job-cancel"),
+    *router.urls,
     path("swagger2.json", swagger2.swagger2, name="swagger2"),
 ]

@@ -205,9 +205,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     "OAS_VERSION": "3.1.0",
-    # Choice sets whose field name other components use for other choices (`status`): named here, not by a hash.
+    # Choice sets whose field name other components use for other choices (`status`), or that several fields share
+    # (a job's `type` and its alias `template`; a provider): named here, not by a hash or by one of the fields.
     "ENUM_NAME_OVERRIDES": {
         "APITokenStatusEnum": "accounts.selectors.TOKEN_STATUSES",
+        "ProviderEnum": "accounts.models.Provider",
+        "TextTypeEnum": "llm.webhook_calls.TYPES",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
