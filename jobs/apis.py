@@ -93,6 +93,7 @@ class JobViewSet(viewsets.GenericViewSet):
     parser_classes = [_JobJSONParser, MultiPartParser]
     pagination_class = _NewestJobFirst
     filterset_class = JobFilter
+    serializer_class = JobInputSerializer  # what OPTIONS describes (the create body)
     lookup_url_kwarg = "job_id"
     lookup_value_regex = _UUID
     queryset = Job.objects.none()  # for the schema; requests read `get_queryset`
