@@ -10,9 +10,9 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import Provider
 from common.serializers import StrictInputSerializer
 from jobs.inputs import BatchOptions, Parameters
+from llm.providers.registry import provider_choices
 from llm.webhook_calls import SOURCES, TYPES
 
 
@@ -73,7 +73,7 @@ class JobOptionsSerializer(_JobInputSerializer):
     template = serializers.ChoiceField(choices=TYPES, required=False, allow_null=True, help_text="Alias of `type`.")
     source = serializers.ChoiceField(choices=SOURCES, default="excel", help_text="Where the texts come from.")
     language = _text(max_length=50, help_text="Output language; default: preferences.")
-    provider = serializers.ChoiceField(choices=Provider.choices, required=False, allow_null=True)
+    provider = serializers.ChoiceField(choices=provider_choices(), required=False, allow_null=True)
     model = _text(max_length=200)
     system = _text(help_text="Replaces the template's instruction.")
     parameters = ParametersSerializer(required=False)

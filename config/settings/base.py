@@ -209,7 +209,7 @@ SPECTACULAR_SETTINGS = {
     # (a job's `type` and its alias `template`; a provider): named here, not by a hash or by one of the fields.
     "ENUM_NAME_OVERRIDES": {
         "APITokenStatusEnum": "accounts.selectors.TOKEN_STATUSES",
-        "ProviderEnum": "accounts.models.Provider",
+        "ProviderEnum": "llm.providers.registry.provider_choices",
         "TextTypeEnum": "llm.webhook_calls.TYPES",
     },
     "POSTPROCESSING_HOOKS": [
