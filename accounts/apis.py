@@ -1,4 +1,4 @@
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -6,24 +6,8 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import provider_choices, validate_timezone
 from accounts.permissions import HasTokenScope
+from common.openapi import error_responses
 from common.serializers import StrictInputSerializer
-
-_ERROR = inline_serializer(
-    "AccountError",
-    fields={
-        "error": inline_serializer(
-            "AccountErrorBody",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "details": serializers.DictField(),
-                "request_id": serializers.CharField(),
-            },
-        )
-    },
-)
-_UNAUTHENTICATED = OpenApiResponse(_ERROR, description="Missing, invalid, revoked or expired token.")
-_THROTTLED = OpenApiResponse(_ERROR, description="Over API_THROTTLE_RATE for this token (`rate_limited`, Retry-After).")
 
 
 class MeApi(APIView):
@@ -66,7 +50,7 @@ class MeApi(APIView):
     @extend_schema(
         summary="Who am I",
         description="The authenticated user, the scopes of the token used, and the user's preferences.",
-        responses={200: OutputSerializer, 401: _UNAUTHENTICATED, 429: _THROTTLED},
+        responses={200: OutputSerializer, **error_responses(401, 429)},
         examples=[
             OpenApiExample(
                 "Me",
@@ -101,10 +85,9 @@ class MeApi(APIView):
         request=PreferencesSerializer,
         responses={
             200: OutputSerializer,
-            400: OpenApiResponse(_ERROR, description="A field is invalid (`invalid_request`; see details)."),
-            401: _UNAUTHENTICATED,
-            403: OpenApiResponse(_ERROR, description="The token lacks the `account` scope (`insufficient_scope`)."),
-            429: _THROTTLED,
+            **error_responses(
+                400, 401, 403, 429, meanings={403: "The token lacks the `account` scope (`insufficient_scope`)."}
+            ),
         },
         examples=[
             OpenApiExample("Set timezone", value={"timezone": "Europe/Berlin", "language": "German"}, request_only=True)

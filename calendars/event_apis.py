@@ -21,6 +21,7 @@ from calendars.openapi import (
 )
 from common.errors import InvalidRequest
 from common.idempotency_keys import idempotency_key_from_headers
+from common.openapi import IDEMPOTENCY_PARAMETER
 from common.serializers import StrictInputSerializer
 
 EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,1024}$")
@@ -125,14 +126,7 @@ class CalendarEventsApi(CalendarApi):
             "Reusing a key for a different event answers 409 `idempotency_key_reused`."
         ),
         tags=["calendar"],
-        parameters=[
-            OpenApiParameter(
-                "Idempotency-Key",
-                OpenApiTypes.STR,
-                location=OpenApiParameter.HEADER,
-                description="Up to 255 printable ASCII characters, unique per event you mean to create.",
-            )
-        ],
+        parameters=[IDEMPOTENCY_PARAMETER],
         request=CalendarEventCreateSerializer,
         responses={
             201: CalendarEventSerializer,

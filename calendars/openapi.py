@@ -1,29 +1,12 @@
-"""OpenAPI pieces of the calendar API: the error shape, the responses each error status means, examples, and
-the event as the API returns it."""
+"""OpenAPI pieces of the calendar API: what each error status means there, examples, and the event as the API
+returns it."""
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
 from rest_framework import serializers
 
+from common import openapi
+from common.openapi import error_example
 
-def error_example(name: str, status: int, code: str, message: str, details: dict | None = None) -> OpenApiExample:
-    return OpenApiExample(
-        name,
-        status_codes=[str(status)],
-        response_only=True,
-        value={"error": {"code": code, "message": message, "details": details or {}, "request_id": "3f2c…"}},
-    )
-
-
-class CalendarErrorSerializer(serializers.Serializer):
-    class Body(serializers.Serializer):
-        code = serializers.CharField()
-        message = serializers.CharField()
-        details = serializers.DictField()
-        request_id = serializers.CharField()
-
-    error = Body()
-
-
+# What each error status means on the calendar endpoints (the body is the shared error model).
 ERROR_MEANINGS = {
     400: "Invalid input (`invalid_request`) or rejected by Google (`calendar_invalid_request`).",
     403: "The token lacks the `calendar` scope, or Google refused (`calendar_forbidden`).",
@@ -38,7 +21,7 @@ ERROR_MEANINGS = {
 
 
 def error_responses(*statuses: int) -> dict:
-    return {status: OpenApiResponse(CalendarErrorSerializer, description=ERROR_MEANINGS[status]) for status in statuses}
+    return openapi.error_responses(*statuses, meanings=ERROR_MEANINGS)
 
 
 API_ERRORS = (400, 403, 409, 429, 502, 503)

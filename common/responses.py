@@ -1,6 +1,7 @@
 """Render an `AppError` in djllm's `/api/` shape or in OpenAI's shape for `/v1/`."""
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from pydantic import BaseModel
 
 from common.errors import AppError
 from common.request_id import current_request_id
@@ -40,3 +41,8 @@ def error_response_for_path(path: str, error: AppError) -> JsonResponse:
     if path.startswith("/v1/"):
         return openai_error_response(error)
     return api_error_response(error)
+
+
+def json_response(body: BaseModel, status: int = 200) -> HttpResponse:
+    """An answer built from its output model: pydantic serializes it straight to JSON bytes (one pass, no dict)."""
+    return HttpResponse(body.model_dump_json(), status=status, content_type="application/json")

@@ -17,13 +17,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from common.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType
 from common.formatting import money
+from common.operations import openapi_operation
 from common.parsers import loads
 from common.request_id import current_request_id
 from common.request_input import no_cache_requested
-from jobs import idempotency
+from jobs import idempotency, schema
 from jobs.dry_run import dry_run_batch
 from jobs.execution import ItemContext, ItemOutcome, check_options, record_unsent, run_item
 from jobs.inputs import BatchIn
+from jobs.schema import BatchDryRunOut, BatchItemOut, BatchOut, BatchTotals, ItemError
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.limits import rate_limit_hit
 
@@ -88,26 +90,26 @@ def check_batch_size(data: Any) -> None:
     check_item_count(data, limit=settings.BATCH_MAX_ITEMS, setting="BATCH_MAX_ITEMS")
 
 
-def item_out(ref: Any, outcome: ItemOutcome) -> dict[str, Any]:
-    return {
-        "id": ref,
-        "status": "ok" if outcome.ok else "error",
-        "result": outcome.result,
-        "error": None if outcome.ok else {"code": outcome.error_code, "message": outcome.error_message},
-        "cached": outcome.cached,
-        "cost_usd": money(outcome.cost_usd),
-    }
+def item_out(ref: Any, outcome: ItemOutcome) -> BatchItemOut:
+    return BatchItemOut(
+        id=ref,
+        status="ok" if outcome.ok else "error",
+        result=outcome.result,
+        error=None if outcome.ok else ItemError(code=outcome.error_code, message=outcome.error_message),
+        cached=outcome.cached,
+        cost_usd=money(outcome.cost_usd),
+    )
 
 
-def totals(outcomes: list[ItemOutcome]) -> dict[str, Any]:
+def totals(outcomes: list[ItemOutcome]) -> BatchTotals:
     cost = sum((o.cost_usd or Decimal("0") for o in outcomes), Decimal("0"))
-    return {
-        "items": len(outcomes),
-        "ok": sum(o.ok for o in outcomes),
-        "errors": sum(not o.ok for o in outcomes),
-        "cached": sum(o.cached for o in outcomes),
-        "cost_usd": money(cost),
-    }
+    return BatchTotals(
+        items=len(outcomes),
+        ok=sum(o.ok for o in outcomes),
+        errors=sum(not o.ok for o in outcomes),
+        cached=sum(o.cached for o in outcomes),
+        cost_usd=money(cost),
+    )
 
 
 async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[str, Any]:
@@ -144,14 +146,15 @@ async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[st
 
     outcomes = await asyncio.gather(*(one(item) for item in body.items))
     refs = [item.id if item.id is not None else index for index, item in enumerate(body.items)]
-    return {
-        "batch_id": ctx.batch_id,
-        "request_id": request_id,
-        "results": [item_out(ref, outcome) for ref, outcome in zip(refs, outcomes, strict=True)],
-        "totals": totals(outcomes),
-    }
+    return BatchOut(
+        batch_id=ctx.batch_id,
+        request_id=request_id,
+        results=[item_out(ref, outcome) for ref, outcome in zip(refs, outcomes, strict=True)],
+        totals=totals(outcomes),
+    ).model_dump(mode="json")
 
 
+@openapi_operation(request=BatchIn, **schema.BATCH)
 @fast_endpoint(parse=parse_body, check=check_batch_size, body=BatchIn, with_data=True)
 async def batch(request: HttpRequest, cached_token, body: BatchIn, data: dict[str, Any]) -> HttpResponse:
     request_id = current_request_id()
@@ -164,7 +167,8 @@ async def batch(request: HttpRequest, cached_token, body: BatchIn, data: dict[st
     )
     await check_options(cached_token, body, request_id=request_id, endpoint="batch")
     if body.dry_run:  # priced, not run: no idempotency key taken, no rate limit counted, nothing recorded
-        return JsonResponse(await dry_run_batch(ctx, body, request_id))
+        estimate = BatchDryRunOut.model_validate(await dry_run_batch(ctx, body, request_id))
+        return JsonResponse(estimate.model_dump(mode="json", exclude_unset=True))  # an error item has no prices
     guard = idempotency.idempotency_guard(
         token_id=cached_token.token.pk, headers=request.headers, method="POST", path=request.path, body=data
     )

@@ -1,25 +1,17 @@
-"""OpenAPI descriptions and examples of the jobs API (the `extend_schema` arguments of jobs/apis.py)."""
+"""OpenAPI descriptions and examples of the jobs API (the `extend_schema` arguments of jobs/apis.py); the errors
+and the `Idempotency-Key` header are the shared ones of common/openapi.py."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 from common.filters import MOMENT_HELP
+from common.openapi import IDEMPOTENCY_PARAMETER, error_responses
 from jobs.schema import BATCH_EXAMPLE, JOB_EXAMPLE, JobOut, JobResultsOut
 from jobs.serializers import JobInputSerializer
 
-_IDEMPOTENCY = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description="A retry with the same key (same token) and body gets the first answer (the same job) back.",
-)
 _JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
-_ERRORS = {
-    code: OpenApiResponse(description="djllm error: {error: {code, message, details, request_id}}.")
-    for code in (400, 401, 403, 404, 409, 429)
-}
+_ERRORS = error_responses(400, 401, 403, 404, 409, 429)
 
 _UPLOAD_FORM = inline_serializer(
     "JobUploadForm",
@@ -76,14 +68,17 @@ JOB_CREATE = {
         "same gateway as the batch API; the job counts once against the token's rate limit. Honours "
         "`Idempotency-Key`."
     ),
-    "parameters": [_IDEMPOTENCY],
+    "parameters": [IDEMPOTENCY_PARAMETER],
     "request": {"application/json": JobInputSerializer, "multipart/form-data": _UPLOAD_FORM},
     "responses": {
         202: OpenApiResponse(JobOut, description="The job, queued (Location: the job; Retry-After: seconds)."),
         **_ERRORS,
-        413: OpenApiResponse(
-            description="djllm error: the body is over JOB_UPLOAD_MAX_BYTES (`body_too_large`), or an .xlsx "
-            "decompresses past JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES (`workbook_too_large`); `details.limit` names it."
+        **error_responses(
+            413,
+            meanings={
+                413: "The body is over JOB_UPLOAD_MAX_BYTES (`body_too_large`), or an .xlsx decompresses past "
+                "JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES (`workbook_too_large`); `details.limit` names it."
+            },
         ),
     },
     "examples": [

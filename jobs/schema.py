@@ -1,14 +1,13 @@
-"""OpenAPI for the batch API (an async view, documented by this drf-spectacular post-processing hook from its
-pydantic models, the way llm/schema.py documents the webhook) and the output models the jobs API documents."""
+"""The output models of the batch API (an async view that builds its answer from them and documents itself with
+them, like the webhook) and of the jobs API, with the examples and the batch's description."""
 
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from jobs.inputs import BatchIn
-
-REF = "#/components/schemas/{model}"
+from common.openapi import IDEMPOTENCY_KEY
+from common.operations import Body
 
 
 class ItemError(BaseModel):
@@ -228,72 +227,34 @@ JOB_EXAMPLE = {
         "cancel": "https://djllm.example.com/api/v1/jobs/8d7f2c1e-4b3a-4f5e-9a8b-7c6d5e4f3a2b/cancel",
     },
 }
-API_ERROR = {
-    "description": "djllm error: {error: {code, message, details, request_id}}.",
-    "content": {"application/json": {"schema": {"type": "object"}}},
-}
-IDEMPOTENCY_HEADER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "maxLength": 255},
+BATCH = {
+    "path": "/api/v1/batch",
+    "method": "post",
+    "operation_id": "batch_process",
+    "tags": ("batch",),
+    "summary": "Process many texts at once",
     "description": (
-        "A retry with the same key (same token) and body gets the first answer back and is not billed again "
-        "(for IDEMPOTENCY_KEY_TTL, default 24 h). The same key with another body: 409."
+        "Runs the webhook's template (`type`, or its alias `template`) over each item, concurrently "
+        "(BATCH_CONCURRENCY per token), and answers every item in input order with its own status, error, "
+        "`cached` and `cost_usd`. A failed item never fails the batch; an upstream rate limit is met with "
+        "backoff. At most BATCH_MAX_ITEMS items (default 200). The batch counts once against the token's "
+        "rate limit; each item still counts toward budgets and leaves a usage record with the `batch_id`. "
+        "With `temperature: 0`, recalculating the same rows is answered from the cache at no cost.\n\n"
+        "`dry_run: true` prices the batch instead of running it (BatchDryRunOut): per item and in total, "
+        "the calls it would make, their input tokens (the bound a budget reservation counts) and cost at "
+        "the rate the usage record bills, the most they can cost (what budgets reserve: with `max_tokens` "
+        "set, an upper bound of the real cost), which items the response cache would answer ($0), and "
+        "what is left of this month's budgets. Nothing is sent upstream, no usage record is written, and a "
+        "dry run does not count against the rate limit."
     ),
+    "parameters": (IDEMPOTENCY_KEY,),
+    "request_example": BATCH_EXAMPLE,
+    "responses": {
+        200: Body(
+            "One result per item, in input order (a dry run: one estimate per item).",
+            model=(BatchOut, BatchDryRunOut),
+            examples={"batch": BATCH_RESPONSE_EXAMPLE, "dry_run": DRY_RUN_RESPONSE_EXAMPLE},
+        ),
+    },
+    "errors": (400, 401, 403, 409, 415, 429),
 }
-
-
-def register(components: dict, model: type[BaseModel]) -> dict:
-    schema = model.model_json_schema(ref_template=REF)
-    for name, sub in schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components[model.__name__] = schema
-    return {"$ref": REF.format(model=model.__name__)}
-
-
-def add_batch_path(result, generator, request, public):
-    components = result.setdefault("components", {}).setdefault("schemas", {})
-    result.setdefault("paths", {})["/api/v1/batch"] = {
-        "post": {
-            "operationId": "batch_process",
-            "tags": ["batch"],
-            "summary": "Process many texts at once",
-            "description": (
-                "Runs the webhook's template (`type`, or its alias `template`) over each item, concurrently "
-                "(BATCH_CONCURRENCY per token), and answers every item in input order with its own status, error, "
-                "`cached` and `cost_usd`. A failed item never fails the batch; an upstream rate limit is met with "
-                "backoff. At most BATCH_MAX_ITEMS items (default 200). The batch counts once against the token's "
-                "rate limit; each item still counts toward budgets and leaves a usage record with the `batch_id`. "
-                "With `temperature: 0`, recalculating the same rows is answered from the cache at no cost.\n\n"
-                "`dry_run: true` prices the batch instead of running it (BatchDryRunOut): per item and in total, "
-                "the calls it would make, their input tokens (the bound a budget reservation counts) and cost at "
-                "the rate the usage record bills, the most they can cost (what budgets reserve: with `max_tokens` "
-                "set, an upper bound of the real cost), which items the response cache would answer ($0), and "
-                "what is left of this month's budgets. Nothing is sent upstream, no usage record is written, and a "
-                "dry run does not count against the rate limit."
-            ),
-            "security": [{"bearerAuth": []}, {"apiTokenHeader": []}],
-            "parameters": [IDEMPOTENCY_HEADER],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": register(components, BatchIn), "example": BATCH_EXAMPLE}},
-            },
-            "responses": {
-                "200": {
-                    "description": "One result per item, in input order (a dry run: one estimate per item).",
-                    "content": {
-                        "application/json": {
-                            "schema": {"oneOf": [register(components, BatchOut), register(components, BatchDryRunOut)]},
-                            "examples": {
-                                "batch": {"value": BATCH_RESPONSE_EXAMPLE},
-                                "dry_run": {"value": DRY_RUN_RESPONSE_EXAMPLE},
-                            },
-                        }
-                    },
-                },
-                **{str(code): API_ERROR for code in (400, 401, 403, 409, 415, 429)},
-            },
-        }
-    }
-    return result

@@ -1,24 +1,16 @@
-"""OpenAPI for the async LLM endpoints. They are plain async Django views (the hot path skips DRF), validated by
-pydantic models; this drf-spectacular post-processing hook documents them from those same models."""
+"""The output models of the async LLM endpoints (plain async Django views: the hot path skips DRF). The views build
+their answers from these models and document themselves with them (`common.operations.openapi_operation`), so what
+the schema shows is what is sent. Also the endpoints' descriptions and examples."""
 
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from common.openapi import sse
-from llm.apis.chat import ChatCompletionIn
-from llm.webhook_calls import WebhookIn
+from common.openapi import USAGE_EXAMPLE, Error, OpenAIError, UsageOut
+from common.operations import Body
 
-REF = "#/components/schemas/{model}"
-
-
-class UsageOut(BaseModel):
-    input_tokens: int
-    output_tokens: int
-    cached_input_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    total_tokens: int
+# `exclude_if`: a field OpenAI's answers leave out when it has nothing to say (rather than sending null).
+OMIT_NONE = {"default": None, "exclude_if": lambda value: value is None}
 
 
 class WebhookOut(BaseModel):
@@ -27,30 +19,64 @@ class WebhookOut(BaseModel):
     provider: str
     model: str
     usage: UsageOut
-    usage_estimated: bool
+    usage_estimated: bool = Field(description="The upstream reported no usage; the tokens are counted by djllm.")
     cost_usd: str | None = Field(description="Decimal string; null when the model has no price.")
     cached: bool
     latency_ms: int
 
 
+class WebhookEventOut(BaseModel):
+    """`type: calendar_event`: the events extracted from the text (and created, unless there was a question)."""
+
+    result: dict[str, Any] = Field(description="`{status, question, events, timezone}`, as process-text answers.")
+    request_id: str
+    provider: str
+    model: str
+    usage: UsageOut
+    cost_usd: str | None
+    cached: bool
+
+
+class WebhookDelta(BaseModel):
+    """A piece of the result, as the upstream sends it."""
+
+    delta: str
+
+
+class WebhookDone(BaseModel):
+    """The stream's last event: the fields of the plain answer."""
+
+    done: bool = True
+    result: str
+    request_id: str
+    provider: str
+    model: str
+    usage: UsageOut
+    usage_estimated: bool
+    cost_usd: str | None
+    cached: bool
+
+
 class ChatMessageOut(BaseModel):
-    role: str
+    role: str = "assistant"
     content: str | None
-    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = Field(description="The model's refusal, when it refused.")
+    tool_calls: list[dict[str, Any]] | None = Field(**OMIT_NONE, description="Present when the model called tools.")
 
 
 class ChoiceOut(BaseModel):
-    index: int
+    index: int = 0
     message: ChatMessageOut
     finish_reason: str | None
+    logprobs: dict[str, Any] | None = Field(default=None, description="Always null: log probabilities are not relayed.")
 
 
 class ChatUsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    prompt_tokens_details: dict[str, int]
-    completion_tokens_details: dict[str, int]
+    prompt_tokens_details: dict[str, int] = Field(description="`cached_tokens`.")
+    completion_tokens_details: dict[str, int] = Field(description="`reasoning_tokens`.")
 
 
 class ChatCompletionOut(BaseModel):
@@ -60,6 +86,36 @@ class ChatCompletionOut(BaseModel):
     model: str
     choices: list[ChoiceOut]
     usage: ChatUsageOut
+    system_fingerprint: str | None = Field(default=None, description="Always null.")
+
+
+class ChunkDeltaOut(BaseModel):
+    """What this chunk adds; the first chunk carries the role."""
+
+    role: str | None = Field(**OMIT_NONE)
+    content: str | None = Field(**OMIT_NONE)
+    refusal: str | None = Field(**OMIT_NONE)
+    tool_calls: list[dict[str, Any]] | None = Field(**OMIT_NONE)
+
+
+class ChunkChoiceOut(BaseModel):
+    index: int = 0
+    delta: ChunkDeltaOut
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = Field(default=None, description="Always null.")
+
+
+class ChatCompletionChunkOut(BaseModel):
+    """One event of a streamed completion; with `stream_options.include_usage`, a last one with no choices and the
+    usage."""
+
+    id: str
+    object: str = "chat.completion.chunk"
+    created: int
+    model: str
+    system_fingerprint: str | None = Field(default=None, description="Always null.")
+    choices: list[ChunkChoiceOut]
+    usage: ChatUsageOut | None = Field(**OMIT_NONE)
 
 
 class ModelOut(BaseModel):
@@ -74,32 +130,6 @@ class ModelListOut(BaseModel):
     data: list[ModelOut]
 
 
-class OpenAIErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class OpenAIError(BaseModel):
-    error: OpenAIErrorDetail
-
-
-def _register(components: dict, model: type[BaseModel]) -> dict:
-    schema = model.model_json_schema(ref_template=REF)
-    for name, sub in schema.pop("$defs", {}).items():
-        components.setdefault(name, sub)
-    components[model.__name__] = schema
-    return {"$ref": REF.format(model=model.__name__)}
-
-
-def _json(schema: dict, example: Any | None = None) -> dict:
-    body: dict[str, Any] = {"schema": schema}
-    if example is not None:
-        body["example"] = example
-    return {"application/json": body}
-
-
 CHAT_EXAMPLE = {
     "model": "gpt-4o-mini",
     "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}],
@@ -110,7 +140,14 @@ CHAT_RESPONSE_EXAMPLE = {
     "object": "chat.completion",
     "created": 1764201600,
     "model": "gpt-4o-mini-2024-07-18",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "stop"}],
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello!", "refusal": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ],
     "usage": {
         "prompt_tokens": 14,
         "completion_tokens": 2,
@@ -118,6 +155,7 @@ CHAT_RESPONSE_EXAMPLE = {
         "prompt_tokens_details": {"cached_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0},
     },
+    "system_fingerprint": None,
 }
 WEBHOOK_EXAMPLE = {
     "prompt": "The delivery was late and the box was damaged.",
@@ -130,121 +168,88 @@ WEBHOOK_RESPONSE_EXAMPLE = {
     "request_id": "3f2a9c0e",
     "provider": "openai",
     "model": "gpt-4o-mini-2024-07-18",
-    "usage": {
-        "input_tokens": 52,
-        "output_tokens": 2,
-        "cached_input_tokens": 0,
-        "cache_write_tokens": 0,
-        "reasoning_tokens": 0,
-        "total_tokens": 54,
-    },
+    "usage": USAGE_EXAMPLE,
     "usage_estimated": False,
     "cost_usd": "0.0000090",
     "cached": False,
     "latency_ms": 412,
 }
+LLM_ERRORS = (400, 401, 402, 403, 415, 429, 502, 503, 504)
 
-
-def add_llm_paths(result, generator, request, public):
-    components = result.setdefault("components", {}).setdefault("schemas", {})
-    security = [{"bearerAuth": []}, {"apiTokenHeader": []}]
-    openai_error = {
-        "description": "OpenAI-shaped error (so SDKs raise their usual exceptions).",
-        "content": _json(_register(components, OpenAIError)),
-    }
-    api_error = {
-        "description": "djllm error: {error: {code, message, details, request_id}}.",
-        "content": {"application/json": {"schema": {"type": "object"}}},
-    }
-    errors = {str(code): openai_error for code in (400, 401, 402, 403, 415, 429, 502, 503, 504)}
-    paths = result.setdefault("paths", {})
-    paths["/v1/chat/completions"] = {
-        "post": {
-            "operationId": "chat_completions_create",
-            "tags": ["openai-compatible"],
-            "summary": "Chat completion (OpenAI-compatible)",
-            "description": (
-                "OpenAI's chat completions API for every routed model (gpt-*, o*, claude-*, `openai/`, `anthropic/`, "
-                "`local/` prefixes, admin aliases). Point any OpenAI SDK at `base_url=<host>/v1` with a djllm token. "
-                "`stream: true` answers Server-Sent Events ending in `data: [DONE]`; `stream_options.include_usage` "
-                "adds the usage chunk. `temperature: 0` or `cache: true` answers identical requests from the response "
-                "cache at no cost; `cache: false` or `Cache-Control: no-cache` bypasses it."
-            ),
-            "security": security,
-            "requestBody": {"required": True, "content": _json(_register(components, ChatCompletionIn), CHAT_EXAMPLE)},
-            "responses": {
-                "200": {
-                    "description": "The completion (or an SSE stream of chunks).",
-                    "content": {
-                        **_json(_register(components, ChatCompletionOut), CHAT_RESPONSE_EXAMPLE),
-                        **sse(
-                            "A `chat.completion.chunk` object as JSON; an OpenAI-shaped error object if the upstream "
-                            "fails mid-stream; `[DONE]` last."
-                        ),
-                    },
-                },
-                **errors,
+CHAT_COMPLETIONS = {
+    "path": "/v1/chat/completions",
+    "method": "post",
+    "operation_id": "chat_completions_create",
+    "tags": ("openai-compatible",),
+    "summary": "Chat completion (OpenAI-compatible)",
+    "description": (
+        "OpenAI's chat completions API for every routed model (gpt-*, o*, claude-*, `openai/`, `anthropic/`, "
+        "`local/` prefixes, admin aliases). Point any OpenAI SDK at `base_url=<host>/v1` with a djllm token. "
+        "`stream: true` answers Server-Sent Events ending in `data: [DONE]`; `stream_options.include_usage` "
+        "adds the usage chunk. `temperature: 0` or `cache: true` answers identical requests from the response "
+        "cache at no cost; `cache: false` or `Cache-Control: no-cache` bypasses it."
+    ),
+    "request_example": CHAT_EXAMPLE,
+    "responses": {
+        200: Body(
+            "The completion (or an SSE stream of chunks).",
+            model=ChatCompletionOut,
+            example=CHAT_RESPONSE_EXAMPLE,
+            stream="A `chat.completion.chunk` object as JSON; an OpenAI-shaped error object if the upstream fails "
+            "mid-stream; `[DONE]` last.",
+            events=(ChatCompletionChunkOut, OpenAIError),
+            stream_done=True,
+        )
+    },
+    "errors": LLM_ERRORS,
+}
+MODELS = {
+    "path": "/v1/models",
+    "method": "get",
+    "operation_id": "models_list",
+    "tags": ("openai-compatible",),
+    "summary": "Routable models",
+    "description": "The admin-defined aliases and each configured provider's default model.",
+    "responses": {
+        200: Body(
+            "Models.",
+            model=ModelListOut,
+            example={
+                "object": "list",
+                "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "openai"}],
             },
-        }
-    }
-    paths["/v1/models"] = {
-        "get": {
-            "operationId": "models_list",
-            "tags": ["openai-compatible"],
-            "summary": "Routable models",
-            "description": "The admin-defined aliases and each configured provider's default model.",
-            "security": security,
-            "responses": {
-                "200": {
-                    "description": "Models.",
-                    "content": _json(
-                        _register(components, ModelListOut),
-                        {
-                            "object": "list",
-                            "data": [{"id": "gpt-4o-mini", "object": "model", "created": 0, "owned_by": "openai"}],
-                        },
-                    ),
-                },
-                "401": openai_error,
-            },
-        }
-    }
-    paths["/api/v1/webhook"] = {
-        "post": {
-            "operationId": "webhook_process",
-            "tags": ["llm"],
-            "summary": "Process a text (the Flask-era webhook)",
-            "description": (
-                "Runs the prompt template for `type` (summary, keywords, sentiment, entities, translation, custom) "
-                "tailored to `source`, in `language`, and answers the result with exact usage and cost. "
-                '`MAX_PROMPT_LENGTH` limits `prompt`. `stream: true` answers SSE: `{"delta": ...}` events, then one '
-                '`{"done": true, ...}` event with usage and cost.'
-            ),
-            "security": security,
-            "requestBody": {"required": True, "content": _json(_register(components, WebhookIn), WEBHOOK_EXAMPLE)},
-            "responses": {
-                "200": {
-                    "description": "The result (or, with `stream: true`, an SSE stream).",
-                    "content": {
-                        **_json(_register(components, WebhookOut), WEBHOOK_RESPONSE_EXAMPLE),
-                        **sse(
-                            '`{"delta": "..."}` for each piece of the result; last `{"done": true, ...}` with the '
-                            'fields of the plain answer, or `{"error": {...}}` if the upstream fails mid-stream.'
-                        ),
-                    },
-                },
-                **{str(code): api_error for code in (400, 401, 402, 403, 415, 429, 502, 503, 504)},
-                "409": {
-                    "description": "`type: calendar_event` only: connect (or reconnect) Google Calendar first "
-                    "(`calendar_not_connected`, `calendar_reconnect_required`).",
-                    "content": api_error["content"],
-                },
-                "422": {
-                    "description": "`type: calendar_event` only: the model's answer was not a valid event "
-                    "(`calendar_extraction_invalid`; `details` names what was wrong).",
-                    "content": api_error["content"],
-                },
-            },
-        }
-    }
-    return result
+        )
+    },
+    "errors": (401,),
+}
+WEBHOOK = {
+    "path": "/api/v1/webhook",
+    "method": "post",
+    "operation_id": "webhook_process",
+    "tags": ("llm",),
+    "summary": "Process a text (the Flask-era webhook)",
+    "description": (
+        "Runs the prompt template for `type` (summary, keywords, sentiment, entities, translation, custom) "
+        "tailored to `source`, in `language`, and answers the result with exact usage and cost. "
+        '`MAX_PROMPT_LENGTH` limits `prompt`. `stream: true` answers SSE: `{"delta": ...}` events, then one '
+        '`{"done": true, ...}` event with usage and cost. `type: calendar_event` answers the extracted events.'
+    ),
+    "request_example": WEBHOOK_EXAMPLE,
+    "responses": {
+        200: Body(
+            "The result (or, with `stream: true`, an SSE stream).",
+            model=(WebhookOut, WebhookEventOut),
+            example=WEBHOOK_RESPONSE_EXAMPLE,
+            stream='`{"delta": "..."}` for each piece of the result; last `{"done": true, ...}` with the fields of '
+            'the plain answer, or `{"error": {...}}` if the upstream fails mid-stream.',
+            events=(WebhookDelta, WebhookDone, Error),
+        )
+    },
+    "errors": (*LLM_ERRORS, 409, 422),
+    "error_meanings": {
+        409: "`type: calendar_event` only: connect (or reconnect) Google Calendar first (`calendar_not_connected`, "
+        "`calendar_reconnect_required`).",
+        422: "`type: calendar_event` only: the model's answer was not a valid event (`calendar_extraction_invalid`; "
+        "`details` names what was wrong).",
+    },
+}

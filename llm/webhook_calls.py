@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InvalidRequest
+from common.openapi import UsageOut
 from llm import pipeline
 from llm.prompt_limits import check_prompt_length
 from llm.providers import ChatRequest, Message, Usage
@@ -34,15 +35,20 @@ class WebhookIn(BaseModel):
     cache: bool | None = None
 
 
+def usage_model(usage: Usage) -> UsageOut:
+    """The usage object djllm answers (documented once, as `UsageOut`)."""
+    return UsageOut(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        total_tokens=usage.input_tokens + usage.output_tokens,
+    )
+
+
 def usage_out(usage: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cached_input_tokens": usage.cached_input_tokens,
-        "cache_write_tokens": usage.cache_write_tokens,
-        "reasoning_tokens": usage.reasoning_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }
+    return usage_model(usage).model_dump()
 
 
 # Types handled by another app instead of a prompt template (registered in that app's AppConfig.ready()), e.g.

@@ -214,8 +214,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "llm.schema.add_llm_paths",
-        "jobs.schema.add_batch_path",
+        "common.operations.add_registered_operations",  # the plain views (`@openapi_operation`)
         "common.openapi.add_error_responses",  # last: sees every operation the hooks above added
     ],
 }

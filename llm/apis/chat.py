@@ -6,18 +6,30 @@ import uuid
 from contextlib import aclosing
 from typing import Any, Literal
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InvalidRequest
+from common.operations import openapi_operation
 from common.request_id import current_request_id
-from common.responses import openai_error_body
-from llm import pipeline
+from common.responses import json_response, openai_error_body
+from llm import pipeline, schema
 from llm.apis import streaming
 from llm.apis.common import check_prompt_length, money, no_cache_requested, prompt_chars, sse
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import ChatRequest, Message, Usage
 from llm.routing import aroutable_models
+from llm.schema import (
+    ChatCompletionChunkOut,
+    ChatCompletionOut,
+    ChatMessageOut,
+    ChatUsageOut,
+    ChoiceOut,
+    ChunkChoiceOut,
+    ChunkDeltaOut,
+    ModelListOut,
+    ModelOut,
+)
 
 PASSTHROUGH = (
     "seed",
@@ -63,14 +75,14 @@ class ChatCompletionIn(BaseModel):
     cache: bool | None = Field(default=None, description="djllm: force (true) or bypass (false) the response cache.")
 
 
-def usage_json(usage: Usage) -> dict[str, Any]:
-    return {
-        "prompt_tokens": usage.input_tokens,
-        "completion_tokens": usage.output_tokens,
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_input_tokens},
-        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-    }
+def chat_usage(usage: Usage) -> ChatUsageOut:
+    return ChatUsageOut(
+        prompt_tokens=usage.input_tokens,
+        completion_tokens=usage.output_tokens,
+        total_tokens=usage.input_tokens + usage.output_tokens,
+        prompt_tokens_details={"cached_tokens": usage.cached_input_tokens},
+        completion_tokens_details={"reasoning_tokens": usage.reasoning_tokens},
+    )
 
 
 def _chat_request(body: ChatCompletionIn) -> ChatRequest:
@@ -115,6 +127,7 @@ def _headers(response: HttpResponse, result_rate, cached: bool | None = None, co
     return response
 
 
+@openapi_operation(request=ChatCompletionIn, **schema.CHAT_COMPLETIONS)
 @fast_endpoint(body=ChatCompletionIn, errors="openai")
 async def chat_completions(request: HttpRequest, cached_token, body: ChatCompletionIn) -> HttpResponse:
     check_prompt_length(_prompt_chars(body))
@@ -134,78 +147,58 @@ async def chat_completions(request: HttpRequest, cached_token, body: ChatComplet
         return _headers(response, session.rate, cached=session.cached)
     result = await pipeline.complete(call)
     completion = result.completion
-    message: dict[str, Any] = {"role": "assistant", "content": completion.text, "refusal": completion.refusal}
-    if completion.tool_calls:
-        message["tool_calls"] = completion.tool_calls
-    payload = {
-        "id": completion.response_id or f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": completion.model,
-        "choices": [{"index": 0, "message": message, "finish_reason": completion.finish_reason, "logprobs": None}],
-        "usage": usage_json(result.usage),
-        "system_fingerprint": None,
-    }
-    return _headers(JsonResponse(payload), result.rate, cached=result.cached, cost=result.cost_usd)
+    payload = ChatCompletionOut(
+        id=completion.response_id or f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=completion.model,
+        choices=[
+            ChoiceOut(
+                message=ChatMessageOut(
+                    content=completion.text, refusal=completion.refusal, tool_calls=completion.tool_calls or None
+                ),
+                finish_reason=completion.finish_reason,
+            )
+        ],
+        usage=chat_usage(result.usage),
+    )
+    return _headers(json_response(payload), result.rate, cached=result.cached, cost=result.cost_usd)
 
 
 async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, include_usage: bool):
     chunk_id, created, sent_role = f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), False
 
-    def frame(delta: dict, finish_reason=None, model=None) -> bytes:
-        return sse(
-            json.dumps(
-                {
-                    "id": chunk_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model or requested_model,
-                    "system_fingerprint": None,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-                }
-            )
+    def frame(choices: list[ChunkChoiceOut], model=None, usage: ChatUsageOut | None = None) -> bytes:
+        chunk = ChatCompletionChunkOut(
+            id=chunk_id, created=created, model=model or requested_model, choices=choices, usage=usage
         )
+        return sse(chunk.model_dump_json())
 
     model = None
     async with aclosing(session.chunks()) as chunks:
         async for chunk in chunks:
             model = chunk.model or model
-            delta: dict[str, Any] = {}
-            if not sent_role:
-                delta["role"], sent_role = "assistant", True
-            if chunk.text:
-                delta["content"] = chunk.text
-            if chunk.refusal:
-                delta["refusal"] = chunk.refusal
-            if chunk.tool_calls:
-                delta["tool_calls"] = chunk.tool_calls
-            if delta or chunk.finish_reason:
-                yield frame(delta, chunk.finish_reason, model)
+            role, sent_role = None if sent_role else "assistant", True
+            if role or chunk.text or chunk.refusal or chunk.tool_calls or chunk.finish_reason:
+                delta = ChunkDeltaOut(
+                    role=role,
+                    content=chunk.text or None,
+                    refusal=chunk.refusal or None,
+                    tool_calls=chunk.tool_calls or None,
+                )
+                yield frame([ChunkChoiceOut(delta=delta, finish_reason=chunk.finish_reason)], model)
     if session.error is not None:
         yield sse(json.dumps(openai_error_body(session.error)))
         return
     if include_usage and session.usage is not None:
-        yield sse(
-            json.dumps(
-                {
-                    "id": chunk_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model or requested_model,
-                    "choices": [],
-                    "usage": usage_json(session.usage),
-                }
-            )
-        )
+        yield frame([], model, usage=chat_usage(session.usage))
     yield b"data: [DONE]\n\n"
 
 
+@openapi_operation(**schema.MODELS)
 @fast_endpoint(methods=("GET",), errors="openai")
 async def models(request: HttpRequest, cached_token) -> HttpResponse:
-    data = [
-        {"id": m["id"], "object": "model", "created": 0, "owned_by": m["owned_by"]} for m in await aroutable_models()
-    ]
-    return JsonResponse({"object": "list", "data": data})
+    data = [ModelOut(id=m["id"], created=0, owned_by=m["owned_by"]) for m in await aroutable_models()]
+    return json_response(ModelListOut(data=data))
 
 
 __all__ = ["ChatCompletionIn", "InvalidRequest", "chat_completions", "models"]

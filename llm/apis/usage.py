@@ -6,11 +6,9 @@ from datetime import date
 from django.utils import timezone
 from drf_spectacular.utils import (
     OpenApiExample,
-    OpenApiResponse,
     extend_schema,
     extend_schema_field,
     extend_schema_serializer,
-    inline_serializer,
 )
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -20,6 +18,7 @@ from accounts.permissions import HasTokenScope
 from accounts.selectors import token_timezone
 from common.errors import InvalidRequest
 from common.filters import FIRST_DAY, LAST_DAY
+from common.openapi import error_example, error_responses
 from common.serializers import query_values
 from llm.apis.common import money
 from llm.selectors import GROUP_BY_CHOICES, usage_summary_for_user
@@ -41,30 +40,6 @@ class MoneyField(serializers.Field):
     def to_representation(self, value):
         return money(value)
 
-
-def _error_example(name: str, status: int, code: str, message: str, details: dict | None = None):
-    return OpenApiExample(
-        name,
-        status_codes=[str(status)],
-        response_only=True,
-        value={"error": {"code": code, "message": message, "details": details or {}, "request_id": "3f2c…"}},
-    )
-
-
-_ERROR = inline_serializer(
-    "UsageError",
-    fields={
-        "error": inline_serializer(
-            "UsageErrorBody",
-            fields={
-                "code": serializers.CharField(),
-                "message": serializers.CharField(),
-                "details": serializers.DictField(),
-                "request_id": serializers.CharField(),
-            },
-        )
-    },
-)
 
 _GROUP_EXAMPLE = {
     "requests": 120,
@@ -168,11 +143,12 @@ class UsageApi(APIView):
         parameters=[InputSerializer],
         responses={
             200: OutputSerializer,
-            400: OpenApiResponse(_ERROR, description="Bad `from`, `to` or `group_by`."),
-            401: OpenApiResponse(_ERROR, description="Missing, invalid, revoked or expired token."),
-            403: OpenApiResponse(_ERROR, description="The token lacks the `llm` scope."),
-            429: OpenApiResponse(
-                _ERROR, description="Over API_THROTTLE_RATE for this token (`rate_limited`, Retry-After)."
+            **error_responses(
+                400,
+                401,
+                403,
+                429,
+                meanings={400: "Bad `from`, `to` or `group_by`.", 403: "The token lacks the `llm` scope."},
             ),
         },
         examples=[
@@ -189,7 +165,7 @@ class UsageApi(APIView):
                     "groups": [{"key": "gpt-4o-mini", "provider": "openai", "token_name": None, **_GROUP_EXAMPLE}],
                 },
             ),
-            _error_example(
+            error_example(
                 "Bad date",
                 400,
                 "invalid_request",
