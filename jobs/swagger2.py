@@ -1,11 +1,14 @@
 """`GET /api/v1/swagger2.json`: a Swagger 2.0 definition for a Power Automate / Logic Apps custom connector (they
 take only Swagger 2.0): the webhook, the batch API and jobs, with the `X-API-Token` header as an apiKey.
 
-Hand-built rather than converted from the OpenAPI 3.1 document: 2.0 has no `anyOf` or null type, and a connector
-wants flat, typed fields with `x-ms-summary` titles. Jobs use the asynchronous polling pattern connectors follow
-by default: 202 + `Location` + `Retry-After`, polled until a 200. See docs/power-automate.md.
+Derived from the served OpenAPI 3.1 schema, so the connector sees the same fields, descriptions and limits as
+every other client. 2.0 has no `anyOf` or null type: a nullable field becomes the field with `x-nullable`, a field
+of several types a text field, and each field's title its `x-ms-summary`. What is the connector's own: its
+operation ids, the definitions' names, which fields are advanced, and the asynchronous polling pattern connectors
+follow by default for jobs (202 + `Location` + `Retry-After`, polled until a 200). See docs/power-automate.md.
 """
 
+from functools import cache
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -13,318 +16,189 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from common.errors import AppError
 from common.request_input import check_method
 from common.responses import api_error_response
-from llm.webhook_calls import SOURCES, TYPES
 
-_TYPES = [t for t in TYPES if t != "calendar_event"]
-
-
-def _s(type_: str, summary: str, description: str = "", **extra) -> dict[str, Any]:
-    field = {"type": type_, "x-ms-summary": summary, **extra}
-    if description:
-        field["description"] = description
-    return field
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/definitions/{name}"}
-
-
-def _options() -> dict[str, Any]:
-    return {
-        "type": _s("string", "Type", "What to do with each text.", enum=_TYPES, default="custom"),
-        "source": _s("string", "Source", "Where the texts come from.", enum=list(SOURCES), default="excel"),
-        "language": _s("string", "Language", "Output language; default: your preferences."),
-        "model": _s("string", "Model", "e.g. gpt-4o-mini, claude-haiku-4-5, or an alias."),
-        "system": _s(
-            "string", "Instruction", "Replaces the template's instruction.", **{"x-ms-visibility": "advanced"}
-        ),
-        "cache": _s(
-            "boolean", "Use cache", "Default: cached when temperature is 0.", **{"x-ms-visibility": "advanced"}
-        ),
-    }
-
-
-def _definitions() -> dict[str, Any]:
-    nullable = {"x-nullable": True}
-    parameters = {
-        "type": "object",
-        "x-ms-summary": "Parameters",
-        "properties": {
-            "temperature": _s("number", "Temperature", "0 makes recalculation free (cached).", minimum=0, maximum=2),
-            "max_tokens": _s("integer", "Max tokens", minimum=1),
-            "top_p": _s("number", "Top p", minimum=0, maximum=1, **{"x-ms-visibility": "advanced"}),
-        },
-    }
-    usage = {
-        "type": "object",
-        "properties": {
-            name: {"type": "integer"}
-            for name in (
-                "input_tokens",
-                "output_tokens",
-                "cached_input_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-                "total_tokens",
-            )
-        },
-    }
-    item_error = {
-        "type": "object",
-        "properties": {"code": _s("string", "Error code"), "message": _s("string", "Error message")},
-        **nullable,
-    }
-    batch_request = {
-        "type": "object",
-        "required": ["items"],
-        "properties": {
-            **_options(),
-            "parameters": parameters,
-            "items": {
-                "type": "array",
-                "x-ms-summary": "Items",
-                "description": "At most BATCH_MAX_ITEMS (default 200) per batch, JOB_MAX_ITEMS (50,000) per job.",
-                "items": _ref("Item"),
-            },
-        },
-    }
-    totals = {
-        "type": "object",
-        "properties": {
-            "items": {"type": "integer"},
-            "ok": {"type": "integer"},
-            "errors": {"type": "integer"},
-            "cached": {"type": "integer"},
-            "cost_usd": _s("string", "Cost (USD)", **nullable),
-        },
-    }
-    return {
-        "WebhookRequest": {
-            "type": "object",
-            "required": ["prompt"],
-            "properties": {
-                "prompt": _s("string", "Text", "The text to work on."),
-                **_options(),
-                "temperature": parameters["properties"]["temperature"],
-                "max_tokens": parameters["properties"]["max_tokens"],
-            },
-        },
-        "WebhookResponse": {
-            "type": "object",
-            "properties": {
-                "result": _s("string", "Result"),
-                "request_id": _s("string", "Request ID"),
-                "provider": _s("string", "Provider"),
-                "model": _s("string", "Model"),
-                "usage": usage,
-                "usage_estimated": {"type": "boolean"},
-                "cost_usd": _s("string", "Cost (USD)", "Decimal string; null when the model has no price.", **nullable),
-                "cached": _s("boolean", "Cached"),
-                "latency_ms": {"type": "integer"},
-            },
-        },
-        "Item": {
-            "type": "object",
-            "required": ["prompt"],
-            "properties": {
-                "id": _s("string", "Item ID", "Echoed in the result; default: the item's index."),
-                "prompt": _s("string", "Text"),
-                "model": _s("string", "Model", "Overrides the batch's model.", **{"x-ms-visibility": "advanced"}),
-            },
-        },
-        "BatchRequest": batch_request,
-        "ItemError": item_error,
-        "ItemResult": {
-            "type": "object",
-            "properties": {
-                "id": _s("string", "Item ID", "As sent (a number when a number was sent)."),
-                "status": _s("string", "Status", "ok or error (jobs: also pending, running, cancelled)."),
-                "result": _s("string", "Result", **nullable),
-                "error": _ref("ItemError"),
-                "cached": _s("boolean", "Cached"),
-                "cost_usd": _s("string", "Cost (USD)", **nullable),
-            },
-        },
-        "Totals": totals,
-        "BatchResponse": {
-            "type": "object",
-            "properties": {
-                "batch_id": _s("string", "Batch ID"),
-                "request_id": _s("string", "Request ID"),
-                "results": {"type": "array", "x-ms-summary": "Results", "items": _ref("ItemResult")},
-                "totals": _ref("Totals"),
-            },
-        },
-        "Job": {
-            "type": "object",
-            "properties": {
-                "id": _s("string", "Job ID"),
-                "status": _s("string", "Status", enum=["queued", "running", "done", "cancelled", "failed"]),
-                "total": _s("integer", "Total rows"),
-                "done": _s("integer", "Rows done", "Finished rows, failed ones included."),
-                "failed": _s("integer", "Rows failed"),
-                "cancelled": _s("integer", "Rows cancelled"),
-                "pending": _s("integer", "Rows pending"),
-                "running": _s("integer", "Rows running"),
-                "cached": _s("integer", "Rows from cache"),
-                "cost_usd": _s("string", "Cost so far (USD)"),
-                "eta_seconds": _s("number", "ETA (seconds)", **nullable),
-                "batch_id": _s("string", "Batch ID"),
-                "source": _s("string", "Source", enum=["json", "xlsx", "csv"]),
-                "error": _ref("ItemError"),
-                "created_at": _s("string", "Created", format="date-time"),
-                "started_at": _s("string", "Started", format="date-time", **nullable),
-                "finished_at": _s("string", "Finished", format="date-time", **nullable),
-                "links": {
-                    "type": "object",
-                    "properties": {
-                        "self": {"type": "string"},
-                        "results": {"type": "string"},
-                        "cancel": {"type": "string"},
-                    },
-                },
-            },
-        },
-        "JobResults": {
-            "type": "object",
-            "properties": {
-                "id": _s("string", "Job ID"),
-                "status": _s("string", "Status"),
-                "batch_id": _s("string", "Batch ID"),
-                "results": {"type": "array", "x-ms-summary": "Results", "items": _ref("ItemResult")},
-                "totals": _ref("Totals"),
-            },
-        },
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {"type": "object"},
-                        "request_id": {"type": "string"},
-                    },
-                }
-            },
-        },
-    }
-
-
-_ERRORS = {"default": {"description": "djllm error", "schema": _ref("Error")}}
-_IDEMPOTENCY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "type": "string",
-    "required": False,
-    "x-ms-summary": "Idempotency key",
-    "x-ms-visibility": "advanced",
-    "description": "A retry with the same key gets the first answer back and is not billed again.",
+# (operation id, method, path) of each operation a connector offers.
+OPERATIONS = (
+    ("ProcessText", "post", "/api/v1/webhook"),
+    ("ProcessBatch", "post", "/api/v1/batch"),
+    ("CreateJob", "post", "/api/v1/jobs"),
+    ("GetJob", "get", "/api/v1/jobs/{job_id}"),
+    ("GetJobResults", "get", "/api/v1/jobs/{job_id}/results"),
+    ("CancelJob", "post", "/api/v1/jobs/{job_id}/cancel"),
+)
+# The OpenAPI 3 component -> its name in the connector (names its users and flows already know).
+NAMES = {
+    "WebhookIn": "WebhookRequest",
+    "WebhookOut": "WebhookResponse",
+    "BatchIn": "BatchRequest",
+    "BatchOut": "BatchResponse",
+    "BatchItemOut": "ItemResult",
+    "BatchTotals": "Totals",
+    "ItemIn": "Item",
+    "JobInRequest": "JobRequest",
+    "JobOut": "Job",
+    "JobResultsOut": "JobResults",
+    "JobItemOut": "JobItemResult",
+    "UsageOut": "Usage",
 }
-_JOB_ID = {
-    "name": "job_id",
-    "in": "path",
-    "type": "string",
-    "format": "uuid",
-    "required": True,
-    "x-ms-summary": "Job ID",
-}
-_POLL_HEADERS = {
+# Fields shown under "advanced" in the connector's forms.
+ADVANCED = {"system", "cache", "top_p", "stop", "provider", "template"}
+# What a connector cannot use: an answer it cannot read (SSE), a type served elsewhere.
+LEFT_OUT_FIELDS = {"stream"}
+LEFT_OUT_VALUES = {"calendar_event"}
+POLL_HEADERS = {
     "Location": {"type": "string", "description": "The job's URL, polled until it answers 200."},
     "Retry-After": {"type": "integer", "description": "Seconds to wait before polling."},
 }
+KEPT = ("type", "format", "description", "default", "minimum", "maximum", "minLength", "maxLength", "required")
 
 
-def _paths() -> dict[str, Any]:
-    job_responses = {
-        "200": {"description": "The job is finished (done, cancelled or failed).", "schema": _ref("Job")},
-        "202": {"description": "Queued or running: poll Location.", "schema": _ref("Job"), "headers": _POLL_HEADERS},
-        **_ERRORS,
+class _Converter:
+    """OpenAPI 3.1 schema objects -> Swagger 2.0 ones, collecting the definitions they refer to."""
+
+    def __init__(self, openapi: dict[str, Any]) -> None:
+        self.components = openapi["components"]
+        self.definitions: dict[str, Any] = {}
+
+    def ref(self, ref: str) -> dict[str, Any]:
+        name = ref.rsplit("/", 1)[-1]
+        target = self.components["schemas"][name]
+        if target.get("type") != "object":  # an enum or a scalar: inline
+            return self.schema(target)
+        v2_name = NAMES.get(name, name)
+        if v2_name not in self.definitions:
+            self.definitions[v2_name] = {}  # taken before converting, so a model that refers to itself ends
+            self.definitions[v2_name] = self.schema(target)
+        return {"$ref": f"#/definitions/{v2_name}"}
+
+    def schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in schema:
+            return self.ref(schema["$ref"])
+        nullable = False
+        options = schema.get("anyOf") or schema.get("oneOf") or schema.get("allOf")
+        if options:
+            kept = [option for option in options if option.get("type") != "null"]
+            nullable = len(kept) < len(options)
+            base = self.schema(kept[0]) if len(kept) == 1 else {"type": "string"}
+            if "$ref" in base:
+                return base  # 2.0 ignores anything beside a reference
+            out = {**base, **{key: schema[key] for key in KEPT if key in schema and key != "type"}}
+        else:
+            out = {key: schema[key] for key in KEPT if key in schema}
+            types = schema.get("type")
+            if isinstance(types, list):
+                nullable = "null" in types
+                out["type"] = next((t for t in types if t != "null"), "string")
+        if out.get("default", "") is None:
+            del out["default"]  # 2.0 has no null
+        if "enum" in schema:
+            out["enum"] = [value for value in schema["enum"] if value not in LEFT_OUT_VALUES and value is not None]
+        if "title" in schema and out.get("type") != "object":  # an object's title is its class name
+            out["x-ms-summary"] = schema["title"]
+        if "items" in schema:
+            out["items"] = self.schema(schema["items"])
+        if "properties" in schema:
+            out["properties"] = {
+                name: self.field(name, field)
+                for name, field in schema["properties"].items()
+                if name not in LEFT_OUT_FIELDS
+            }
+        if isinstance(schema.get("additionalProperties"), dict):
+            out["additionalProperties"] = self.schema(schema["additionalProperties"])
+        if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+            out["additionalProperties"] = {}  # a free-form object
+        if nullable:
+            out["x-nullable"] = True
+        return out
+
+    def field(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        out = self.schema(schema)
+        if name in ADVANCED and "$ref" not in out:
+            out["x-ms-visibility"] = "advanced"
+        return out
+
+    def parameter(self, parameter: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in parameter:
+            parameter = self.components["parameters"][parameter["$ref"].rsplit("/", 1)[-1]]
+        out = {key: parameter[key] for key in ("name", "in", "required", "description") if key in parameter}
+        out.update(self.schema(parameter.get("schema", {"type": "string"})))
+        out["required"] = parameter.get("required", False) or parameter["in"] == "path"
+        out.setdefault("x-ms-summary", parameter["name"].replace("_", " ").replace("-", " ").capitalize())
+        if parameter["in"] == "header":
+            out["x-ms-visibility"] = "advanced"
+        return out
+
+
+def _json_schema(content: dict[str, Any] | None) -> dict[str, Any] | None:
+    media = (content or {}).get("application/json")
+    return media.get("schema") if media else None
+
+
+def _operation(converter: _Converter, operation_id: str, method: str, path: str, source: dict) -> dict[str, Any]:
+    parameters = [
+        converter.parameter(parameter)
+        for parameter in source.get("parameters", [])
+        if parameter.get("name") != "format"
+    ]
+    if path.endswith("/results"):  # JSON only: a connector reads rows, not files
+        parameters.append(
+            {
+                "name": "format",
+                "in": "query",
+                "type": "string",
+                "enum": ["json"],
+                "default": "json",
+                "required": False,
+                "x-ms-visibility": "internal",
+            }
+        )
+    body = _json_schema(source.get("requestBody", {}).get("content"))
+    if body is not None:
+        parameters.insert(0, {"name": "body", "in": "body", "required": True, "schema": converter.schema(body)})
+    responses: dict[str, Any] = {}
+    for status, response in source["responses"].items():
+        schema = _json_schema(response.get("content"))
+        if not status.startswith("2") or schema is None:
+            continue
+        if "anyOf" in schema:  # the webhook: the plain answer (the calendar one is for `calendar_event`)
+            schema = schema["anyOf"][0]
+        responses[status] = {"description": response["description"], "schema": converter.schema(schema)}
+        if status == "202":
+            responses[status]["headers"] = POLL_HEADERS
+    if "202" in responses and "200" not in responses:
+        # Power Automate polls `Location` until a 200, whose body is then the action's output.
+        responses["200"] = {"description": "The job is finished.", "schema": responses["202"]["schema"]}
+    responses["default"] = {
+        "description": "djllm error",
+        "schema": converter.schema({"$ref": "#/components/schemas/Error"}),
     }
-    return {
-        "/api/v1/webhook": {
-            "post": {
-                "operationId": "ProcessText",
-                "summary": "Process a text",
-                "description": "Summary, keywords, sentiment, entities, translation or a custom instruction.",
-                "parameters": [{"name": "body", "in": "body", "required": True, "schema": _ref("WebhookRequest")}],
-                "responses": {"200": {"description": "The result.", "schema": _ref("WebhookResponse")}, **_ERRORS},
-            }
-        },
-        "/api/v1/batch": {
-            "post": {
-                "operationId": "ProcessBatch",
-                "summary": "Process many texts",
-                "description": "Up to 200 texts at once; one result per item, in order. A failed item does not fail "
-                "the batch.",
-                "parameters": [
-                    {"name": "body", "in": "body", "required": True, "schema": _ref("BatchRequest")},
-                    _IDEMPOTENCY,
-                ],
-                "responses": {"200": {"description": "Results.", "schema": _ref("BatchResponse")}, **_ERRORS},
-            }
-        },
-        "/api/v1/jobs": {
-            "post": {
-                "operationId": "CreateJob",
-                "summary": "Process a large list in the background",
-                "description": "Up to 50,000 texts. Answers 202 with Location; Power Automate polls it until the job "
-                "is finished (the action's asynchronous pattern), then use Get job results.",
-                "parameters": [
-                    {"name": "body", "in": "body", "required": True, "schema": _ref("BatchRequest")},
-                    _IDEMPOTENCY,
-                ],
-                "responses": job_responses,
-            }
-        },
-        "/api/v1/jobs/{job_id}": {
-            "get": {
-                "operationId": "GetJob",
-                "summary": "Get job progress",
-                "description": "Total, done, failed, cost so far and ETA. 202 while running, 200 when finished.",
-                "parameters": [_JOB_ID],
-                "responses": job_responses,
-            }
-        },
-        "/api/v1/jobs/{job_id}/results": {
-            "get": {
-                "operationId": "GetJobResults",
-                "summary": "Get job results",
-                "description": "Every row in input order.",
-                "parameters": [
-                    _JOB_ID,
-                    {
-                        "name": "format",
-                        "in": "query",
-                        "type": "string",
-                        "enum": ["json"],
-                        "default": "json",
-                        "required": False,
-                        "x-ms-visibility": "internal",
-                    },
-                ],
-                "responses": {"200": {"description": "Results.", "schema": _ref("JobResults")}, **_ERRORS},
-            }
-        },
-        "/api/v1/jobs/{job_id}/cancel": {
-            "post": {
-                "operationId": "CancelJob",
-                "summary": "Cancel a job",
-                "description": "Rows not started are cancelled; rows in flight finish.",
-                "parameters": [_JOB_ID],
-                "responses": {"200": {"description": "The cancelled job.", "schema": _ref("Job")}, **_ERRORS},
-            }
-        },
-    }
+    out = {"operationId": operation_id, "summary": source.get("summary", ""), "responses": responses}
+    if source.get("description"):
+        out["description"] = source["description"]
+    if parameters:
+        out["parameters"] = parameters
+    return out
+
+
+@cache
+def _openapi() -> dict[str, Any]:
+    from drf_spectacular.generators import SchemaGenerator
+
+    return SchemaGenerator().get_schema(request=None, public=True)
 
 
 def swagger2_document(*, host: str, scheme: str) -> dict[str, Any]:
+    openapi = _openapi()
+    converter = _Converter(openapi)
+    paths: dict[str, Any] = {}
+    for operation_id, method, path in OPERATIONS:
+        source = openapi["paths"][path][method]
+        paths.setdefault(path, {})[method] = _operation(converter, operation_id, method, path, source)
     return {
         "swagger": "2.0",
         "info": {
             "title": "djllm",
-            "version": "1.0",
+            "version": openapi["info"]["version"],
             "description": "Self-hosted LLM API: process texts one at a time, in batches, or as background jobs.",
         },
         "host": host,
@@ -341,8 +215,8 @@ def swagger2_document(*, host: str, scheme: str) -> dict[str, Any]:
             }
         },
         "security": [{"api_key": []}],
-        "paths": _paths(),
-        "definitions": _definitions(),
+        "paths": paths,
+        "definitions": converter.definitions,
     }
 
 

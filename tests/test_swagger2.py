@@ -87,3 +87,20 @@ def test_https_behind_a_proxy(settings, db):
 def test_only_get(db):
     response = Client().post("/api/v1/swagger2.json")
     assert response.status_code == 405 and response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_derived_from_the_openapi_3_schema(document):
+    """One description for both documents: the connector's fields and texts are the served schema's."""
+    from common.openapi import IDEMPOTENCY_KEY, UsageOut
+    from llm.schema import WebhookOut
+
+    definitions = document["definitions"]
+    assert set(definitions["WebhookResponse"]["properties"]) == set(WebhookOut.model_fields)
+    assert set(definitions["Usage"]["properties"]) == set(UsageOut.model_fields)
+    batch = document["paths"]["/api/v1/batch"]["post"]
+    assert batch["parameters"][1]["description"] == IDEMPOTENCY_KEY["description"]
+    # What 2.0 cannot say is said its way: null -> x-nullable, no `calendar_event` (served elsewhere), no stream.
+    webhook = definitions["WebhookRequest"]["properties"]
+    assert webhook["language"]["x-nullable"] is True and webhook["language"]["type"] == "string"
+    assert "calendar_event" not in webhook["type"]["enum"] and "stream" not in webhook
+    assert "anyOf" not in str(document) and "'null'" not in str(document)
