@@ -1,6 +1,6 @@
 """`POST /api/v1/calendar/process-text`: plain language -> Google Calendar events (or a preview, or a question)."""
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -8,8 +8,10 @@ from calendars.apis import CalendarApi, validated
 from calendars.mapping import is_valid_timezone
 from calendars.nl import calendar_text_process
 from calendars.openapi import COMMON_ERRORS, error_responses
+from common import openapi
 from common.formatting import money
 from common.idempotency_keys import idempotency_key_from_headers
+from common.openapi import IDEMPOTENCY_PARAMETER, UsageField
 from common.serializers import StrictInputSerializer
 from llm.webhook_calls import usage_out
 
@@ -74,6 +76,7 @@ class CalendarProcessTextApi(CalendarApi):
             "with both the `calendar` and the `llm` scope."
         ),
         tags=["calendar"],
+        parameters=[IDEMPOTENCY_PARAMETER],
         request=InputSerializer,
         responses={
             200: inline_serializer(
@@ -84,13 +87,16 @@ class CalendarProcessTextApi(CalendarApi):
                     "timezone": serializers.CharField(),
                     "events": serializers.ListField(child=serializers.DictField()),
                     "request_id": serializers.CharField(),
-                    "usage": serializers.DictField(),
+                    "usage": UsageField(),
                     "cost_usd": serializers.CharField(allow_null=True),
                 },
             ),
             **error_responses(400, 403, 409, 429, 502, 503),
-            422: OpenApiResponse(
-                description="The model's extraction was not a valid event (`calendar_extraction_invalid`; see details)."
+            **openapi.error_responses(
+                422,
+                meanings={
+                    422: "The model's extraction was not a valid event (`calendar_extraction_invalid`; see details)."
+                },
             ),
         },
         examples=[

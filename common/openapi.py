@@ -7,8 +7,9 @@ against this schema, and every JSON answer the test suite receives is validated 
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from pydantic import BaseModel, Field
+from rest_framework import serializers
 
 REF = "#/components/schemas/{model}"
 
@@ -48,6 +49,11 @@ class UsageOut(BaseModel):
     cache_write_tokens: int = Field(description="Prompt tokens written to the provider's cache.")
     reasoning_tokens: int = Field(description="Of the output tokens.")
     total_tokens: int
+
+
+@extend_schema_field({"$ref": REF.format(model="UsageOut")})
+class UsageField(serializers.DictField):
+    """The usage object in a DRF serializer: documented as `UsageOut`."""
 
 
 def error_schema_name(path: str) -> str:
@@ -172,6 +178,7 @@ def add_error_responses(result, generator, request, public):
     schemas = components.setdefault("schemas", {})
     component_ref(schemas, Error)
     component_ref(schemas, OpenAIError)
+    component_ref(schemas, UsageOut)
     components.setdefault("parameters", {})["IdempotencyKey"] = IDEMPOTENCY_KEY
     for path, operations in result.get("paths", {}).items():
         content = {"application/json": {"schema": {"$ref": REF.format(model=error_schema_name(path))}}}
