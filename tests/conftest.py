@@ -9,7 +9,13 @@ from accounts.models import ALL_SCOPES
 from tests.factories import UserFactory
 
 # `browser_page` (headless Chromium on `live_server`) and friends: see tests/browser.py.
-pytest_plugins = ["tests.browser", "tests.gateway_fixtures", "tests.live", "tests.fake_upstream_fixtures"]
+pytest_plugins = [
+    "tests.openapi_check",  # every JSON answer a test receives is checked against the served OpenAPI schema
+    "tests.browser",
+    "tests.gateway_fixtures",
+    "tests.live",
+    "tests.fake_upstream_fixtures",
+]
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 

@@ -10,6 +10,7 @@ import pytest
 import uvicorn
 
 from common.db_thread import close_db_thread_connections
+from tests.openapi_check import LIVE_SERVERS
 
 
 def close_server_thread_connections() -> None:
@@ -58,6 +59,8 @@ def live_djllm(transactional_db, gateway_settings, settings):
 
     settings.DB_THREAD_ENABLED = True
     server = LiveServer(application).start()
+    LIVE_SERVERS.add(f"127.0.0.1:{server.port}")  # its answers are checked against the schema (openapi_check)
     yield server
+    LIVE_SERVERS.discard(f"127.0.0.1:{server.port}")
     server.stop()
     close_server_thread_connections()
