@@ -31,3 +31,14 @@ class NewestFirstCursorPagination(CursorPagination):
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
                 parameter["description"] = f"Page size (default {self.page_size})."
         return parameters
+
+    def get_paginated_response_schema(self, schema):
+        # DRF writes OpenAPI 3.0's `nullable`, which 3.1 (this schema) does not know: the last page's `next` and the
+        # first page's `previous` are null, and both are always there.
+        paginated = super().get_paginated_response_schema(schema)
+        for name in ("next", "previous"):
+            link = paginated["properties"][name]
+            link.pop("nullable", None)
+            link["type"] = ["string", "null"]
+        paginated["required"] = ["next", "previous", "results"]
+        return paginated
