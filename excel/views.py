@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.clickjacking import xframe_options_exempt
@@ -63,6 +63,16 @@ def addin_file(request: HttpRequest, name: str) -> HttpResponse:
     if ADDIN_DIR.resolve() not in path.parents or not path.is_file():  # the URL pattern already rules out "..";
         raise Http404("No such add-in file.")  # this guards against a symlink or a future looser pattern
     return _addin_response(HttpResponse(path.read_bytes(), content_type=CONTENT_TYPES[path.suffix]))
+
+
+@require_GET
+@xframe_options_exempt
+def addin_settings(request: HttpRequest) -> HttpResponse:
+    """What the add-in's functions need to know of this server before they send anything: the batch limit they
+    chunk by, and the range size above which EACH and EXTRACT run as a background job. Public, like the add-in's
+    files: nothing here is secret."""
+    limits = {"batch_max_items": settings.BATCH_MAX_ITEMS, "job_threshold": settings.EXCEL_JOB_THRESHOLD}
+    return _addin_response(JsonResponse(limits))
 
 
 @require_GET

@@ -210,3 +210,12 @@ def test_excel_paths_are_not_in_the_openapi_schema():
     paths = json.loads(schema.content)["paths"]
     assert paths  # the schema itself is there
     assert not [p for p in paths if p.startswith("/excel")]
+
+
+def test_settings_json_tells_the_functions_the_server_s_limits(client, settings):
+    settings.BATCH_MAX_ITEMS = 50
+    settings.EXCEL_JOB_THRESHOLD = 400
+    response = client.get("/excel/settings.json")
+    assert response.status_code == 200 and response["Access-Control-Allow-Origin"] == "*"
+    assert response.json() == {"batch_max_items": 50, "job_threshold": 400}
+    assert client.post("/excel/settings.json").status_code == 405

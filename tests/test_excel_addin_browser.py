@@ -21,6 +21,7 @@ from django.db import connections
 from accounts import token_cache
 from llm.models import UsageRecord
 from tests.browser import DEFAULT_TIMEOUT_MS
+from tests.test_excel_office_script import job_worker  # noqa: F401  (a fixture: jobs run in a thread)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 FAKE_OFFICE_JS = BASE_DIR / "clients" / "excel" / "test" / "fake-office.js"
@@ -506,3 +507,20 @@ def test_screenshots_of_the_range_functions_for_the_docs(addin, token, prices, f
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and 1_000 < len(png) < 60_000, (name, len(png))
     finally:
         sheet.close()
+
+
+@pytest.mark.usefixtures("job_worker")
+def test_a_range_over_the_job_threshold_runs_as_a_job_with_progress_in_the_pane(addin, token, prices, settings):
+    page = addin
+    settings.EXCEL_JOB_THRESHOLD = 4
+    save_token(page, token[1])
+    assert page.is_hidden("#jobs-section")
+    texts = [[f"line {i}"] for i in range(6)]
+    [cell] = cells(page, [("EACH", [texts, "shorten"])])
+    assert cell["value"] == [[f"ANSWER[line {i}]"] for i in range(6)]
+    streamed = page.evaluate("__excel.streamed.map(s => s.value)")
+    assert streamed[0] == [["…"]] * 6 and streamed[-1] == cell["value"]  # pending first, then filled in
+    page.wait_for_selector("#jobs-section:not([hidden])")
+    assert page.text_content("#jobs li") == "EACH: 6/6 rows, done"
+    assert page.eval_on_selector("#jobs progress", "p => [p.value, p.max]") == [6, 6]
+    assert UsageRecord.objects.filter(endpoint="job", status="ok").count() == 6

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from jobs.models import Job
 from llm.models import UsageRecord
+from tests.test_excel_office_script import job_worker  # noqa: F401  (a fixture: jobs run in a thread)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUNNER = BASE_DIR / "clients" / "excel" / "test" / "run-functions.js"
@@ -90,18 +92,26 @@ def test_each_spills_in_the_range_s_shape_in_chunks_of_the_server_s_limit_and_re
         for text, answer in zip(row_in, row_out, strict=True):
             assert answer == "" if text is None else (answer.startswith("A[") and text in answer)
     sent = batches(result)
-    # The first request had all 7 texts; the server's 400 too_many_items named its limit (3), and the add-in split.
-    assert sent[0]["status"] == 400 and len(sent[0]["body"]["items"]) == 7
-    first_round = [len(r["body"]["items"]) for r in sent[1:4]]
-    assert sorted(first_round) == [1, 3, 3] and all(r["status"] == 200 for r in sent[1:4])
-    # The recalculation knows the limit: three batches straight away, answered from the cache.
-    assert sorted(len(r["body"]["items"]) for r in sent[4:]) == [1, 3, 3] and len(sent) == 7
+    # The add-in read the server's limit from /excel/settings.json: chunks of 3, each recalculation alike.
+    assert result["requests"][0]["url"].endswith("/excel/settings.json")
+    assert [sorted(len(r["body"]["items"]) for r in sent[i : i + 3]) for i in (0, 3)] == [[1, 3, 3]] * 2
+    assert len(sent) == 6 and all(r["status"] == 200 for r in sent)
     assert again == first
     assert all(r["body"]["parameters"] == {"temperature": 0} for r in sent)
     assert all("sentiment in one word" in r["body"]["system"] for r in sent)
     assert len(upstream.requests) == 7  # nothing new on recalculation
     cached = UsageRecord.objects.filter(status="cached")
     assert cached.count() == 7 and sum(r.cost_usd for r in cached) == Decimal(0)
+
+
+def test_a_server_that_does_not_say_its_limit_names_it_in_its_400_and_the_add_in_splits(run, upstream, settings):
+    settings.BATCH_MAX_ITEMS = 3
+    texts = column(*(f"text {i}" for i in range(7)))
+    result = run([("EACH", [texts, "shorten"])], faults=[{"status": 404, "url": "/excel/settings.json"}])
+    assert [row[0].startswith("A[") for row in result["recalculations"][0][0]["value"]] == [True] * 7
+    sent = batches(result)
+    assert sent[0]["status"] == 400 and len(sent[0]["body"]["items"]) == 7  # too_many_items, naming the limit
+    assert sorted(len(r["body"]["items"]) for r in sent[1:]) == [1, 3, 3]
 
 
 def test_classify_keeps_answers_to_the_labels_retries_once_past_the_cache_then_errs_per_cell(run, upstream):
@@ -216,3 +226,42 @@ def test_an_item_error_stays_in_its_cell(run, upstream, settings):
     assert ok[0].startswith("A[")
     assert too_long[0]["error"] == "#N/A" and too_long[0]["message"].startswith("PROMPT_TOO_LONG: ")
     assert re.match(r"^[A-Z_]+: ", too_long[0]["message"])
+
+
+@pytest.mark.usefixtures("job_worker")
+def test_over_the_job_threshold_each_runs_as_a_job_and_its_cells_fill_in(run, upstream, settings):
+    settings.EXCEL_JOB_THRESHOLD = 3
+    texts = [*column(*(f"row {i}" for i in range(6))), [None]]
+    result = run([("EACH", [texts, "shorten"])], [("EACH", [texts, "shorten"])])
+    first, again = (r[0]["value"] for r in result["recalculations"])
+    assert first == [*([f"A[row {i}]"] for i in range(6)), [""]] and again == first
+    assert not batches(result)  # no batch: one job per calculation
+    created = [r for r in result["requests"] if r["url"].endswith("/api/v1/jobs")]
+    assert [(r["status"], len(r["body"]["items"])) for r in created] == [(202, 6), (202, 6)]
+    assert all(r["body"]["parameters"] == {"temperature": 0} for r in created)
+    polled = [r for r in result["requests"] if "/results" in r["url"]]
+    assert polled and all(r["status"] == 200 for r in polled)
+    # The cells showed every row pending as soon as the job started, then the answers (a streaming function).
+    streamed = [s["value"] for s in result["streamed"] if s["id"] == "EACH"]
+    assert streamed[0] == [*(["…"] for _ in range(6)), [""]]
+    assert streamed[-1] == first
+    records = UsageRecord.objects.filter(endpoint="job")
+    assert records.filter(status="ok").count() == 6
+    recalculated = records.filter(status="cached")
+    assert recalculated.count() == 6 and sum(r.cost_usd for r in recalculated) == 0  # the second job: from the cache
+    assert Job.objects.filter(status="done").count() == 2
+
+
+@pytest.mark.usefixtures("job_worker")
+def test_over_the_job_threshold_extract_runs_as_a_job(run, upstream, settings):
+    settings.EXCEL_JOB_THRESHOLD = 2
+    rows = [["Ann", "Oslo"], ["Bo", "Rome"], ["Cy", "Oslo"]]
+    result = run([("EXTRACT", [rows, "name"])])
+    assert result["recalculations"][0][0]["value"] == [
+        ["name of Ann | Oslo"],
+        ["name of Bo | Rome"],
+        ["name of Cy | Oslo"],
+    ]
+    [created] = [r for r in result["requests"] if r["url"].endswith("/api/v1/jobs")]
+    assert created["body"]["parameters"]["response_format"]["json_schema"]["name"] == "fields"
+    assert [s["value"] for s in result["streamed"]][0] == [["…"]] * 3

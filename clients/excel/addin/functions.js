@@ -287,9 +287,22 @@
     return { type: "custom", system: "Do this with the text the user sends and answer with the result only: " + task };
   }
 
-  /** =DJLLM.EACH(range, instruction) */
-  async function eachCell(range, instruction) {
-    return perCell(range, eachOptions(instruction), valueOrError);
+  /** =DJLLM.EACH(range, instruction): a streaming function (see `streaming`). */
+  async function eachCell(range, instruction, progress, cancel) {
+    var options = eachOptions(instruction);
+    var rows = rowsOf(range);
+    var texts = unique(flatten(rows).map(text));
+    var place = function (answers) {
+      return rows.map(function (row) {
+        return row.map(function (cell) {
+          var body = text(cell);
+          if (!body) return "";
+          return answers.has(body) ? valueOrError(answers.get(body)) : PENDING;
+        });
+      });
+    };
+    if (await overJobThreshold(texts)) return place(await runJob(options, texts, "EACH", place, progress, cancel));
+    return perCell(range, options, valueOrError);
   }
 
   function classifySystem(labels, restated) {
@@ -346,33 +359,166 @@
     return row.map(text).filter(Boolean).join(" | ");
   }
 
-  /** =DJLLM.EXTRACT(range, fields) */
-  async function extract(range, fields) {
+  /** One row of EXTRACT's result from its answer: a cell per field, or the row's error in each of them. */
+  function fieldRow(names, item) {
+    var fill = function (value) {
+      return names.map(function () {
+        return value;
+      });
+    };
+    if (!item.ok) return fill(item.error);
+    var data = parseJson(item.result);
+    if (!data || typeof data !== "object" || Array.isArray(data)) {
+      return fill(cellError("EXTRACT: the answer was not the fields asked for; recalculate"));
+    }
+    return names.map(function (name) {
+      return data[name] === undefined || data[name] === null ? "" : cellValue(data[name]);
+    });
+  }
+
+  /** =DJLLM.EXTRACT(range, fields): a streaming function (see `streaming`). */
+  async function extract(range, fields, progress, cancel) {
     var options = extractOptions(fields);
     var names = options.fields;
+    var rows = rowsOf(range);
+    var blank = function (value) {
+      return names.map(function () {
+        return value;
+      });
+    };
+    var texts = unique(rows.map(rowText));
+    if (await overJobThreshold(texts)) {
+      var place = function (answers) {
+        return rows.map(function (row) {
+          var body = rowText(row);
+          if (!body) return blank("");
+          return answers.has(body) ? fieldRow(names, answers.get(body)) : blank(PENDING);
+        });
+      };
+      return place(await runJob(options, texts, "EXTRACT", place, progress, cancel));
+    }
     return Promise.all(
-      rowsOf(range).map(async function (row) {
+      rows.map(async function (row) {
         var body = rowText(row);
-        var blank = names.map(function () {
-          return "";
-        });
-        if (!body) return blank;
-        var item = await ask(options, body);
-        var fill = function (error) {
-          return names.map(function () {
-            return error;
-          });
-        };
-        if (!item.ok) return fill(item.error);
-        var data = parseJson(item.result);
-        if (!data || typeof data !== "object" || Array.isArray(data)) {
-          return fill(cellError("EXTRACT: the answer was not the fields asked for; recalculate"));
-        }
-        return names.map(function (name) {
-          return data[name] === undefined || data[name] === null ? "" : cellValue(data[name]);
-        });
+        return body ? fieldRow(names, await ask(options, body)) : blank("");
       })
     );
+  }
+
+  // ---- Large ranges: a background job, the cells filling in as rows finish ------------------------------------
+
+  var PENDING = "…"; // a cell whose row the job has not finished yet
+  var JOB_POLL_MAX_SECONDS = 5;
+  var limits = null; // this server's /excel/settings.json, read once
+  var jobs = []; // the jobs this runtime started, for the task pane: {id, label, total, done, failed, status}
+  var jobListeners = [];
+
+  /** The server's batch limit and job threshold (defaults when it cannot say). */
+  async function serverLimits() {
+    if (limits) return limits;
+    var settings = await readSettings();
+    try {
+      var response = await root.fetch(settings.server + "/excel/settings.json");
+      var body = await response.json();
+      if (body.batch_max_items > 0) maxItems = body.batch_max_items;
+      limits = { jobThreshold: body.job_threshold > 0 ? body.job_threshold : Infinity };
+    } catch (error) {
+      return { jobThreshold: Infinity }; // not kept: asked again next time
+    }
+    return limits;
+  }
+
+  async function overJobThreshold(texts) {
+    return texts.length > (await serverLimits()).jobThreshold;
+  }
+
+  function jobsChanged() {
+    var snapshot = jobs.map(function (job) {
+      return Object.assign({}, job);
+    });
+    jobListeners.forEach(function (listener) {
+      listener(snapshot);
+    });
+  }
+
+  /** Runs the texts as one background job (POST /api/v1/jobs) and polls it; after each poll `progress` gets the
+   * cells with the rows finished so far (`place(answers)`). Resolves with the answers: text -> {ok, result} or
+   * {ok: false, error}. `cancel.cancelled` (the cell was deleted) cancels the job. */
+  async function runJob(options, texts, label, place, progress, cancel) {
+    var settings = await readSettings();
+    if (!settings.token) throw cellError("NO TOKEN: open the djllm task pane and save your token");
+    var merged = Object.assign({}, options, { model: options.model || settings.model });
+    var created = await postWithRetries(settings, "/api/v1/jobs", batchBody(settings, merged, texts));
+    if ([200, 201, 202].indexOf(created.status) < 0 || !created.json || !created.json.id) {
+      var error = (created.json && created.json.error) || {};
+      throw requestError(created.status, error.code, error.message || created.text);
+    }
+    var job = { id: created.json.id, label: label, total: texts.length, done: 0, failed: 0, status: "queued" };
+    jobs.push(job);
+    jobsChanged();
+    var answers = new Map();
+    progress(place(answers));
+    var path = "/api/v1/jobs/" + encodeURIComponent(job.id);
+    while (true) {
+      if (cancel.cancelled) {
+        await requestWithRetries(settings, "POST", path + "/cancel", {});
+        job.status = "cancelled";
+        jobsChanged();
+        throw cellError("CANCELLED: the job was cancelled");
+      }
+      var polled = await requestWithRetries(settings, "GET", path);
+      if (polled.status !== 200 && polled.status !== 202) {
+        var failure = (polled.json && polled.json.error) || {};
+        throw requestError(polled.status, failure.code, failure.message || polled.text);
+      }
+      var results = await requestWithRetries(settings, "GET", path + "/results?format=json");
+      if (results.status === 200 && results.json && Array.isArray(results.json.results)) {
+        results.json.results.forEach(function (item) {
+          var body = texts[Number(item.id)];
+          if (item.status === "ok" && typeof item.result === "string") {
+            answers.set(body, { ok: true, result: item.result });
+          } else if (item.status === "error" || item.status === "cancelled") {
+            var itemErr = item.error || { code: item.status, message: "the job did not run this row" };
+            answers.set(body, { ok: false, code: itemErr.code, error: itemError(itemErr) });
+          }
+        });
+      }
+      Object.assign(job, { done: polled.json.done, failed: polled.json.failed, status: polled.json.status });
+      jobsChanged();
+      if (polled.status === 200) return answers; // finished
+      progress(place(answers));
+      var wait = Math.min(Math.max(polled.retryAfter || 1, 1), JOB_POLL_MAX_SECONDS);
+      await sleep(wait * 1000);
+    }
+  }
+
+  /** A streaming custom function (`"stream": true` in functions.json): Excel passes an invocation last, and the
+   * cells show each `setResult` — the rows a background job has finished so far, then the whole answer. Deleting
+   * the cell cancels its job. (The returned promise is for tests; Excel ignores it.) */
+  function streaming(fn) {
+    var wrapped = function (range, argument, invocation) {
+      var cancel = { cancelled: false };
+      var show = function (value) {
+        if (invocation && invocation.setResult) invocation.setResult(value);
+      };
+      if (invocation) {
+        invocation.onCanceled = function () {
+          cancel.cancelled = true;
+        };
+      }
+      return fn(range, argument, show, cancel).then(
+        function (value) {
+          show(value);
+          return value;
+        },
+        function (error) {
+          show(error instanceof root.CustomFunctions.Error ? error : cellError(String(error)));
+          throw error;
+        }
+      );
+    };
+    wrapped.streaming = true;
+    return wrapped;
   }
 
   // ---- Before and after: the price of a range, freezing results ----------------------------------------------
@@ -403,6 +549,7 @@
   async function estimate(fn, values, argument) {
     var settings = await readSettings();
     if (!settings.token) throw new Error("Save a token first.");
+    await serverLimits();
     var job = plan(fn, values, argument);
     var options = Object.assign({}, job.options, { model: job.options.model || settings.model });
     var sum = { texts: job.prompts.length, calls: 0, cached: 0, errors: 0, input_tokens: 0 };
@@ -545,6 +692,7 @@
 
   /** The prompts in chunks of the server's batch limit, all in flight at once. */
   async function sendChunks(settings, group, prompts) {
+    await serverLimits(); // the server's BATCH_MAX_ITEMS, before the first chunk
     var chunks = [];
     for (var i = 0; i < prompts.length; i += maxItems) chunks.push(prompts.slice(i, i + maxItems));
     await Promise.all(
@@ -625,20 +773,25 @@
   /** POST with the saved token; 429 and 502-504 (and network errors) are retried, honouring Retry-After, with the
    * same Idempotency-Key each time so a batch the server did finish is not billed twice. */
   async function postWithRetries(settings, path, body) {
+    return requestWithRetries(settings, "POST", path, body);
+  }
+
+  async function requestWithRetries(settings, method, path, body) {
     var key = "xl-fn-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 10);
     var answer = { status: 0, json: null, text: "" };
     var waited = 0;
+    var headers = { Authorization: "Bearer " + settings.token };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      headers["Idempotency-Key"] = key;
+    }
     for (var attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       var response = null;
       try {
         response = await root.fetch(settings.server + path, {
-          method: "POST",
-          headers: {
-            Authorization: "Bearer " + settings.token,
-            "Content-Type": "application/json",
-            "Idempotency-Key": key,
-          },
-          body: JSON.stringify(body),
+          method: method,
+          headers: headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
         });
         var raw = await response.text();
         var json = null;
@@ -647,7 +800,12 @@
         } catch (error) {
           json = null;
         }
-        answer = { status: response.status, json: json, text: raw.slice(0, MESSAGE_LIMIT) };
+        answer = {
+          status: response.status,
+          json: json,
+          text: raw.slice(0, MESSAGE_LIMIT),
+          retryAfter: Number(response.headers.get("Retry-After")) || 0,
+        };
       } catch (error) {
         answer = { status: 0, json: null, text: String(error) };
       }
@@ -670,6 +828,12 @@
     each: eachCell,
     classify: classify,
     extract: extract,
+    jobs: function () {
+      return jobs.slice();
+    },
+    onJobs: function (listener) {
+      jobListeners.push(listener);
+    },
     estimate: estimate,
     freezeSelection: freezeSelection,
     asText: asText,
@@ -680,8 +844,8 @@
     root.CustomFunctions.associate("PROMPT", prompt);
     root.CustomFunctions.associate("TEMPLATE", template);
     root.CustomFunctions.associate("ASK", askRange);
-    root.CustomFunctions.associate("EACH", eachCell);
+    root.CustomFunctions.associate("EACH", streaming(eachCell));
     root.CustomFunctions.associate("CLASSIFY", classify);
-    root.CustomFunctions.associate("EXTRACT", extract);
+    root.CustomFunctions.associate("EXTRACT", streaming(extract));
   }
 })(typeof self !== "undefined" ? self : this);

@@ -159,6 +159,25 @@
     }
   }
 
+  /** The background jobs the functions started, with their progress (functions.js reports every poll). */
+  function showJobs(jobs) {
+    var list = $("jobs");
+    list.textContent = "";
+    jobs.forEach(function (job) {
+      var item = document.createElement("li");
+      var bar = document.createElement("progress");
+      bar.max = job.total;
+      bar.value = job.done;
+      var label = document.createElement("div");
+      var failed = job.failed ? ", " + job.failed + " failed" : "";
+      label.textContent = job.label + ": " + job.done + "/" + job.total + " rows, " + job.status + failed;
+      item.appendChild(label);
+      item.appendChild(bar);
+      list.appendChild(item);
+    });
+    $("jobs-section").hidden = jobs.length === 0;
+  }
+
   function start() {
     $("server").textContent = server();
     $("account-link").href = server() + "/account/";
@@ -172,6 +191,8 @@
     $("check").addEventListener("click", checkConnection);
     $("estimate-form").addEventListener("submit", estimateSelection);
     $("freeze").addEventListener("click", freezeResults);
+    root.djllmFunctions.onJobs(showJobs);
+    showJobs(root.djllmFunctions.jobs());
     refresh();
   }
 

@@ -142,6 +142,17 @@
     },
   };
 
+  /** A result as the cells show it: a spilled array's errors per cell, an error as {error, message}. */
+  function shown(value) {
+    if (value instanceof CustomFunctionsError) return { error: value.code, message: value.message };
+    if (!Array.isArray(value)) return value;
+    return value.map(function (row) {
+      return row.map(function (cell) {
+        return cell instanceof CustomFunctionsError ? { error: cell.code, message: cell.message } : cell;
+      });
+    });
+  }
+
   root.__excel = {
     selection: { address: "Sheet1!A1", values: [[""]], formulas: [[""]] },
     entered: [],
@@ -149,19 +160,22 @@
     functions: functions,
     storage: store,
     /** Calls a registered function the way a cell does; an exception becomes the cell's error. */
+    streamed: [], // every setResult of a streaming function: {id, value} as the cells showed it
     calculate: async function (id, args) {
       if (!functions[id]) return { error: "#NAME?", message: "no function " + id };
+      var fn = functions[id];
+      if (fn.streaming) {
+        // Excel passes every declared parameter (null when omitted), then the invocation.
+        args = args.slice();
+        while (args.length < fn.length - 1) args.push(null);
+        args.push({
+          setResult: function (value) {
+            root.__excel.streamed.push({ id: id, value: shown(value) });
+          },
+        });
+      }
       try {
-        var value = await functions[id].apply(null, args);
-        if (Array.isArray(value)) {
-          // A spilled array: each cell a value or its own error, as Excel shows them.
-          value = value.map(function (row) {
-            return row.map(function (cell) {
-              return cell instanceof CustomFunctionsError ? { error: cell.code, message: cell.message } : cell;
-            });
-          });
-        }
-        return { value: value };
+        return { value: shown(await fn.apply(null, args)) };
       } catch (error) {
         if (error instanceof CustomFunctionsError) return { error: error.code, message: error.message };
         return { error: "#VALUE!", message: String(error) };

@@ -8,9 +8,11 @@
  * SCENARIO.json: {"server": "http://127.0.0.1:PORT", "storage": {"djllm.token": "..."},
  *                 "recalculations": [[["EACH", [[["a"], ["b"]], "translate"]], ...], ...]}
  * Each recalculation calculates its cells at once (as Excel does) and waits for all of them. Prints one JSON
- * object: {"recalculations": [[cell, ...], ...], "requests": [{"url", "status", "body"}], "waits": [seconds]}, where
+ * object: {"recalculations": [[cell, ...], ...], "requests": [{"url", "status", "body"}], "waits": [seconds],
+ * "streamed": [{"id", "value"}] (each setResult of a streaming function)}, where
  * a cell is what __excel.calculate returns ({value} or {error, message}; a spilled value may hold per-cell errors).
- * Optional: "faults": [{"status": 429, "retry_after": 30}, ...] answer the first requests without the server, and
+ * Optional: "faults": [{"status": 429, "retry_after": 30, "url": "/api/v1/batch"}, ...] answer the first requests
+ * to that URL (default: the batch API) without the server, in order, and
  * "fast_clock": true fires timers at once, recording each wait of a second or more in "waits".
  */
 "use strict";
@@ -28,7 +30,8 @@ async function run(scenario) {
   const recordingFetch = async (url, init = {}) => {
     const entry = { url: String(url), status: null, body: init.body ? JSON.parse(init.body) : null };
     requests.push(entry);
-    const fault = faults.shift();
+    const index = faults.findIndex((f) => String(url).includes(f.url || "/api/v1/batch"));
+    const fault = index >= 0 ? faults.splice(index, 1)[0] : null;
     if (fault) {
       // Answered here instead of by the server: a 429 (or 5xx) with the Retry-After the scenario gives.
       const error = { error: { code: "rate_limited", message: "Rate limit exceeded.", details: {}, request_id: "x" } };
@@ -62,7 +65,7 @@ async function run(scenario) {
   for (const cells of scenario.recalculations) {
     recalculations.push(await Promise.all(cells.map(([id, args]) => context.__excel.calculate(id, args))));
   }
-  return { recalculations, requests, waits };
+  return { recalculations, requests, waits, streamed: context.__excel.streamed };
 }
 
 const scenario = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
