@@ -156,6 +156,11 @@ def usage_records_for_token(records: QuerySet[UsageRecord], token: str) -> Query
     return records.filter(token__prefix=token.removeprefix("djl_"))
 
 
+def usage_records_cached(records: QuerySet[UsageRecord], *, cached: bool) -> QuerySet[UsageRecord]:
+    """The records answered from djllm's response cache, or (`cached=False`) the others."""
+    return records.filter(status=UsageStatus.CACHED) if cached else records.exclude(status=UsageStatus.CACHED)
+
+
 def usage_records_for_model(records: QuerySet[UsageRecord], model: str) -> QuerySet[UsageRecord]:
     """The model that answered, or the one asked for (a request stopped before routing has only that one)."""
     return records.filter(Q(upstream_model=model) | Q(requested_model=model))

@@ -59,8 +59,7 @@ class UsageRecordFilter(FilterSet):
         return selectors.usage_records_for_token(queryset, value)
 
     def filter_cached(self, queryset, name, value: str):
-        cached = queryset.filter(status=UsageStatus.CACHED)
-        return cached if value == "true" else queryset.exclude(status=UsageStatus.CACHED)
+        return selectors.usage_records_cached(queryset, cached=value == "true")
 
 
 class UsageRecordSerializer(serializers.ModelSerializer):
@@ -88,11 +87,7 @@ class UsageRecordSerializer(serializers.ModelSerializer):
             "status",
             "http_status",
             "error_code",
-            "input_tokens",
-            "output_tokens",
-            "cached_input_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
+            *selectors.TOKEN_FIELDS,
             "usage_estimated",
             "priced",
             "cost_usd",
