@@ -68,9 +68,6 @@ class Api:
     def post(self, path: str, *, token: str, json=None) -> Answer:
         return self.transport.call("POST", path, token, json=json)
 
-    def options(self, path: str, *, token: str) -> Answer:
-        return self.transport.call("OPTIONS", path, token)
-
     def follow(self, url: str, *, token: str) -> Answer:
         parts = urlsplit(url)
         return self.get(f"{parts.path}?{parts.query}", token=token)
