@@ -62,3 +62,9 @@ def test_path_templates_match_their_paths():
         "/api/v1/jobs/{job_id}/results"
     )
     assert checker().template("/api/v1/jobs/x/y/results") is None
+
+
+def test_options_answers_are_left_out_on_purpose():
+    checker().check("OPTIONS", "/api/v1/jobs", 200, "application/json", b'{"name": "Job"}')
+    with pytest.raises(SchemaMismatch):
+        checker().check("GET", "/api/v1/jobs", 200, "application/json", b'{"name": "Job"}')
