@@ -11,6 +11,8 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from pydantic import BaseModel, Field
 from rest_framework import serializers
 
+from common import idempotency_keys
+
 REF = "#/components/schemas/{model}"
 
 
@@ -115,14 +117,16 @@ USAGE_EXAMPLE = {
 # The `Idempotency-Key` header, described once: the schema carries it as one parameter component that every
 # operation taking it refers to (the hook below replaces each operation's copy with the reference).
 IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
+    "name": idempotency_keys.HEADER,
     "in": "header",
     "required": False,
     "schema": {"type": "string", "maxLength": 255},
     "description": (
         "Makes a retry safe: a retry with the same key (same token) and body gets the first answer back and is not "
         "done or billed again (for IDEMPOTENCY_KEY_TTL, default 24 h). The same key with another body: 409 "
-        "(`idempotency_key_reused`). Up to 255 printable ASCII characters."
+        "(`idempotency_key_reused`); the same key while its first request still runs: 409 "
+        "(`idempotency_key_in_use`). 1 to 255 printable ASCII characters without spaces, or 400 "
+        "(`invalid_idempotency_key`); empty is no key."
     ),
 }
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
