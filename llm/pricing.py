@@ -62,7 +62,8 @@ def _to_price(row: ModelPrice) -> Price:
     )
 
 
-def _match(table, provider: str, model: str) -> Price | None:
+def price_row_in(table: dict[tuple[str, str], list[ModelPrice]], provider: str, model: str) -> ModelPrice | None:
+    """The price row in effect for a model in a table of current prices (see `current_prices`)."""
     rows = table.get((provider, model))
     if rows is None:
         # Dated snapshots ("gpt-4o-mini-2024-07-18") take the longest priced name they start with.
@@ -70,7 +71,12 @@ def _match(table, provider: str, model: str) -> Price | None:
         if not candidates:
             return None
         rows = table[(provider, max(candidates, key=len))]
-    return _to_price(rows[0])
+    return rows[0]
+
+
+def _match(table, provider: str, model: str) -> Price | None:
+    row = price_row_in(table, provider, model)
+    return None if row is None else _to_price(row)
 
 
 _prices = ProcessCopy(_load, seconds=_PRICE_CACHE_SECONDS, empty={})
@@ -87,6 +93,16 @@ def price_for(provider: str, model: str) -> Price | None:
 
 def prices_changed() -> None:
     _prices.changed()
+
+
+def current_prices() -> dict[tuple[str, str], list[ModelPrice]]:
+    """(provider, model) -> the rows in effect today, newest first, read now."""
+    return _load()
+
+
+async def acurrent_prices() -> dict[tuple[str, str], list[ModelPrice]]:
+    """The same, from this process's copy (re-read every few seconds, and at once after a change here)."""
+    return await _prices.aget()
 
 
 # --- Models without a price ----------------------------------------------------------------------

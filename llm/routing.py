@@ -166,21 +166,25 @@ async def aresolve(requested: str | None, *, provider: str | None = None, prefer
     )
 
 
-async def aroutable_models() -> list[dict]:
-    """For `GET /v1/models`: the aliases, plus the configured default models of each configured provider."""
-    models = []
-    for alias, route in (await aroutes()).items():
-        models.append({"id": alias, "owned_by": route.provider})
-    for provider, declared in PROVIDERS.items():
-        try:
-            _direct("", provider, "")
-        except AppError:
-            continue
-        if declared.lists_default_model:
-            models.append({"id": default_model(provider), "owned_by": provider})
-    seen, unique = set(), []
-    for model in models:
-        if model["id"] not in seen:
-            seen.add(model["id"])
-            unique.append(model)
-    return unique
+def routes_table() -> dict[str, ModelRoute]:
+    """The active aliases, read now (`aroutes` is this process's copy)."""
+    return _load_table()
+
+
+def provider_configured(provider: str) -> bool:
+    """A request can reach the provider without a route of its own: its key (or, for `local`, its URL) is set."""
+    try:
+        _direct("", provider, "")
+    except AppError:
+        return False
+    return True
+
+
+def name_to_request(provider: str, model: str, aliases) -> str:
+    """What a client sends to reach `model` at `provider`: the bare name where `aresolve` routes it there by its
+    family (and no alias takes that name), otherwise `provider/model`."""
+    head, sep, _ = model.partition("/")
+    if model in aliases or (sep and head in PROVIDERS):
+        return f"{provider}/{model}"
+    family = provider_for_family(model)
+    return model if family is not None and family.name == provider else f"{provider}/{model}"

@@ -209,7 +209,11 @@ MODELS = {
     "operation_id": "models_list",
     "tags": ("openai-compatible",),
     "summary": "Routable models",
-    "description": "The admin-defined aliases and each configured provider's default model.",
+    "description": (
+        "Every model a client can send: the aliases an administrator defined, every model priced today at a provider "
+        "this server can reach (by the name that routes to it), and each such provider's default model. Prices: "
+        "`GET /api/v1/models`."
+    ),
     "responses": {
         200: Body(
             "Models.",

@@ -1,4 +1,4 @@
-"""Reads for the gateway: the caller's usage summary, what is left of its budgets."""
+"""Reads for the gateway: the caller's usage summary, what is left of its budgets, the models a caller can use."""
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -8,8 +8,10 @@ from django.db.models import Case, Count, F, Q, QuerySet, Sum, When
 from django.db.models.functions import TruncDate
 
 from accounts.token_cache import CachedToken
+from llm import pricing, routing
 from llm.limits import budgets_for
-from llm.models import SpendCounter, UsageRecord, UsageStatus
+from llm.models import ModelPrice, ModelRoute, SpendCounter, UsageRecord, UsageStatus
+from llm.providers.registry import PROVIDERS
 
 GROUP_BY_CHOICES = ("day", "model", "token")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -196,3 +198,56 @@ def budgets_left(*, cached: CachedToken, month: date) -> list[BudgetLeft]:
         spent, reserved = spend_counter_amounts(scope=scope, key=key, month=month)
         left.append(BudgetLeft(scope=scope, budget_usd=budget, spent_usd=spent, reserved_usd=reserved))
     return left
+
+
+# --- The models a caller can use -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CatalogModel:
+    id: str  # what a client sends as `model`
+    provider: str
+    upstream_model: str
+    route: bool  # an alias an administrator defined
+    price: ModelPrice | None  # the row in effect today; None: not priced
+
+
+def _catalog(routes: dict[str, ModelRoute], prices: dict[tuple[str, str], list[ModelPrice]]) -> list[CatalogModel]:
+    """Every active alias, every model priced today at a provider this server can reach, and each reachable
+    provider's default model: one entry per name a client can send, aliases first."""
+    models = [
+        CatalogModel(
+            alias,
+            route.provider,
+            route.upstream_model,
+            True,
+            pricing.price_row_in(prices, route.provider, route.upstream_model),
+        )
+        for alias, route in sorted(routes.items())
+    ]
+    reachable = [provider for provider in PROVIDERS if routing.provider_configured(provider)]
+    for (provider, model), rows in sorted(prices.items()):
+        if provider in reachable:
+            models.append(
+                CatalogModel(routing.name_to_request(provider, model, routes), provider, model, False, rows[0])
+            )
+    for provider in reachable:
+        if PROVIDERS[provider].lists_default_model:
+            model = routing.default_model(provider)
+            name = routing.name_to_request(provider, model, routes)
+            models.append(CatalogModel(name, provider, model, False, pricing.price_row_in(prices, provider, model)))
+    unique: dict[str, CatalogModel] = {}
+    for model in models:
+        unique.setdefault(model.id, model)  # an alias shadows a model of the same name, as in `aresolve`
+    return list(unique.values())
+
+
+def model_catalog(*, provider: str | None = None) -> list[CatalogModel]:
+    """The models a caller can use (the same for every user), read now; `provider` narrows it."""
+    models = _catalog(routing.routes_table(), pricing.current_prices())
+    return [model for model in models if provider in (None, model.provider)]
+
+
+async def amodel_catalog() -> list[CatalogModel]:
+    """The same list from this process's copies of the routes and prices (`GET /v1/models`, on the fast path)."""
+    return _catalog(await routing.aroutes(), await pricing.acurrent_prices())

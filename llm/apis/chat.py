@@ -18,7 +18,6 @@ from llm.apis import streaming
 from llm.apis.common import check_prompt_length, money, no_cache_requested, prompt_chars, sse
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import ChatRequest, Message, Usage
-from llm.routing import aroutable_models
 from llm.schema import (
     ChatCompletionChunkOut,
     ChatCompletionOut,
@@ -30,6 +29,7 @@ from llm.schema import (
     ModelListOut,
     ModelOut,
 )
+from llm.selectors import amodel_catalog
 
 PASSTHROUGH = (
     "seed",
@@ -197,7 +197,7 @@ async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, inc
 @openapi_operation(**schema.MODELS)
 @fast_endpoint(methods=("GET",), errors="openai")
 async def models(request: HttpRequest, cached_token) -> HttpResponse:
-    data = [ModelOut(id=m["id"], created=0, owned_by=m["owned_by"]) for m in await aroutable_models()]
+    data = [ModelOut(id=model.id, created=0, owned_by=model.provider) for model in await amodel_catalog()]
     return json_response(ModelListOut(data=data))
 
 
