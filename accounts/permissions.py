@@ -2,6 +2,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.authentication import require_scope
 from accounts.token_cache import CachedToken
+from common.errors import PermissionDenied
 
 
 def _as_tuple(scopes) -> tuple[str, ...]:
@@ -23,3 +24,14 @@ class HasTokenScope(BasePermission):
         for scope in needed:
             require_scope(request.auth, scope)
         return True
+
+
+class SuperuserWrites(BasePermission):
+    """Writes (any method but GET, HEAD, OPTIONS) only with a superuser's token, checked on every request: the scope
+    alone is not enough, and a user who stops being a superuser stops writing at once."""
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if request.method in SAFE_METHODS or (user is not None and user.is_active and user.is_superuser):
+            return True
+        raise PermissionDenied("Only a superuser's token can change this.")

@@ -1,4 +1,5 @@
-"""Writes for the gateway: usage records, the running spend totals that budgets read, and budget reservations."""
+"""Writes for the gateway: usage records, the running spend totals that budgets read, budget reservations, and the
+prices and model routes an administrator keeps."""
 
 from collections import defaultdict
 from collections.abc import Sequence
@@ -10,8 +11,9 @@ from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from common.errors import BudgetExceeded
+from llm import pricing, routing
 from llm.limits import month_start
-from llm.models import SpendCounter, UsageRecord, UsageStatus
+from llm.models import ModelPrice, ModelRoute, SpendCounter, UsageRecord, UsageStatus
 from llm.providers.base import Usage
 from llm.selectors import spend_counter_amounts
 
@@ -259,3 +261,51 @@ def spend_release(*, reservation: Reservation) -> None:
     with transaction.atomic():
         for scope, key in reservation.scopes:
             _settle_spend(scope, key, reservation.month, Decimal("0"), reservation.amount)
+
+
+# --- Prices and model routes ---------------------------------------------------------------------
+
+
+def _saved(row, changed):
+    """Checked as the admin's form checks it (`full_clean`: field rules, one price per model and day, a route's
+    base URL against LLM_BASE_URL_ALLOWLIST), saved, and this process's copy of the table dropped once the
+    transaction commits (other processes re-read theirs within seconds), as after an admin save."""
+    row.full_clean()
+    row.save()
+    transaction.on_commit(changed)
+    return row
+
+
+def _deleted(row, changed) -> None:
+    row.delete()
+    transaction.on_commit(changed)
+
+
+def model_price_create(**fields) -> ModelPrice:
+    return _saved(ModelPrice(**fields), pricing.prices_changed)
+
+
+def model_price_update(*, price: ModelPrice, **fields) -> ModelPrice:
+    for name, value in fields.items():
+        setattr(price, name, value)
+    return _saved(price, pricing.prices_changed)
+
+
+def model_price_delete(*, price: ModelPrice) -> None:
+    _deleted(price, pricing.prices_changed)
+
+
+def model_route_create(**fields) -> ModelRoute:
+    return _saved(ModelRoute(**fields), routing.routes_changed)
+
+
+def model_route_update(*, route: ModelRoute, **fields) -> ModelRoute:
+    """Fields not given stay as they are: the stored API key too, unless `api_key` is given ("" removes it)."""
+    for name, value in fields.items():
+        setattr(route, name, value)
+    return _saved(route, routing.routes_changed)
+
+
+def model_route_delete(*, route: ModelRoute) -> None:
+    """Routes that fell back to it no longer have a fallback."""
+    _deleted(route, routing.routes_changed)

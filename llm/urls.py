@@ -1,7 +1,7 @@
 from django.urls import path
 
 from common.routers import api_router
-from llm.apis import chat, usage, usage_records, webhook
+from llm.apis import catalog, chat, usage, usage_records, webhook
 
 openai_urlpatterns = [
     path("chat/completions", chat.chat_completions, name="chat-completions"),
@@ -10,6 +10,9 @@ openai_urlpatterns = [
 
 router = api_router()
 router.register("usage/records", usage_records.UsageRecordViewSet, basename="usage-record")
+router.register("models", catalog.ModelCatalogViewSet, basename="model-catalog")
+router.register("prices", catalog.ModelPriceViewSet, basename="price")
+router.register("routes", catalog.ModelRouteViewSet, basename="route")
 
 api_urlpatterns = [
     path("webhook", webhook.webhook, name="webhook"),

@@ -55,3 +55,9 @@ def call(request) -> Caller:
     if request.param == "http":
         return Caller("http", request.getfixturevalue("live_djllm").url)
     return Caller("drf")
+
+
+@pytest.fixture
+def http_call(live_djllm) -> Caller:
+    """Over real HTTP only (for a test that needs the server's own process, its caches)."""
+    return Caller("http", live_djllm.url)
