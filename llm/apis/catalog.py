@@ -2,7 +2,8 @@
 and the administrator's prices and routes, which only a superuser's token with the `admin` scope can change."""
 
 import django_filters
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.response import Response
 
@@ -143,6 +144,7 @@ class RouteFilter(django_filters.FilterSet):
         model = ModelRoute
         fields = ["provider", "alias", "is_active"]
 
+    @extend_schema_field(OpenApiTypes.BOOL)  # `true` or `false`
     def filter_is_active(self, queryset, name, value):
         return queryset.filter(is_active=value == "true")
 
