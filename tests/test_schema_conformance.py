@@ -55,27 +55,43 @@ def _schemathesis(url: str, plaintext: str, cwd: Path, *operations: str) -> str:
     return report
 
 
-def test_every_operation_conforms_to_the_schema(live_djllm, prices, connected, user, tmp_path, monkeypatch, settings):
+# Revoking the Google connection would leave the calendar calls after it unconnected, and revoking or rotating a
+# token may stop the one schemathesis sends: those operations run in tests of their own.
+CALENDAR_REVOKE = "/api/v1/calendar/revoke"
+TOKEN_CHANGES = r"^/api/v1/tokens/\{id\}/(revoke|rotate)$"
+
+
+@pytest.fixture
+def schemathesis_run(live_djllm, prices, connected, tmp_path, monkeypatch, settings):
+    """Runs schemathesis against the served schema with a token of `owner` that has every scope."""
     monkeypatch.setattr(job_services, "job_enqueue", lambda *, job_id: None)  # jobs stay queued; no broker here
     # Thousands of requests in a few minutes: with the per-token throttles on, most operations would be answered
     # with their (documented) 429 alone, the schema itself included. They are tested in test_throttling.
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": None, "calendar": None}}
-    # A token of its own, with every scope, so that every operation is reached (PATCH /api/v1/me needs `account`).
-    # The user is no superuser: its `admin` scope does not let it write prices and routes (see the last run).
-    _, plaintext = account_services.api_token_create(user=user, name="schemathesis", scopes=list(ALL_SCOPES))
-    url = f"{live_djllm.url}/api/schema/"
-    # Revoking the Google connection would leave every later calendar call unconnected, and revoking or rotating a
-    # token may stop the one schemathesis sends: those run last, each on its own.
-    last = ("/api/v1/calendar/revoke", r"^/api/v1/tokens/\{id\}/(revoke|rotate)$")
-    report = _schemathesis(url, plaintext, tmp_path, "--exclude-path", last[0], "--exclude-path-regex", last[1])
-    print(report[-3000:])  # the phases and their counts, for the log
-    report = _schemathesis(url, plaintext, tmp_path, "--include-path", last[0])
-    print(report[-1500:])
-    report = _schemathesis(url, plaintext, tmp_path, "--include-path-regex", last[1])
-    print(report[-1500:])
-    # The user's token reached the writes to prices and routes only to be refused (they need a superuser): a
-    # superuser's token makes them for real.
+
+    def run(owner, *operations: str) -> str:
+        _, plaintext = account_services.api_token_create(user=owner, name="schemathesis", scopes=list(ALL_SCOPES))
+        report = _schemathesis(f"{live_djllm.url}/api/schema/", plaintext, tmp_path, *operations)
+        print(report[-3000:])  # the phases and their counts, for the log
+        return report
+
+    return run
+
+
+def test_every_operation_conforms_to_the_schema(schemathesis_run, user):
+    # A token with every scope, so that every operation is reached (PATCH /api/v1/me needs `account`). The user is no
+    # superuser: its `admin` scope does not let it write prices and routes (see the superuser's run below).
+    schemathesis_run(user, "--exclude-path", CALENDAR_REVOKE, "--exclude-path-regex", TOKEN_CHANGES)
+
+
+def test_revoking_the_calendar_conforms_to_the_schema(schemathesis_run, user):
+    schemathesis_run(user, "--include-path", CALENDAR_REVOKE)
+
+
+def test_revoking_and_rotating_tokens_conform_to_the_schema(schemathesis_run, user):
+    schemathesis_run(user, "--include-path-regex", TOKEN_CHANGES)
+
+
+def test_a_superusers_writes_to_prices_and_routes_conform_to_the_schema(schemathesis_run):
     root = account_services.user_create(username="root", is_superuser=True)
-    _, root_plaintext = account_services.api_token_create(user=root, name="schemathesis", scopes=list(ALL_SCOPES))
-    report = _schemathesis(url, root_plaintext, tmp_path, "--include-path-regex", r"^/api/v1/(prices|routes)")
-    print(report[-1500:])
+    schemathesis_run(root, "--include-path-regex", r"^/api/v1/(prices|routes)")
