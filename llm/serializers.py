@@ -4,10 +4,10 @@ is ever shown."""
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import Provider
 from common.crypto import UnreadableSecret
 from common.serializers import StrictInputSerializer
 from llm.models import DEFAULT_MAX_OUTPUT_TOKENS, ModelRoute
+from llm.providers.registry import provider_choices
 
 _PER_MTOK = {"max_digits": 12, "decimal_places": 6}
 _MAX_INT = 2**31 - 1
@@ -28,12 +28,12 @@ class PriceRatesSerializer(serializers.Serializer):
 
 class ModelPriceSerializer(PriceRatesSerializer):
     id = serializers.IntegerField()
-    provider = serializers.ChoiceField(choices=Provider.choices)
+    provider = serializers.ChoiceField(choices=provider_choices())
     model = serializers.CharField(help_text="The upstream model; dated snapshots take the longest priced prefix.")
 
 
 class ModelPriceInputSerializer(StrictInputSerializer):
-    provider = serializers.ChoiceField(choices=Provider.choices)
+    provider = serializers.ChoiceField(choices=provider_choices())
     model = serializers.CharField(max_length=100)
     input_per_mtok = serializers.DecimalField(**_PER_MTOK, min_value=0)
     output_per_mtok = serializers.DecimalField(**_PER_MTOK, min_value=0)
@@ -48,7 +48,7 @@ class ModelPriceInputSerializer(StrictInputSerializer):
 class ModelRouteSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     alias = serializers.CharField(help_text="The model name clients send.")
-    provider = serializers.ChoiceField(choices=Provider.choices)
+    provider = serializers.ChoiceField(choices=provider_choices())
     upstream_model = serializers.CharField()
     base_url = serializers.CharField(help_text="Blank: the provider's configured base URL.")
     api_key = serializers.SerializerMethodField(help_text="Whether the route has a key of its own; never the key.")
@@ -64,7 +64,7 @@ class ModelRouteSerializer(serializers.Serializer):
 
 class ModelRouteInputSerializer(StrictInputSerializer):
     alias = serializers.CharField(max_length=100)
-    provider = serializers.ChoiceField(choices=Provider.choices)
+    provider = serializers.ChoiceField(choices=provider_choices())
     upstream_model = serializers.CharField(max_length=100)
     base_url = serializers.URLField(
         max_length=200,
@@ -90,7 +90,7 @@ class ModelRouteInputSerializer(StrictInputSerializer):
 
 class CatalogModelSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="What to send as `model`.")
-    provider = serializers.ChoiceField(choices=Provider.choices)
+    provider = serializers.ChoiceField(choices=provider_choices())
     upstream_model = serializers.CharField()
     route = serializers.BooleanField(help_text="An alias defined by an administrator.")
     price = PriceRatesSerializer(
@@ -101,4 +101,4 @@ class CatalogModelSerializer(serializers.Serializer):
 
 
 class CatalogQuerySerializer(serializers.Serializer):
-    provider = serializers.ChoiceField(choices=Provider.choices, required=False)
+    provider = serializers.ChoiceField(choices=provider_choices(), required=False)

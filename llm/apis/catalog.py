@@ -7,10 +7,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import status, viewsets
 from rest_framework.response import Response
 
-from accounts.models import Provider
 from accounts.permissions import HasTokenScope, SuperuserWrites
 from llm import selectors, services
 from llm.models import ModelPrice, ModelRoute
+from llm.providers.registry import provider_choices
 from llm.serializers import (
     CatalogModelSerializer,
     CatalogQuerySerializer,
@@ -106,7 +106,7 @@ def _admin_table_schema(noun: str, output, input_serializer):
 
 
 class PriceFilter(django_filters.FilterSet):
-    provider = django_filters.ChoiceFilter(choices=Provider.choices)
+    provider = django_filters.ChoiceFilter(choices=provider_choices)
     model = django_filters.CharFilter(help_text="The exact model name.")
 
     class Meta:
@@ -135,7 +135,7 @@ class ModelPriceViewSet(_AdminTable):
 
 
 class RouteFilter(django_filters.FilterSet):
-    provider = django_filters.ChoiceFilter(choices=Provider.choices)
+    provider = django_filters.ChoiceFilter(choices=provider_choices)
     alias = django_filters.CharFilter(help_text="The exact alias.")
     # `true` or `false` only: django-filter's BooleanFilter reads anything else (`null`, `yes`) as no filter at all.
     is_active = django_filters.ChoiceFilter(choices=[("true", "true"), ("false", "false")], method="filter_is_active")
