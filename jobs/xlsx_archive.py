@@ -28,8 +28,8 @@ class WorkbookTooLarge(AppError):
     status, code = 413, "workbook_too_large"
 
 
-def invalid(reason: str) -> InvalidRequest:
-    return InvalidRequest(f"The file is not a readable .xlsx workbook ({reason}).", code="invalid_file", param="file")
+def invalid(reason: str, kind: str = ".xlsx workbook") -> InvalidRequest:
+    return InvalidRequest(f"The file is not a readable {kind} ({reason}).", code="invalid_file", param="file")
 
 
 class Budget:
@@ -42,49 +42,58 @@ class Budget:
     def spend(self, amount: int) -> None:
         self.used += amount
         if self.used > self.limit:
-            raise WorkbookTooLarge(
-                f"The workbook holds more than JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES={self.limit} bytes once "
-                "decompressed; split it, or send the column as a .csv file.",
-                details={"limit": self.limit, "setting": "JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES"},
-                param="file",
-            )
+            raise self.too_large()
+
+    def too_large(self) -> AppError:
+        return WorkbookTooLarge(
+            f"The workbook holds more than JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES={self.limit} bytes once "
+            "decompressed; split it, or send the column as a .csv file.",
+            details={"limit": self.limit, "setting": "JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES"},
+            param="file",
+        )
 
 
-def _central_directory_size(data: bytes) -> int:
+def _central_directory_size(data: bytes, kind: str) -> int:
     """From the end-of-central-directory record, before zipfile reads the directory into memory."""
     at = data.rfind(b"PK\x05\x06", max(0, len(data) - 22 - 65535))
     if at < 0 or len(data) < at + 22:
-        raise invalid("not a zip archive")
+        raise invalid("not a zip archive", kind)
     size = int.from_bytes(data[at + 12 : at + 16], "little")
     if size == 0xFFFFFFFF:  # Zip64: the real size is in the Zip64 end record the locator points at
         locator = at - 20
         if locator < 0 or data[locator : locator + 4] != b"PK\x06\x07":
-            raise invalid("broken Zip64 record")
+            raise invalid("broken Zip64 record", kind)
         record = int.from_bytes(data[locator + 8 : locator + 16], "little")
         if data[record : record + 4] != b"PK\x06\x06":
-            raise invalid("broken Zip64 record")
+            raise invalid("broken Zip64 record", kind)
         size = int.from_bytes(data[record + 40 : record + 48], "little")
     return size
 
 
 class Archive:
-    def __init__(self, data: bytes, budget: Budget) -> None:
-        if _central_directory_size(data) > _MAX_CENTRAL_DIRECTORY:
-            raise invalid("too many parts")
+    """`kind` names the file in error messages (".xlsx workbook", ".docx document")."""
+
+    def __init__(self, data: bytes, budget: Budget, kind: str = ".xlsx workbook") -> None:
+        self.kind = kind
+        if _central_directory_size(data, kind) > _MAX_CENTRAL_DIRECTORY:
+            raise self.invalid("too many parts")
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
-            raise invalid(str(exc) or "not a zip archive") from None
+            raise self.invalid(str(exc) or "not a zip archive") from None
         self.budget = budget
         self.names: list[str] = []  # in archive order, each once (the last entry of a name is the one read)
         for info in self.zip.infolist():
             if info.compress_type not in _METHODS:
-                raise invalid(f"part {info.filename} uses an unsupported compression method")
+                raise self.invalid(f"part {info.filename} uses an unsupported compression method")
             if info.flag_bits & 0x1:
-                raise invalid("encrypted")
+                raise self.invalid("encrypted")
             if info.filename not in self.names:
                 self.names.append(info.filename)
         self._counted: dict[str, int] = {}  # bytes of a part already counted (a part read twice counts once)
+
+    def invalid(self, reason: str) -> InvalidRequest:
+        return invalid(reason, self.kind)
 
     def measure(self) -> None:
         """Decompress every part once, counting: the download copies them all, so all of them must fit (a part
@@ -99,7 +108,7 @@ class Archive:
     def chunks(self, name: str) -> Iterator[bytes]:
         """A part's bytes as they decompress, counted against the budget."""
         if name not in self.names:
-            raise invalid(f"missing part {name}")
+            raise self.invalid(f"missing part {name}")
         position = 0
         try:
             with self.zip.open(name) as member:
@@ -111,7 +120,7 @@ class Archive:
                         self._counted[name] = position
                     yield chunk
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
-            raise invalid(f"part {name}: {exc}") from None
+            raise self.invalid(f"part {name}: {exc}") from None
 
     def close(self) -> None:
         self.zip.close()
@@ -121,18 +130,18 @@ class StopParsing(Exception):  # noqa: N818 - a signal from a handler, not an er
     pass
 
 
-def _no_doctype(*_args) -> None:
-    raise invalid("a DTD is not allowed in a workbook part")
-
-
 def parse(archive: Archive, name: str, handlers: dict[str, Callable], *, namespaces: bool = True) -> None:
     """Feed a part to a fresh expat parser with these handlers (`StartElementHandler`, ...), chunk by chunk. With
     namespaces, names arrive as "uri local". A handler may raise StopParsing to end early."""
     parser = expat.ParserCreate(namespace_separator=" " if namespaces else None)
     parser.buffer_text = True
     parser.ordered_attributes = not namespaces
-    parser.StartDoctypeDeclHandler = _no_doctype
-    parser.EntityDeclHandler = _no_doctype
+
+    def no_doctype(*_args) -> None:
+        raise archive.invalid("a DTD is not allowed in its parts")
+
+    parser.StartDoctypeDeclHandler = no_doctype
+    parser.EntityDeclHandler = no_doctype
     for event, handler in handlers.items():
         setattr(parser, event, handler)
     try:
@@ -142,7 +151,7 @@ def parse(archive: Archive, name: str, handlers: dict[str, Callable], *, namespa
     except StopParsing:
         return
     except expat.ExpatError as exc:
-        raise invalid(f"part {name}: {exc}") from None
+        raise archive.invalid(f"part {name}: {exc}") from None
 
 
 def local(name: str) -> str:

@@ -322,3 +322,24 @@ def xlsx_column(
         return ref.name, index, rows
     finally:
         archive.close()
+
+
+def xlsx_sheets_text(archive: Archive) -> list[tuple[str, str]]:
+    """Every worksheet with text as (name, text): a line per row, its non-empty cells joined by " | ", as Excel
+    shows them. The archive's budget counts what is decompressed and the text taken out (a shared string used by
+    every cell counts every time), so memory stays bounded."""
+    parts = workbook_parts(archive)
+    values = _Values(archive, parts.shared_strings, parts.styles, parts.date1904)
+    sheets = []
+    for ref in parts.sheets:
+        cells: list[_Cell] = []
+        parse(archive, ref.path, _SheetScan(lambda _row, _col: True, None, cells.append).handlers())
+        lines: dict[int, list[str]] = {}
+        for cell, text in values.resolve(cells):
+            archive.budget.spend(len(text))
+            if text.strip():
+                lines.setdefault(cell.row, []).append(text.strip())
+        sheet_text = "\n".join(" | ".join(lines[row]) for row in sorted(lines))
+        if sheet_text:
+            sheets.append((ref.name, sheet_text))
+    return sheets
