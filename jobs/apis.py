@@ -50,6 +50,18 @@ def _job_body(request, job) -> dict[str, Any]:
     return {**selectors.job_progress(job=job), "links": _links(request, job.pk)}
 
 
+def job_response(request, job, status: int | None = None) -> Response:
+    """202 with Location and Retry-After while the job is queued or running (the async request-reply pattern that
+    Power Automate follows), 200 once it is finished."""
+    body = _job_body(request, job)
+    running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+    response = Response(body, status=status or (202 if running else 200))
+    if running:
+        response["Location"] = body["links"]["self"]
+        response["Retry-After"] = str(settings.JOB_RETRY_AFTER_SECONDS)
+    return response
+
+
 class _JobJSONParser(JSONParser):
     limit_setting = "JOB_UPLOAD_MAX_BYTES"  # a job's items may be many long texts
 
@@ -105,15 +117,7 @@ class JobViewSet(viewsets.GenericViewSet):
         return selectors.job_get_for_user(job_id=job_id, user_id=request.auth.token.user_id)
 
     def _job_response(self, request, job, status: int | None = None) -> Response:
-        """202 with Location and Retry-After while the job is queued or running (the async request-reply pattern
-        that Power Automate follows), 200 once it is finished."""
-        body = _job_body(request, job)
-        running = job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
-        response = Response(body, status=status or (202 if running else 200))
-        if running:
-            response["Location"] = body["links"]["self"]
-            response["Retry-After"] = str(settings.JOB_RETRY_AFTER_SECONDS)
-        return response
+        return job_response(request, job, status)
 
     def list(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))

@@ -7,8 +7,8 @@ from rest_framework import serializers
 
 from common.filters import MOMENT_HELP
 from common.openapi import IDEMPOTENCY_PARAMETER, error_responses
-from jobs.schema import BATCH_EXAMPLE, JOB_EXAMPLE, JobOut, JobResultsOut
-from jobs.serializers import JobInputSerializer
+from jobs.schema import BATCH_EXAMPLE, JOB_EXAMPLE, FileProcessOut, JobOut, JobResultsOut
+from jobs.serializers import FileProcessSerializer, JobInputSerializer
 
 _JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The job's id.")
 _ERRORS = error_responses(400, 401, 403, 404, 409, 429)
@@ -179,4 +179,47 @@ JOB_CANCEL = {
     "examples": [
         OpenApiExample("Cancelled", value={**JOB_EXAMPLE, "status": "cancelled"}, response_only=True),
     ],
+}
+
+
+FILE_PROCESS = {
+    "operation_id": "files_process",
+    "tags": ["files"],
+    "summary": "Summarise (or otherwise process) a document",
+    "description": (
+        "Upload a document as `multipart/form-data`; any other form field is a 400. Its text is split along its "
+        "structure (pages, headings, sheets, then paragraphs) into chunks of at most FILE_CHUNK_MAX_CHARS "
+        "characters (default 12,000, about 3,000 tokens). Each chunk is one call with the template of `type` "
+        "(map); the answers are then combined by reduce calls of the same `type` until one is left. Every call "
+        "leaves one usage record, all with the answer's `batch_id`, and goes through the gateway like a webhook "
+        "call: your preferences (language, default model and provider) when the form does not say, budgets "
+        "reserved per call, the cache.\n\n"
+        "Up to FILE_SYNC_MAX_CHUNKS chunks (default 8) the answer is a 200 with the result, every call and the "
+        "total usage and cost; each call counts against your rate limit. Above it, a 202 with a background job, "
+        "answered as `POST /api/v1/jobs` answers (poll `links.self`; the job counts once against the rate "
+        "limit): its rows are the calls (`chunk n`, `reduce l.n`), and the row with id `final` holds the answer "
+        "in `GET /api/v1/jobs/{id}/results`. A row that fails fails the job (`part_failed`).\n\n"
+        "Refused before any call, with nothing recorded: an unsupported extension (`unsupported_file_type`), "
+        "content that does not match it (`file_type_mismatch`), an empty file (`empty_file`), binary data "
+        "(`binary_file`), an encrypted PDF (`encrypted_file`), a damaged file (`invalid_file`), no text "
+        "(`no_text`), more than FILE_MAX_PAGES pages (`too_many_pages`, 400); over FILE_UPLOAD_MAX_BYTES "
+        "(`file_too_large`), a .docx/.xlsx that decompresses past FILE_MAX_UNCOMPRESSED_BYTES "
+        "(`file_too_large_uncompressed`: a zip bomb), more than FILE_MAX_CHARS characters of text "
+        "(`too_much_text`) (413, `details.limit` and `details.setting` name the limit)."
+    ),
+    "request": {"multipart/form-data": FileProcessSerializer},
+    "responses": {
+        200: OpenApiResponse(FileProcessOut, description="The document's answer, its calls and their total."),
+        202: OpenApiResponse(
+            JobOut, description="More than FILE_SYNC_MAX_CHUNKS chunks: a job (Location, Retry-After)."
+        ),
+        **error_responses(400, 401, 403, 429),
+        **error_responses(
+            413,
+            meanings={
+                413: "The file is over FILE_UPLOAD_MAX_BYTES, decompresses past FILE_MAX_UNCOMPRESSED_BYTES or holds "
+                "more than FILE_MAX_CHARS characters; `details.setting` names the limit."
+            },
+        ),
+    },
 }

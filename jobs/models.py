@@ -34,6 +34,7 @@ class SourceKind(models.TextChoices):
     JSON = "json"
     XLSX = "xlsx"
     CSV = "csv"
+    FILE = "file"  # a document processed map-reduce (jobs/file_process.py)
 
 
 class Job(models.Model):

@@ -14,8 +14,9 @@ from django.utils import timezone
 from common.request_id import request_id_var
 from jobs import claims
 from jobs.execution import ItemContext, run_item
+from jobs.file_process import file_job_next_level
 from jobs.inputs import BatchOptions
-from jobs.models import JobItem
+from jobs.models import JobItem, SourceKind
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,11 @@ async def job_run(job_id) -> None:
         while True:
             run = _Run(job.pk, ctx, claim)
             await run.drain()
-            if run.stopped or await sync_to_async(claims.job_finish_if_complete)(job_id=job.pk):
+            if run.stopped:
+                break
+            if job.source_kind == SourceKind.FILE and await sync_to_async(file_job_next_level)(job_id=job.pk):
+                continue  # the next reduce level's rows were added
+            if await sync_to_async(claims.job_finish_if_complete)(job_id=job.pk):
                 break
             # Rows another worker holds: wait for them to finish, or for its lease to run out if it died.
             expiry = await sync_to_async(claims.next_foreign_lease_expiry)(job_id=job.pk, claim=claim)

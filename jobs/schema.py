@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from common.openapi import IDEMPOTENCY_KEY
+from common.openapi import IDEMPOTENCY_KEY, UsageOut
 from common.operations import Body
 
 
@@ -111,12 +111,41 @@ class JobOut(BaseModel):
     cost_usd: str = Field(description="Cost so far (decimal string).")
     eta_seconds: float | None = Field(description="Seconds left at the pace so far; null until a row is done.")
     batch_id: str
-    source: Literal["json", "xlsx", "csv"]
+    source: Literal["json", "xlsx", "csv", "file"] = Field(description="`file`: a document (/api/v1/files/process).")
     error: ItemError | None = Field(description="Why a failed job stopped (budget used up, token revoked).")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     links: JobLinks
+
+
+class FileOut(BaseModel):
+    name: str
+    format: Literal["txt", "md", "csv", "pdf", "docx", "xlsx"]
+    bytes: int
+    characters: int = Field(description="Characters of text taken out of the document.")
+    pages: int | None = Field(description="A PDF's pages; null for the other formats.")
+    chunks: int = Field(description="Chunks the text was split into (FILE_CHUNK_MAX_CHARS each at most).")
+
+
+class FileCallOut(BaseModel):
+    request_id: str = Field(description="The usage record's request id.")
+    step: Literal["map", "reduce"] = Field(description="map: one chunk; reduce: combining answers.")
+    model: str
+    cached: bool
+    usage: UsageOut
+    cost_usd: str | None = Field(description="null when the model has no price.")
+
+
+class FileProcessOut(BaseModel):
+    batch_id: str = Field(description="On the usage record of every call: `GET /api/v1/usage-records?batch_id=`.")
+    request_id: str
+    type: str
+    result: str = Field(description="The answer for the whole document.")
+    file: FileOut
+    calls: list[FileCallOut] = Field(description="Every call in order: the chunks' (map), then the reduce calls.")
+    usage: UsageOut = Field(description="The sum over the calls.")
+    cost_usd: str = Field(description="The sum over the calls (decimal string).")
 
 
 class JobItemOut(BaseModel):

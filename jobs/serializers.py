@@ -144,3 +144,17 @@ def batch_options(data: dict[str, Any]) -> BatchOptions:
     fields = {name: data[name] for name in BatchOptions.model_fields if name in data and name != "parameters"}
     parameters = Parameters.model_construct(**(data.get("parameters") or {}))
     return BatchOptions.model_construct(**fields, parameters=parameters)
+
+
+class FileProcessSerializer(_JobInputSerializer):
+    """The form of `POST /api/v1/files/process`: the document and what to do with it (unknown fields refused)."""
+
+    file = serializers.FileField(allow_empty_file=True, help_text="A .txt, .md, .csv, .pdf, .docx or .xlsx document.")
+    type = serializers.ChoiceField(
+        choices=[t for t in TYPES if t != "calendar_event"],
+        default="summary",
+        help_text="What to do with the document, as the webhook's `type` (default: summary).",
+    )
+    language = _text(max_length=50, help_text="Output language; default: preferences.")
+    provider = serializers.ChoiceField(choices=provider_choices(), required=False, allow_null=True)
+    model = _text(max_length=200, help_text="Default: preferences, then the provider's default model.")

@@ -58,8 +58,10 @@ def job_create(
     upload: Upload | None = None,
     upload_sheet: str = "",
     upload_column: int | None = None,
+    document_name: str = "",
 ) -> Job:
-    """Rows first, then the task (after commit), so a worker never looks for a job that is not there yet."""
+    """Rows first, then the task (after commit), so a worker never looks for a job that is not there yet.
+    `document_name`: the job of an uploaded document (jobs/file_process.py), whose bytes are not kept."""
     _check_count(len(items))
     token = cached_token.token
     job = Job(
@@ -78,6 +80,8 @@ def job_create(
         job.upload = upload.data if upload.kind == SourceKind.XLSX else None
         job.header_row = upload.has_header
         job.upload_sheet, job.upload_column = upload_sheet, upload_column
+    if document_name:
+        job.source_kind, job.upload_name = SourceKind.FILE, document_name[:255]
     with transaction.atomic():
         job.save(force_insert=True)
         # In slices: bulk_create makes a list of whatever it is given, and 50,000 model instances are ~60 MB.

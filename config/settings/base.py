@@ -391,6 +391,21 @@ JOB_RETRY_AFTER_SECONDS = env.int("JOB_RETRY_AFTER_SECONDS", default=5)  # the p
 # cells fill in as rows finish) instead of batches; the add-in reads it from /excel/settings.json.
 EXCEL_JOB_THRESHOLD = env.int("EXCEL_JOB_THRESHOLD", default=1000)
 
+# --- File processing: POST /api/v1/files/process (docs/files.md) -------------------------------------------
+FILE_UPLOAD_MAX_BYTES = env.int("FILE_UPLOAD_MAX_BYTES", default=20 * 1024 * 1024)  # the uploaded file: 413 above
+# What a .docx or .xlsx may decompress to, counted while decompressing (a zip bomb is a 413); it also bounds the
+# memory python-docx's tree of the document takes.
+FILE_MAX_UNCOMPRESSED_BYTES = env.int("FILE_MAX_UNCOMPRESSED_BYTES", default=20 * 1024 * 1024)
+FILE_MAX_PAGES = env.int("FILE_MAX_PAGES", default=500)  # a PDF's pages: 400 above
+FILE_MAX_CHARS = env.int("FILE_MAX_CHARS", default=1_000_000)  # text taken out of a document: 413 above
+# The largest chunk one call gets, in characters (about a quarter as many tokens in English); keep it well under
+# MAX_PROMPT_LENGTH and the smallest context window of the models used.
+FILE_CHUNK_MAX_CHARS = env.int("FILE_CHUNK_MAX_CHARS", default=12_000)
+# Up to this many chunks the answer comes at once (200); more run as a background job (202, like /api/v1/jobs).
+FILE_SYNC_MAX_CHUNKS = env.int("FILE_SYNC_MAX_CHUNKS", default=8)
+FILE_KEEP_UPLOADS = env.bool("FILE_KEEP_UPLOADS", default=False)  # keep uploaded documents in FILE_UPLOAD_DIR
+FILE_UPLOAD_DIR = env.str("FILE_UPLOAD_DIR", default="") or str(BASE_DIR / "var" / "uploads")
+
 # Celery: Redis when REDIS_URL is set; otherwise kombu's SQLAlchemy transport on a SQLite file (no server).
 CELERY_BROKER_URL = env.str(
     "CELERY_BROKER_URL", default=REDIS_URL or f"sqla+sqlite:///{BASE_DIR / 'var' / 'celery-broker.sqlite3'}"
