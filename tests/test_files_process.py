@@ -18,8 +18,7 @@ from jobs.models import Job
 from llm.models import UsageRecord
 from tests.documents import docx_bytes, encrypted_pdf, pdf_bytes, with_bomb, xlsx_bytes
 from tests.factories import UserFactory
-from tests.live import live_djllm  # noqa: F401 - fixture
-from tests.test_jobs import create, queued, run  # noqa: F401 - fixture
+from tests.test_jobs import queued, run  # noqa: F401 - `queued` is a fixture
 
 URL = "/api/v1/files/process"
 JOBS = "/api/v1/jobs"
@@ -133,8 +132,8 @@ def test_up_to_the_sync_limit_is_a_200_and_one_more_chunk_a_202_job(
     client,
     upstream,
     settings,
-    queued,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    queued,  # noqa: F811
+    django_capture_on_commit_callbacks,
 ):
     settings.FILE_CHUNK_MAX_CHARS = 60
     settings.FILE_SYNC_MAX_CHUNKS = 3
@@ -296,7 +295,7 @@ def test_uploads_are_not_kept_unless_the_setting_says_so(client, upstream, setti
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_document_over_real_http(live_djllm, upstream, token, prices):  # noqa: F811
+def test_a_document_over_real_http(live_djllm, upstream, token, prices):
     data = docx_bytes([("h1", "Minutes SEC-1"), ("p", "Decisions were made."), ("h1", "Actions SEC-2")])
     response = httpx.post(
         f"{live_djllm.url}{URL}",
