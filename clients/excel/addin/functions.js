@@ -30,6 +30,10 @@
  * before they spill; CLASSIFY sends its labels (`labels`), so an answer outside them is never cached: it is asked
  * once more with the cache bypassed and the labels restated, then shown as an error in that cell only.
  *
+ * EACH and EXTRACT are streaming functions: over more distinct texts than the server's EXCEL_JOB_THRESHOLD (read,
+ * with BATCH_MAX_ITEMS, from /excel/settings.json) they run as one background job, and their cells fill in as its
+ * rows finish, with the job's progress in the task pane.
+ *
  * Errors become readable cell errors (#N/A with a message), e.g. "THROTTLED: retry" once 429s outlast the retries
  * (the server's Retry-After is waited out, up to MAX_WAIT_SECONDS in all).
  */
@@ -39,7 +43,7 @@
   var TYPES = ["summary", "keywords", "sentiment", "entities", "translation", "custom"];
   var STORAGE = { token: "djllm.token", language: "djllm.language", model: "djllm.model", server: "djllm.server" };
   var FLUSH_DELAY_MS = 50;
-  var maxItems = 200; // the server's BATCH_MAX_ITEMS (its default); lowered when the server names a smaller one
+  var maxItems = 200; // the server's BATCH_MAX_ITEMS (its default until /excel/settings.json or a 400 says)
   var MAX_ATTEMPTS = 6; // per batch request, on 429 / 502-504 / network errors
   var MAX_WAIT_SECONDS = 60; // waited in all per request; a longer Retry-After: THROTTLED now (recalculate later)
   var MESSAGE_LIMIT = 200;
