@@ -175,13 +175,53 @@ def _markdown_sections(text: str) -> list[str]:
 # ---- PDF ------------------------------------------------------------------------------------------------------------
 
 
+def _pdf_limits():
+    """pypdf's limits on what one stream may decode to, brought down to FILE_MAX_UNCOMPRESSED_BYTES."""
+    from pypdf import apply_configuration
+
+    limit = settings.FILE_MAX_UNCOMPRESSED_BYTES
+    return apply_configuration(
+        maximum_declared_stream_length=limit,
+        array_based_stream_maximum_output_length=limit,
+        jbig2_maximum_output_length=limit,
+        lzw_maximum_output_length=limit,
+        run_length_maximum_output_length=limit,
+        zlib_maximum_output_length=limit,
+        brotli_maximum_output_length=limit,
+        image_maximum_buffer_size=limit,
+        stream_decoding_work_maximum_length=limit,
+    )
+
+
+def _page_contents_size(page) -> int:
+    """The decoded bytes of a page's content streams (pypdf keeps them once decoded, so they add up)."""
+    contents = page.get("/Contents")
+    contents = contents.get_object() if contents is not None else None
+    streams = contents if isinstance(contents, list) else [contents] if contents is not None else []
+    return sum(len(s.get_object().get_data()) for s in streams)
+
+
 def _pdf(data: bytes) -> Document:
+    from pypdf.errors import LimitReachedError
+
+    budget = _UncompressedBudget(settings.FILE_MAX_UNCOMPRESSED_BYTES)
+    try:
+        with _pdf_limits():
+            return _pdf_read(data, budget)
+    except LimitReachedError:
+        raise budget.too_large() from None
+
+
+def _pdf_read(data: bytes, budget: Budget) -> Document:
     from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted
         pages = None if encrypted else len(reader.pages)
+    except LimitReachedError:
+        raise
     except Exception as exc:  # pypdf raises many kinds of error on a broken file; all mean "unreadable"
         logger.info("Unreadable PDF: %s", exc)
         raise _invalid(f"The file is not a readable PDF ({type(exc).__name__}).") from None
@@ -195,7 +235,11 @@ def _pdf(data: bytes) -> Document:
     sections, size = [], 0
     for number in range(pages):
         try:
-            text = reader.pages[number].extract_text() or ""
+            page = reader.pages[number]
+            text = page.extract_text() or ""
+            budget.spend(_page_contents_size(page))
+        except (LimitReachedError, AppError):
+            raise
         except Exception as exc:
             logger.info("Unreadable PDF page %d: %s", number + 1, exc)
             raise _invalid(f"Page {number + 1} of the PDF cannot be read ({type(exc).__name__}).") from None

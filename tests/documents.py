@@ -3,6 +3,7 @@ python-docx, workbooks with openpyxl, and hostile variants of them (zip bombs, e
 
 import io
 import zipfile
+import zlib
 
 import docx
 from openpyxl import Workbook
@@ -13,8 +14,10 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def pdf_bytes(pages: list[str]) -> bytes:
-    """A PDF with one page per text (each line of a text one line on the page), Helvetica, no compression."""
+def pdf_bytes(pages: list[str], padding: int = 0) -> bytes:
+    """A PDF with one page per text (each line of a text one line on the page), Helvetica, no compression; with
+    `padding`, each page's content stream ends with that many spaces and is deflated (a bomb of a PDF: 30 MB of
+    spaces deflate to 30 KB)."""
     objects: list[bytes] = []
     count = len(pages)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(count))
@@ -28,7 +31,10 @@ def pdf_bytes(pages: list[str]) -> bytes:
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 842] /Resources << /Font << /F1 3 0 R >> >> "
             f"/Contents {5 + 2 * i} 0 R >>".encode()
         )
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        flate = b""
+        if padding:
+            stream, flate = zlib.compress(stream + b" " * padding, 9), b" /Filter /FlateDecode"
+        objects.append(b"<< /Length %d%s >>\nstream\n" % (len(stream), flate) + stream + b"\nendstream")
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

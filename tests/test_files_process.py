@@ -172,6 +172,8 @@ def test_up_to_the_sync_limit_is_a_200_and_one_more_chunk_a_202_job(
 HOSTILE = {
     "docx_zip_bomb": lambda: ("bomb.docx", with_bomb(docx_bytes([("p", "hi")]), "word/media/x.bin", 30 << 20)),
     "xlsx_zip_bomb": lambda: ("bomb.xlsx", with_bomb(xlsx_bytes({"S": [["hi"]]}), "xl/media/x.bin", 30 << 20)),
+    "pdf_flate_bomb": lambda: ("bomb.pdf", pdf_bytes(["text"], padding=30 << 20)),
+    "pdf_pages_bomb": lambda: ("bombs.pdf", pdf_bytes(["text"] * 3, padding=8 << 20)),
     "encrypted_pdf": lambda: ("secret.pdf", encrypted_pdf(["hidden text"])),
     "malformed_pdf": lambda: ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\n%%EOF garbage"),
     "truncated_docx": lambda: ("cut.docx", docx_bytes([("p", "hi")])[:3000]),
@@ -189,6 +191,8 @@ HOSTILE = {
 EXPECTED = {
     "docx_zip_bomb": (413, "file_too_large_uncompressed", "FILE_MAX_UNCOMPRESSED_BYTES="),
     "xlsx_zip_bomb": (413, "file_too_large_uncompressed", "FILE_MAX_UNCOMPRESSED_BYTES="),
+    "pdf_flate_bomb": (413, "file_too_large_uncompressed", "FILE_MAX_UNCOMPRESSED_BYTES="),
+    "pdf_pages_bomb": (413, "file_too_large_uncompressed", "FILE_MAX_UNCOMPRESSED_BYTES="),
     "encrypted_pdf": (400, "encrypted_file", "encrypted"),
     "malformed_pdf": (400, "invalid_file", "not a readable PDF"),
     "truncated_docx": (400, "invalid_file", "not a readable .docx document"),
@@ -329,3 +333,23 @@ def test_the_llm_scope_is_required(upstream, gateway_settings, make_token):
     _, calendar_only = make_token(name="cal", scopes=["calendar"])
     response = Client(HTTP_AUTHORIZATION=f"Bearer {calendar_only}").post(URL, {"file": upload(b"hi", "a.txt")})
     assert response.status_code == 403 and UsageRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_job_whose_chunk_failed_stops_without_combining(
+    client, upstream, settings, django_capture_on_commit_callbacks
+):
+    settings.FILE_CHUNK_MAX_CHARS = 40
+    settings.FILE_SYNC_MAX_CHUNKS = 1
+    settings.JOB_CONCURRENCY = 1  # the first call is chunk 1
+    upstream.fail_next("400", times=1)
+    job = post(
+        client, pdf_bytes([f"page SEC-{i} " * 3 for i in (1, 2, 3)]), "three.pdf", django_capture_on_commit_callbacks
+    ).json()
+    run(job["id"])
+    progress = client.get(f"{JOBS}/{job['id']}").json()
+    assert progress["status"] == "failed" and progress["error"]["code"] == "part_failed"
+    assert "`chunk 1`" in progress["error"]["message"]
+    results = client.get(f"{JOBS}/{job['id']}/results").json()["results"]
+    assert [(r["id"], r["status"]) for r in results] == [("chunk 1", "error"), ("chunk 2", "ok"), ("chunk 3", "ok")]
+    assert UsageRecord.objects.filter(batch_id=job["batch_id"]).count() == 3  # no reduce call was made
