@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.test import Client
 
 from accounts.models import UserPreferences
@@ -285,11 +286,24 @@ def test_a_document_job_is_its_owners_only(client, upstream, settings, make_toke
 
 
 @pytest.mark.django_db
-def test_uploads_are_not_kept_unless_the_setting_says_so(client, upstream, settings, tmp_path):
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # Django writes the upload to a temporary file
+def test_uploads_are_not_kept_unless_the_setting_says_so(client, upstream, settings, tmp_path, monkeypatch):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # Django writes the upload to a temporary file ...
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    settings.FILE_UPLOAD_TEMP_DIR = str(temporary)
+    written = []
+    real_init = TemporaryUploadedFile.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        written.append(Path(self.temporary_file_path()))
+
+    monkeypatch.setattr(TemporaryUploadedFile, "__init__", spy)
     folder = Path(settings.FILE_UPLOAD_DIR)
     data = docx_bytes([("p", "keep SEC-1 or not")])
     assert post(client, data, "memo.docx").status_code == 200
+    assert [p.parent for p in written] == [temporary]  # ... there ...
+    assert list(temporary.iterdir()) == []  # ... and it is gone once answered
     assert not folder.exists()
 
     settings.FILE_KEEP_UPLOADS = True
