@@ -69,8 +69,8 @@ def addin_file(request: HttpRequest, name: str) -> HttpResponse:
 @xframe_options_exempt
 def addin_settings(request: HttpRequest) -> HttpResponse:
     """What the add-in's functions need to know of this server before they send anything: the batch limit they
-    chunk by, and the range size above which EACH and EXTRACT run as a background job. Public, like the add-in's
-    files: nothing here is secret."""
+    chunk by, and the range size above which EACH, CLASSIFY and EXTRACT run as a background job. Public, like the
+    add-in's files: nothing here is secret."""
     limits = {"batch_max_items": settings.BATCH_MAX_ITEMS, "job_threshold": settings.EXCEL_JOB_THRESHOLD}
     return _addin_response(JsonResponse(limits))
 

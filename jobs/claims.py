@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.models import UserPreferences
 from accounts.token_cache import CachedToken
 from jobs.execution import RecordHook
+from jobs.inputs import label_of
 from jobs.models import FINISHED_JOB_STATUSES, ItemStatus, Job, JobItem, JobStatus
 from llm.models import UsageRecord, UsageStatus
 from llm.providers import Completion
@@ -116,16 +117,20 @@ def items_release(*, job_id: UUID, item_ids: list[int], claim: str) -> None:
             )
 
 
-def item_record_hook(*, item_id: int, claim: str) -> RecordHook:
+def item_record_hook(*, item_id: int, claim: str, labels: list[str] | None = None) -> RecordHook:
     """Runs inside the usage record's transaction: a successful row is finished together with its bill. A failed
-    attempt changes nothing here (the row may still be retried); `item_fail` finishes it if it was the last."""
+    attempt changes nothing here (the row may still be retried); `item_fail` finishes it if it was the last. With
+    `labels`, an answer that is none of them is a failure too (the runner fails the row `answer_not_in_labels`)."""
 
     def hook(record: UsageRecord, completion: Completion | None) -> None:
         if completion is None:
             return
+        text = completion.text if not labels else label_of(completion.text, labels)
+        if text is None:
+            return
         JobItem.objects.filter(pk=item_id, claim=claim, status=ItemStatus.RUNNING).update(
             status=ItemStatus.OK,
-            result=completion.text.replace("\x00", ""),  # PostgreSQL's text cannot hold NUL
+            result=text.replace("\x00", ""),  # PostgreSQL's text cannot hold NUL
             cached=record.status == UsageStatus.CACHED,
             cost_usd=record.cost_usd,
             usage_record=record,

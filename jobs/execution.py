@@ -171,7 +171,7 @@ async def _run_item(
         raise
     # The upstream's rate limit is waited out inside the one call (BATCH_RATE_LIMIT_RETRIES rounds), so the item
     # keeps exactly one usage record however many attempts it took.
-    labels = getattr(ctx.options, "labels", None)  # batches only (BatchIn): a job row stores its answer as it comes
+    labels = ctx.options.labels
     call = replace(
         call,
         cache_if=(lambda completion: label_of(completion.text, labels) is not None) if labels else None,

@@ -55,6 +55,14 @@ class BatchOptions(BaseModel):
     system: str | None = Field(default=None, description="Replaces the template's instruction.")
     parameters: Parameters = Field(default_factory=Parameters)
     cache: bool | None = Field(default=None, description="Default: cached when temperature is 0.")
+    labels: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The answer must be one of these labels (matched ignoring case, surrounding spaces, quotes "
+        "and a final period; the result is the label as given). Any other answer is the item's error "
+        "`answer_not_in_labels` (its row's, in a job) and is not kept in the response cache.",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self):
@@ -73,14 +81,6 @@ class BatchOptions(BaseModel):
 
 class BatchIn(BatchOptions):
     items: list[ItemIn] = Field(min_length=1, description="At most BATCH_MAX_ITEMS (default 200).")
-    labels: list[str] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=200,
-        description="The answer must be one of these labels (matched ignoring case, surrounding spaces, quotes "
-        "and a final period; the result is the label as given). Any other answer is the item's error "
-        "`answer_not_in_labels` and is not kept in the response cache.",
-    )
     dry_run: bool = Field(
         default=False,
         description="Price the batch without running it: nothing is sent upstream or recorded (see BatchDryRunOut).",

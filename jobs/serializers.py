@@ -80,6 +80,15 @@ class JobOptionsSerializer(_JobInputSerializer):
     cache = serializers.BooleanField(
         required=False, allow_null=True, default=None, help_text="Default: cached when temperature is 0."
     )
+    labels = serializers.ListField(
+        child=serializers.CharField(),
+        min_length=1,
+        max_length=200,
+        required=False,
+        allow_null=True,
+        help_text="Each answer must be one of these labels (returned as given); any other is the row's error "
+        "`answer_not_in_labels` and is not kept in the response cache.",
+    )
 
     def validate(self, attrs):
         kind, template = attrs.get("type"), attrs.get("template")

@@ -5,8 +5,11 @@ other is the item's error and never comes back from the response cache: =DJLLM.C
 import json
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import Client
 
+from jobs import services as job_services
+from jobs.runner import job_run
 from llm.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -98,3 +101,20 @@ def test_response_format_is_sent_with_every_item_and_keys_the_cache(client, fake
     dry = post(client, {**body, "dry_run": True}).json()["results"][0]
     priced_plain = post(client, {**plain, "items": [{"prompt": "three"}], "dry_run": True}).json()["results"][0]
     assert dry["input_tokens"] > priced_plain["input_tokens"] + 100  # the schema is input, counted by the bound
+
+
+def test_a_job_keeps_to_its_labels_too(client, fake_upstream, monkeypatch, django_capture_on_commit_callbacks):
+    queued: list[str] = []
+    monkeypatch.setattr(job_services, "job_enqueue", lambda *, job_id: queued.append(str(job_id)))
+    replies(fake_upstream, {"great": "Positive.", "odd": "no idea"})
+    body = {"parameters": {"temperature": 0}, "labels": LABELS, "items": [{"prompt": "great"}, {"prompt": "odd"}]}
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post("/api/v1/jobs", body, content_type="application/json")
+    assert created.status_code == 202, created.content
+    async_to_sync(job_run)(queued[0])
+    results = client.get(f"/api/v1/jobs/{queued[0]}/results").json()["results"]
+    assert (results[0]["status"], results[0]["result"]) == ("ok", "Positive")  # the label as given
+    assert results[1]["status"] == "error" and results[1]["error"]["code"] == "answer_not_in_labels"
+    assert UsageRecord.objects.filter(endpoint="job", status="ok").count() == 2  # both were billed
+    again = post(client, {**body, "items": [{"prompt": "great"}, {"prompt": "odd"}]}).json()["results"]
+    assert [r["cached"] for r in again] == [True, False]  # the off-label answer was not kept

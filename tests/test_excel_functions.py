@@ -265,3 +265,33 @@ def test_over_the_job_threshold_extract_runs_as_a_job(run, upstream, settings):
     [created] = [r for r in result["requests"] if r["url"].endswith("/api/v1/jobs")]
     assert created["body"]["parameters"]["response_format"]["json_schema"]["name"] == "fields"
     assert [s["value"] for s in result["streamed"]][0] == [["…"]] * 3
+
+
+@pytest.mark.usefixtures("job_worker")
+def test_over_the_job_threshold_classify_runs_as_a_job_that_keeps_to_the_labels(run, upstream, settings):
+    settings.EXCEL_JOB_THRESHOLD = 2
+
+    def reply(body):
+        text, restated = user_text(body), "spelled exactly" in system_text(body)
+        if "late" in text:
+            return "NEGATIVE." if restated else "hmm, negative-ish"  # a label only once restated
+        return "odd" if "weird" in text else "positive"
+
+    upstream.configure(reply=reply)
+    texts = column("great", "late again", "weird", "fine")
+    result = run([("CLASSIFY", [texts, "positive, negative"])])
+    [cell] = result["recalculations"][0]
+    assert cell["value"] == [
+        ["positive"],
+        ["negative"],
+        [{"error": "#N/A", "message": "NOT A LABEL: the answer was none of positive, negative"}],
+        ["positive"],
+    ]
+    [created] = [r for r in result["requests"] if r["url"].endswith("/api/v1/jobs")]
+    assert created["body"]["labels"] == ["positive", "negative"] and len(created["body"]["items"]) == 4
+    # The job's off-label rows failed `answer_not_in_labels`; they were asked again past the cache, as a batch.
+    [retry] = batches(result)
+    assert retry["body"]["cache"] is False and len(retry["body"]["items"]) == 2
+    job_rows = UsageRecord.objects.filter(endpoint="job")
+    assert job_rows.count() == 4
+    assert [s["value"] for s in result["streamed"]][0] == [["…"]] * 4

@@ -238,26 +238,22 @@ async function main(workbook: ExcelScript.Workbook): Promise<void> {
       totals.cost += o.cost;
     });
   };
-  // classify always runs as batches: a job does not take `labels`
-  if (settings.operation !== "classify" && (settings.jobId !== "" || rows.length > settings.jobThreshold)) {
-    record(await runJob(workbook, settings, rows, writer));
-  } else {
-    const outcomes = await runBatches(settings, rows, writer);
-    const offLabels = rows.filter((_row, i) => outcomes[i].code === "answer_not_in_labels");
-    if (offLabels.length > 0) {
-      // Not cached by the server: asked once more past the cache with the labels restated, then left as an error.
-      console.log(`djllm: ${offLabels.length} answers were not one of the labels; asking those once more`);
-      const again = await runBatches({ ...settings, restateLabels: true }, offLabels, writer);
-      const byId: { [id: string]: RowOutcome } = {};
-      again.forEach((o) => {
-        byId[o.id] = o;
-      });
-      outcomes.forEach((o, i) => {
-        outcomes[i] = byId[o.id] || o;
-      });
-    }
-    record(outcomes);
+  const large = settings.jobId !== "" || rows.length > settings.jobThreshold;
+  const outcomes = large ? await runJob(workbook, settings, rows, writer) : await runBatches(settings, rows, writer);
+  const offLabels = rows.filter((_row, i) => outcomes[i].code === "answer_not_in_labels");
+  if (offLabels.length > 0) {
+    // Not cached by the server: asked once more past the cache with the labels restated, then left as an error.
+    console.log(`djllm: ${offLabels.length} answers were not one of the labels; asking those once more`);
+    const again = await runBatches({ ...settings, restateLabels: true }, offLabels, writer);
+    const byId: { [id: string]: RowOutcome } = {};
+    again.forEach((o) => {
+      byId[o.id] = o;
+    });
+    outcomes.forEach((o, i) => {
+      outcomes[i] = byId[o.id] || o;
+    });
   }
+  record(outcomes);
   console.log(
     `djllm: ${totals.ok} ok (${totals.cached} from cache), ${totals.failed} failed, cost $${totals.cost.toFixed(6)}`
   );

@@ -387,8 +387,8 @@ JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES = env.int("JOB_UPLOAD_MAX_UNCOMPRESSED_BYTES",
 JOB_ITEM_LEASE_SECONDS = env.float("JOB_ITEM_LEASE_SECONDS", default=60.0)
 JOB_SWEEP_SECONDS = env.float("JOB_SWEEP_SECONDS", default=30.0)  # how often a worker looks for stalled jobs
 JOB_RETRY_AFTER_SECONDS = env.int("JOB_RETRY_AFTER_SECONDS", default=5)  # the polling hint on 202 answers
-# The Excel add-in's EACH and EXTRACT run a range with more distinct texts than this as a background job (the
-# cells fill in as rows finish) instead of batches; the add-in reads it from /excel/settings.json.
+# The Excel add-in's EACH, CLASSIFY and EXTRACT run a range with more distinct texts than this as a background
+# job (the cells fill in as rows finish) instead of batches; the add-in reads it from /excel/settings.json.
 EXCEL_JOB_THRESHOLD = env.int("EXCEL_JOB_THRESHOLD", default=1000)
 
 # --- File processing: POST /api/v1/files/process (docs/files.md) -------------------------------------------

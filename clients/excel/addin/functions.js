@@ -30,9 +30,9 @@
  * before they spill; CLASSIFY sends its labels (`labels`), so an answer outside them is never cached: it is asked
  * once more with the cache bypassed and the labels restated, then shown as an error in that cell only.
  *
- * EACH and EXTRACT are streaming functions: over more distinct texts than the server's EXCEL_JOB_THRESHOLD (read,
- * with BATCH_MAX_ITEMS, from /excel/settings.json) they run as one background job, and their cells fill in as its
- * rows finish, with the job's progress in the task pane.
+ * EACH, CLASSIFY and EXTRACT are streaming functions: over more distinct texts than the server's
+ * EXCEL_JOB_THRESHOLD (read, with BATCH_MAX_ITEMS, from /excel/settings.json) they run as one background job, and
+ * their cells fill in as its rows finish, with the job's progress in the task pane.
  *
  * Errors become readable cell errors (#N/A with a message), e.g. "THROTTLED: retry" once 429s outlast the retries
  * (the server's Retry-After is waited out, up to MAX_WAIT_SECONDS in all).
@@ -291,21 +291,29 @@
     return { type: "custom", system: "Do this with the text the user sends and answer with the result only: " + task };
   }
 
+  /** A function that lays a job's answers (text -> item) out as the range's cells: `value(item)` for each cell
+   * whose text has its answer, PENDING for the others, "" for empty cells. */
+  function cellsOf(rows, value) {
+    return function (answers) {
+      return rows.map(function (row) {
+        return row.map(function (cell) {
+          var body = text(cell);
+          if (!body) return "";
+          return answers.has(body) ? value(answers.get(body)) : PENDING;
+        });
+      });
+    };
+  }
+
   /** =DJLLM.EACH(range, instruction): a streaming function (see `streaming`). */
   async function eachCell(range, instruction, progress, cancel) {
     var options = eachOptions(instruction);
     var rows = rowsOf(range);
     var texts = unique(flatten(rows).map(text));
-    var place = function (answers) {
-      return rows.map(function (row) {
-        return row.map(function (cell) {
-          var body = text(cell);
-          if (!body) return "";
-          return answers.has(body) ? valueOrError(answers.get(body)) : PENDING;
-        });
-      });
-    };
-    if (await overJobThreshold(texts)) return place(await runJob(options, texts, "EACH", place, progress, cancel));
+    if (await overJobThreshold(texts)) {
+      var place = cellsOf(rows, valueOrError);
+      return place(await runJob(options, texts, "EACH", place, progress, cancel));
+    }
     return perCell(range, options, valueOrError);
   }
 
@@ -324,11 +332,11 @@
     return { type: "custom", system: classifySystem(list, false), labels: list };
   }
 
-  /** =DJLLM.CLASSIFY(range, labels) */
-  async function classify(range, labels) {
+  /** =DJLLM.CLASSIFY(range, labels): a streaming function (see `streaming`). */
+  async function classify(range, labels, progress, cancel) {
     var options = classifyOptions(labels);
     var list = options.labels;
-    return perCell(range, options, async function (item, body) {
+    var settle = async function (item, body) {
       if (item.ok || item.code !== "answer_not_in_labels") return valueOrError(item);
       // Never cached by the server; asked once more past the cache, the labels restated, then this cell's error.
       var retry = await ask({ type: "custom", system: classifySystem(list, true), labels: list, cache: false }, body);
@@ -337,7 +345,20 @@
         return cellError("NOT A LABEL: the answer was none of " + list.join(", "));
       }
       return retry.error;
-    });
+    };
+    var rows = rowsOf(range);
+    var texts = unique(flatten(rows).map(text));
+    if (!(await overJobThreshold(texts))) return perCell(range, options, settle);
+    var answers = await runJob(options, texts, "CLASSIFY", cellsOf(rows, valueOrError), progress, cancel);
+    var settled = new Map();
+    await Promise.all(
+      Array.from(answers.keys()).map(async function (body) {
+        settled.set(body, await settle(answers.get(body), body));
+      })
+    );
+    return cellsOf(rows, function (value) {
+      return value;
+    })(settled);
   }
 
   function extractOptions(fields) {
@@ -849,7 +870,7 @@
     root.CustomFunctions.associate("TEMPLATE", template);
     root.CustomFunctions.associate("ASK", askRange);
     root.CustomFunctions.associate("EACH", streaming(eachCell));
-    root.CustomFunctions.associate("CLASSIFY", classify);
+    root.CustomFunctions.associate("CLASSIFY", streaming(classify));
     root.CustomFunctions.associate("EXTRACT", streaming(extract));
   }
 })(typeof self !== "undefined" ? self : this);
