@@ -1,4 +1,5 @@
-"""Token authentication: `Authorization: Bearer <token>` or `X-API-Token: <token>`.
+"""Token authentication: `Authorization: Bearer <token>`, `X-API-Token: <token>` (clients of the Flask version) or
+`x-api-key: <token>` (what Anthropic's SDKs send).
 
 `authenticate_plaintext` / `aauthenticate_plaintext` are the core (used by the async LLM views);
 `APITokenAuthentication` wraps them for DRF.
@@ -18,6 +19,8 @@ from accounts.tokens import digests_match, split_prefix
 from common.errors import InsufficientScope, NotAuthenticated
 
 _MARK_EVERY_SECONDS = 60.0
+# Besides `Authorization: Bearer`, in this order.
+TOKEN_HEADERS = ("X-API-Token", "X-Api-Key")
 
 
 @sensitive_variables("auth", "value", "api_token")
@@ -27,8 +30,11 @@ def token_from_headers(headers) -> str | None:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    api_token = headers.get("X-API-Token", "").strip()
-    return api_token or None
+    for name in TOKEN_HEADERS:
+        api_token = headers.get(name, "").strip()
+        if api_token:
+            return api_token
+    return None
 
 
 @sensitive_variables("plaintext")

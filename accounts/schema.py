@@ -3,7 +3,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 class APITokenScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.APITokenAuthentication"
-    name = ["bearerAuth", "apiTokenHeader"]
+    name = ["bearerAuth", "apiTokenHeader", "apiKeyHeader"]
 
     def get_security_requirement(self, auto_schema):
         # Either header authenticates on its own: two alternative requirements, not one that needs both.
@@ -22,5 +22,11 @@ class APITokenScheme(OpenApiAuthenticationExtension):
                 "in": "header",
                 "name": "X-API-Token",
                 "description": "The same token in `X-API-Token` (for clients of the Flask version).",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-api-key",
+                "description": "The same token in `x-api-key` (what Anthropic's SDKs send).",
             },
         ]

@@ -39,7 +39,9 @@ class InvalidRequest(AppError):
 
 class NotAuthenticated(AppError):
     status, code, openai_type = 401, "token_missing", "authentication_error"
-    message = "Authentication required: send `Authorization: Bearer <token>` or `X-API-Token: <token>`."
+    message = (
+        "Authentication required: send `Authorization: Bearer <token>`, `X-API-Token: <token>` or `x-api-key: <token>`."
+    )
 
 
 class InsufficientScope(AppError):

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from common.openapi import ERROR_MEANINGS, IDEMPOTENCY_KEY, component_ref, error_schema_name, json_content, sse
 
-SECURITY = [{"bearerAuth": []}, {"apiTokenHeader": []}]
+SECURITY = [{"bearerAuth": []}, {"apiTokenHeader": []}, {"apiKeyHeader": []}]
 
 
 @dataclass(frozen=True)

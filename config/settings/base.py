@@ -194,7 +194,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "djllm API",
     "DESCRIPTION": (
-        "Self-hosted LLM API. Authenticate with `Authorization: Bearer <token>` or `X-API-Token: <token>`; "
+        "Self-hosted LLM API. Authenticate with `Authorization: Bearer <token>`, `X-API-Token: <token>` or "
+        "`x-api-key: <token>`; "
         "create tokens with `python manage.py createtoken USERNAME` or in the admin."
     ),
     "VERSION": "1.0.0",
@@ -234,6 +235,8 @@ CORS_ALLOW_CREDENTIALS = False
 CORS_ALLOW_HEADERS = [
     "authorization",
     "x-api-token",
+    "x-api-key",
+    "anthropic-version",
     "content-type",
     "idempotency-key",
     "x-request-id",
