@@ -5,13 +5,14 @@ layers can answer that it does not describe yet (a body that is not JSON, a miss
 too large, the database down), so that what a client can receive is documented and checked (schemathesis runs
 against this schema, and every JSON answer the test suite receives is validated against it)."""
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from pydantic import BaseModel, Field
 from rest_framework import serializers
 
 from common import idempotency_keys
+from common.responses import ANTHROPIC_PATHS
 
 REF = "#/components/schemas/{model}"
 
@@ -42,6 +43,22 @@ class OpenAIError(BaseModel):
     error: OpenAIErrorDetail
 
 
+class AnthropicErrorDetail(BaseModel):
+    type: str = Field(
+        description="`invalid_request_error` (400 and other 4xx), `authentication_error` (401), `billing_error` "
+        "(402), `permission_error` (403), `not_found_error` (404), `request_too_large` (413), `rate_limit_error` "
+        "(429), `api_error` (500 and other 5xx), `overloaded_error` (503)."
+    )
+    message: str
+
+
+class AnthropicError(BaseModel):
+    """Anthropic's error body, on `/v1/messages` (so Anthropic SDKs raise their usual exceptions)."""
+
+    type: Literal["error"] = "error"
+    error: AnthropicErrorDetail
+
+
 class UsageOut(BaseModel):
     """The tokens of one request, as djllm answers them (the webhook, its stream, the calendar extraction)."""
 
@@ -59,7 +76,9 @@ class UsageField(serializers.DictField):
 
 
 def error_schema_name(path: str) -> str:
-    """`/v1/` speaks OpenAI's dialect; everything else speaks djllm's."""
+    """`/v1/messages` speaks Anthropic's dialect, the rest of `/v1/` OpenAI's; everything else speaks djllm's."""
+    if path.startswith(ANTHROPIC_PATHS):
+        return "AnthropicError"
     return "OpenAIError" if path.startswith("/v1/") else "Error"
 
 
@@ -182,6 +201,7 @@ def add_error_responses(result, generator, request, public):
     schemas = components.setdefault("schemas", {})
     component_ref(schemas, Error)
     component_ref(schemas, OpenAIError)
+    component_ref(schemas, AnthropicError)
     component_ref(schemas, UsageOut)
     components.setdefault("parameters", {})["IdempotencyKey"] = IDEMPOTENCY_KEY
     for path, operations in result.get("paths", {}).items():

@@ -7,7 +7,7 @@
 checks the method (405 with `Allow`), authenticates the token and its scope (under ASGI the lean handler has
 already done it from the headers, before the body was read), parses the JSON body, validates it with the pydantic
 model (the one validation-error formatter), and renders any `AppError` in the endpoint's error shape: djllm's
-(`errors="api"`) or OpenAI's (`errors="openai"`). The view gets the request, the token and the validated body, and
+(`errors="api"`), OpenAI's (`errors="openai"`) or Anthropic's (`errors="anthropic"`). The view gets the request, the token and the validated body, and
 sets the rate-limit headers of its result with `rate_headers`.
 
 Everything is decided once, when the view is decorated: per request the skeleton does what the views did inline.
@@ -22,10 +22,11 @@ from pydantic import BaseModel
 
 from accounts.authentication import aauthenticate_with_scope as authenticate
 from common.errors import AppError
+from common.formatting import money
 from common.request_input import check_method, parse_json, validate
-from common.responses import api_error_response, openai_error_response
+from common.responses import anthropic_error_response, api_error_response, openai_error_response
 
-_RENDERERS = {"api": api_error_response, "openai": openai_error_response}
+_RENDERERS = {"api": api_error_response, "openai": openai_error_response, "anthropic": anthropic_error_response}
 
 
 def fast_endpoint(
@@ -76,4 +77,14 @@ def rate_headers(response: HttpResponse, rate) -> HttpResponse:
     if rate is not None:
         for name, value in rate.headers().items():
             response[name] = value
+    return response
+
+
+def response_headers(response: HttpResponse, rate, cached: bool | None = None, cost=None) -> HttpResponse:
+    """An LLM answer's headers: the rate limit's, `X-Djllm-Cached` and `X-Djllm-Cost-USD` (when known)."""
+    rate_headers(response, rate)
+    if cached is not None:
+        response["X-Djllm-Cached"] = "true" if cached else "false"
+    if cost is not None:
+        response["X-Djllm-Cost-USD"] = money(cost)
     return response

@@ -15,8 +15,8 @@ from common.request_id import current_request_id
 from common.responses import json_response, openai_error_body
 from llm import pipeline, schema
 from llm.apis import streaming
-from llm.apis.common import check_prompt_length, money, no_cache_requested, prompt_chars, sse
-from llm.endpoints import fast_endpoint, rate_headers
+from llm.apis.common import check_prompt_length, no_cache_requested, prompt_chars, sse
+from llm.endpoints import fast_endpoint, response_headers
 from llm.providers import ChatRequest, Message, Usage
 from llm.schema import (
     ChatCompletionChunkOut,
@@ -118,15 +118,6 @@ def _prompt_chars(body: ChatCompletionIn) -> int:
     return total + prompt_chars(body.tools) + prompt_chars(body.tool_choice) + prompt_chars(body.response_format)
 
 
-def _headers(response: HttpResponse, result_rate, cached: bool | None = None, cost=None) -> HttpResponse:
-    rate_headers(response, result_rate)
-    if cached is not None:
-        response["X-Djllm-Cached"] = "true" if cached else "false"
-    if cost is not None:
-        response["X-Djllm-Cost-USD"] = money(cost)
-    return response
-
-
 @openapi_operation(request=ChatCompletionIn, **schema.CHAT_COMPLETIONS)
 @fast_endpoint(body=ChatCompletionIn, errors="openai")
 async def chat_completions(request: HttpRequest, cached_token, body: ChatCompletionIn) -> HttpResponse:
@@ -144,7 +135,7 @@ async def chat_completions(request: HttpRequest, cached_token, body: ChatComplet
         session = await streaming.open_stream(request, call)
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         response = streaming.event_stream_response(request, _sse_chunks(session, body.model, include_usage))
-        return _headers(response, session.rate, cached=session.cached)
+        return response_headers(response, session.rate, cached=session.cached)
     result = await pipeline.complete(call)
     completion = result.completion
     payload = ChatCompletionOut(
@@ -161,7 +152,7 @@ async def chat_completions(request: HttpRequest, cached_token, body: ChatComplet
         ],
         usage=chat_usage(result.usage),
     )
-    return _headers(json_response(payload), result.rate, cached=result.cached, cost=result.cost_usd)
+    return response_headers(json_response(payload), result.rate, cached=result.cached, cost=result.cost_usd)
 
 
 async def _sse_chunks(session: pipeline.StreamSession, requested_model: str, include_usage: bool):
