@@ -1,11 +1,13 @@
 from django.urls import path
 
 from common.routers import api_router
-from llm.apis import catalog, chat, usage, usage_records, webhook
+from llm.apis import catalog, chat, messages, usage, usage_records, webhook
 
 openai_urlpatterns = [
     path("chat/completions", chat.chat_completions, name="chat-completions"),
     path("models", chat.models, name="models"),
+    path("messages", messages.messages, name="messages"),
+    path("messages/count_tokens", messages.count_tokens, name="messages-count-tokens"),
 ]
 
 router = api_router()

@@ -159,6 +159,8 @@ def _tools(tools: list[Any]) -> list[dict]:
 
 def params_for(request: ChatRequest) -> tuple[dict[str, Any], bool]:
     """Anthropic params, and whether structured output is emulated with a forced tool."""
+    if request.anthropic_native is not None:
+        return {**request.anthropic_native, "model": request.model}, False
     system, messages = _messages(request.messages)
     params: dict[str, Any] = {
         "model": request.model,

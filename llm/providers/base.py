@@ -39,6 +39,10 @@ class ChatRequest:
     tools: list[dict] | None = None  # OpenAI shape
     tool_choice: Any = None
     extra: dict[str, Any] = field(default_factory=dict)  # other OpenAI params passed through (seed, user, ...)
+    # `POST /v1/messages`: the Anthropic request as the client sent it (without model and stream). An Anthropic
+    # route sends it as it is (cache_control, top_k, metadata, thinking...); other providers use the translation
+    # in the fields above.
+    anthropic_native: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
