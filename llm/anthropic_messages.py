@@ -122,6 +122,8 @@ def _tool_result(block: dict, param: str) -> tuple[Message, list[dict]]:
     if not isinstance(block.get("tool_use_id"), str):
         raise _invalid(f"{param}.tool_use_id", "a tool result needs the `tool_use_id` it answers.")
     content = block.get("content")
+    if content is not None and not isinstance(content, str | list):
+        raise _invalid(f"{param}.content", "a tool result's content is a string or a list of blocks.")
     texts, images = [], []
     for index, part in enumerate([] if content is None else [content] if isinstance(content, str) else content):
         if isinstance(part, str):
@@ -224,7 +226,7 @@ def chat_request(body: CountTokensIn, data: dict[str, Any]) -> ChatRequest:
     if body.system:
         messages.append(Message(role="system", content=_text(body.system, "system")))
     for index, message in enumerate(body.messages):
-        messages.extend(_messages(message, f"messages.{index}"))
+        messages.extend(_messages(message, f"messages.{index}.content"))
     tools = _tools(body.tools)
     extra: dict[str, Any] = {}
     user_id = (getattr(body, "metadata", None) or {}).get("user_id")

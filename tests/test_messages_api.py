@@ -348,3 +348,42 @@ def test_x_api_key_authenticates_every_endpoint(live_djllm, token, fake_upstream
     assert httpx.get(f"{live_djllm.url}/api/v1/usage", headers={"x-api-key": "djl_x_y"}).status_code == 401
     assert token_from_headers({"X-Api-Key": " djl_a_b "}) == "djl_a_b"
     assert token_from_headers({"Authorization": "Bearer djl_1", "X-Api-Key": "djl_2"}) == "djl_1"
+
+
+def test_an_identical_request_at_temperature_0_is_answered_from_the_cache(client, fake_upstream):
+    fake_upstream.configure(reply="cached answer", usage=FakeUsage(input_tokens=40, output_tokens=5))
+    ask = dict(model=GPT, max_tokens=20, temperature=0, messages=[{"role": "user", "content": "same"}])
+    first = client.messages.with_raw_response.create(**ask)
+    again = client.messages.with_raw_response.create(**ask)
+    assert (first.headers["x-djllm-cached"], again.headers["x-djllm-cached"]) == ("false", "true")
+    assert again.parse().content[0].text == "cached answer" and again.parse().usage.input_tokens == 40
+    assert len(fake_upstream.requests) == 1
+    assert [(r.endpoint, r.status, r.cost_usd) for r in records(2)] == [
+        ("messages", "ok", Decimal("0.000009")),
+        ("messages", "cached", Decimal("0")),
+    ]
+
+
+@pytest.mark.parametrize(
+    "content, param",
+    [
+        ([{"text": "no type"}], "messages.0.content.0.type"),
+        ([{"type": "tool_result", "tool_use_id": "t1", "content": 7}], "messages.0.content.0.content"),
+        ([{"type": "image", "source": {"type": "file"}}], "messages.0.content.0.source.type"),
+    ],
+)
+def test_blocks_that_cannot_be_read_are_a_400_naming_them(client, fake_upstream, content, param):
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(model=GPT, max_tokens=5, messages=[{"role": "user", "content": content}])
+    assert f"`{param}`" in bad.value.body["error"]["message"]
+    assert fake_upstream.requests == []
+
+
+def test_a_budget_that_cannot_hold_the_request_is_a_billing_error(client, token, fake_upstream):
+    UserPreferences.objects.update_or_create(user=token[0].user, defaults={"monthly_budget_usd": Decimal("0.01")})
+    with pytest.raises(anthropic.APIStatusError) as refused:
+        client.messages.create(model=CLAUDE, max_tokens=100_000, messages=[{"role": "user", "content": "x"}])
+    assert refused.value.status_code == 402 and refused.value.body["error"]["type"] == "billing_error"
+    assert fake_upstream.requests == []
+    [record] = records(1)
+    assert (record.endpoint, record.status, record.http_status) == ("messages", "budget_exceeded", 402)
