@@ -387,3 +387,16 @@ def test_a_budget_that_cannot_hold_the_request_is_a_billing_error(client, token,
     assert fake_upstream.requests == []
     [record] = records(1)
     assert (record.endpoint, record.status, record.http_status) == ("messages", "budget_exceeded", 402)
+
+
+def test_a_local_model_is_translated_like_an_openai_one(client, fake_upstream):
+    fake_upstream.configure(reply="local hello", usage=FakeUsage(input_tokens=7, output_tokens=3))
+    message = client.messages.create(
+        model="local/llama3.2", max_tokens=20, system="Be kind.", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert message.content[0].text == "local hello" and message.usage.input_tokens == 7
+    sent = fake_upstream.last_request
+    assert (sent.provider, sent.body["model"]) == ("openai", "llama3.2")  # the local server speaks OpenAI's protocol
+    assert sent.body["messages"] == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}]
+    [record] = records(1)
+    assert (record.endpoint, record.provider, record.input_tokens, record.output_tokens) == ("messages", "local", 7, 3)
