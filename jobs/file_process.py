@@ -80,14 +80,13 @@ class FileJob:
 def file_process(
     *, cached_token: CachedToken, options: BatchOptions, name: str, data: bytes, request_id: str
 ) -> FileSummary | FileJob:
-    """Read the document (hostile content is a 400/413 before any call), keep the upload only if
-    FILE_KEEP_UPLOADS says so, and answer it now or start a job, by its number of chunks."""
+    """Read the document (hostile content is a 400/413 before any call), answer it now or start a job, by its
+    number of chunks, and keep the upload only if FILE_KEEP_UPLOADS says so."""
     document = document_read(name=name, data=data)
     chunks = split_sections(document.sections, max(settings.FILE_CHUNK_MAX_CHARS, 1))
-    batch_id = f"file_{uuid.uuid4().hex}"
-    if settings.FILE_KEEP_UPLOADS:
-        _keep(data, name, batch_id)
     if len(chunks) <= settings.FILE_SYNC_MAX_CHUNKS:
+        batch_id = f"file_{uuid.uuid4().hex}"
+        _keep(data, name, batch_id)
         return async_to_sync(file_summarise)(
             cached_token=cached_token,
             options=options,
@@ -105,10 +104,14 @@ def file_process(
         request_id=request_id,
         document_name=name,
     )
+    _keep(data, name, job.batch_id)
     return FileJob(job=job, document=document, chunks=len(chunks))
 
 
 def _keep(data: bytes, name: str, batch_id: str) -> None:
+    """With FILE_KEEP_UPLOADS, the upload in FILE_UPLOAD_DIR named by the batch id of its usage records."""
+    if not settings.FILE_KEEP_UPLOADS:
+        return
     folder = Path(settings.FILE_UPLOAD_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)[-100:] or "upload"

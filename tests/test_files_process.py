@@ -311,6 +311,10 @@ def test_uploads_are_not_kept_unless_the_setting_says_so(client, upstream, setti
     kept = list(folder.iterdir())
     assert [p.name for p in kept] == [f"{body['batch_id']}-my_memo.docx"] and kept[0].read_bytes() == data
 
+    settings.FILE_SYNC_MAX_CHUNKS = 0  # a job: named by the job's batch id, which its records carry
+    job = post(client, data, "job.docx").json()
+    assert (folder / f"{job['batch_id']}-job.docx").read_bytes() == data
+
 
 @pytest.mark.django_db(transaction=True)
 def test_a_document_over_real_http(live_djllm, upstream, token, prices):
