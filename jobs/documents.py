@@ -293,7 +293,9 @@ def _docx(data: bytes) -> Document:
 def _xlsx(data: bytes) -> Document:
     archive = _archive(data, ".xlsx workbook")
     try:
-        sheets = xlsx_sheets_text(archive)
+        # Each cell with a value is at least one character and a separator of the text: more cannot fit anyway.
+        limit = settings.FILE_MAX_CHARS
+        sheets = xlsx_sheets_text(archive, max_cells=limit // 2 + 1, too_many=lambda: _too_much_text(limit))
     finally:
         archive.close()
     return Document(format="xlsx", sections=[f"Sheet {name}:\n{text}" for name, text in sheets])

@@ -324,16 +324,25 @@ def xlsx_column(
         archive.close()
 
 
-def xlsx_sheets_text(archive: Archive) -> list[tuple[str, str]]:
+def xlsx_sheets_text(archive: Archive, *, max_cells: int, too_many: Callable[[], Exception]) -> list[tuple[str, str]]:
     """Every worksheet with text as (name, text): a line per row, its non-empty cells joined by " | ", as Excel
     shows them. The archive's budget counts what is decompressed and the text taken out (a shared string used by
-    every cell counts every time), so memory stays bounded."""
+    every cell counts every time), and at most `max_cells` cells with a value are held (`too_many()` is raised past
+    it), so memory stays bounded."""
     parts = workbook_parts(archive)
     values = _Values(archive, parts.shared_strings, parts.styles, parts.date1904)
-    sheets = []
+    sheets, held = [], 0
     for ref in parts.sheets:
         cells: list[_Cell] = []
-        parse(archive, ref.path, _SheetScan(lambda _row, _col: True, None, cells.append).handlers())
+
+        def keep(cell: _Cell, cells=cells) -> None:
+            nonlocal held
+            held += 1
+            if held > max_cells:
+                raise too_many()
+            cells.append(cell)
+
+        parse(archive, ref.path, _SheetScan(lambda _row, _col: True, None, keep).handlers())
         lines: dict[int, list[str]] = {}
         for cell, text in values.resolve(cells):
             archive.budget.spend(len(text))

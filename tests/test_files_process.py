@@ -15,6 +15,7 @@ from django.test import Client
 
 from accounts.models import UserPreferences
 from bench.fake_upstream import Usage as FakeUsage
+from jobs import xlsx_read
 from jobs.models import Job
 from llm.models import UsageRecord
 from tests.documents import docx_bytes, encrypted_pdf, pdf_bytes, with_bomb, xlsx_bytes
@@ -371,3 +372,21 @@ def test_a_job_whose_chunk_failed_stops_without_combining(
     results = client.get(f"{JOBS}/{job['id']}/results").json()["results"]
     assert [(r["id"], r["status"]) for r in results] == [("chunk 1", "error"), ("chunk 2", "ok"), ("chunk 3", "ok")]
     assert UsageRecord.objects.filter(batch_id=job["batch_id"]).count() == 3  # no reduce call was made
+
+
+@pytest.mark.django_db
+def test_a_workbook_of_many_small_cells_stops_at_the_text_limit_while_reading(client, upstream, settings, monkeypatch):
+    settings.FILE_MAX_CHARS = 1000
+    resolved: list[int] = []
+    real_resolve = xlsx_read._Values.resolve
+    monkeypatch.setattr(
+        xlsx_read._Values, "resolve", lambda self, cells: resolved.append(len(cells)) or real_resolve(self, cells)
+    )
+    data = xlsx_bytes({"S": [[1] * 50 for _ in range(30)]})  # 1,500 cells of one digit: 3,000 characters of text
+    response = post(client, data, "cells.xlsx")
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "too_much_text" and "FILE_MAX_CHARS=1000" in error["message"]
+    assert resolved == []  # stopped while scanning the sheet, before its cells were all held and turned into text
+    assert post(client, xlsx_bytes({"S": [[1] * 5 for _ in range(3)]}), "small.xlsx").status_code == 200
+    assert resolved == [15]
