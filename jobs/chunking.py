@@ -9,6 +9,8 @@ words' worth in other scripts, and the limit must hold for every model."""
 import re
 
 _SEPARATORS = ("\n\n", "\n", " ")
+_PART_SEPARATOR = "\n\n---\n\n"
+_PART_LABEL = len("Part 1000:\n")
 _BETWEEN_SECTIONS = "\n\n"
 
 
@@ -43,22 +45,20 @@ def split_sections(sections: list[str], limit: int) -> list[str]:
 
 def reduce_groups(answers: list[str], limit: int) -> list[list[str]]:
     """Consecutive answers grouped for one reduce call each: as many as fit in `limit` characters, and at least two
-    per group (so every level has fewer calls than the one before and the reduction ends)."""
+    in every group but the last (so every level has fewer calls than the one before and the reduction ends)."""
     groups: list[list[str]] = []
     size = 0
     for answer in answers:
-        if groups and (len(groups[-1]) < 2 or size + len(_PART_SEPARATOR) + len(answer) <= limit):
+        cost = len(_PART_SEPARATOR) + _PART_LABEL + len(answer.strip())
+        if groups and (len(groups[-1]) < 2 or size + cost <= limit):
             groups[-1].append(answer)
-            size += len(_PART_SEPARATOR) + len(answer)
+            size += cost
         else:
             groups.append([answer])
-            size = len(answer)
-    if len(groups) > 1 and len(groups[-1]) == 1:  # a lone last answer joins the group before it
-        groups[-2].extend(groups.pop())
+            size = cost
+    if len(groups) > 1 and len(groups[-1]) == 1 and len(reduce_prompt(groups[-2] + groups[-1])) <= limit:
+        groups[-2].extend(groups.pop())  # a lone last answer joins the group before it when it fits
     return groups
-
-
-_PART_SEPARATOR = "\n\n---\n\n"
 
 
 def reduce_prompt(group: list[str]) -> str:
