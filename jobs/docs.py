@@ -213,7 +213,7 @@ FILE_PROCESS = {
         202: OpenApiResponse(
             JobOut, description="More than FILE_SYNC_MAX_CHUNKS chunks: a job (Location, Retry-After)."
         ),
-        **error_responses(400, 401, 403, 429),
+        **error_responses(400, 401, 402, 403, 429, 502, 504),
         **error_responses(
             413,
             meanings={

@@ -390,3 +390,25 @@ def test_a_workbook_of_many_small_cells_stops_at_the_text_limit_while_reading(cl
     assert resolved == []  # stopped while scanning the sheet, before its cells were all held and turned into text
     assert post(client, xlsx_bytes({"S": [[1] * 5 for _ in range(3)]}), "small.xlsx").status_code == 200
     assert resolved == [15]
+
+
+@pytest.mark.django_db
+def test_a_budget_is_reserved_per_call_and_one_that_does_not_fit_is_a_402(client, upstream, token, settings):
+    from accounts import token_cache
+
+    settings.JOB_CONCURRENCY = 1
+    token[0].monthly_budget_usd = Decimal("0.01")  # less than one call's worst case at gpt-4o
+    token[0].save()
+    token_cache.clear()
+    response = post(client, b"Numbers SEC-1.", "q.txt", model="gpt-4o")
+    assert response.status_code == 402, response.content
+    assert response.json()["error"]["code"] == "budget_exceeded"
+    assert [r.status for r in UsageRecord.objects.all()] == ["budget_exceeded"] and upstream.requests == []
+
+
+@pytest.mark.django_db
+def test_an_upstream_that_keeps_failing_is_a_502_with_the_calls_recorded(client, upstream):
+    upstream.fail_next("500", times=None)
+    response = post(client, b"Numbers SEC-1.", "q.txt")
+    assert response.status_code == 502, response.content
+    assert [r.status for r in UsageRecord.objects.all()] == ["upstream_error"]
