@@ -90,12 +90,27 @@ def xlsx_bytes(sheets: dict[str, list[list]]) -> bytes:
     return out.getvalue()
 
 
+def _copy(data: bytes, target: zipfile.ZipFile, skip: str = "") -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        for info in source.infolist():
+            if info.filename != skip:
+                target.writestr(info, source.read(info.filename))
+
+
+def with_part(data: bytes, part: str, content: bytes) -> bytes:
+    """The zip `data` with `part` replaced by (or added as) `content`."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        _copy(data, target, skip=part)
+        target.writestr(part, content)
+    return out.getvalue()
+
+
 def with_bomb(data: bytes, part: str, size: int) -> bytes:
     """The zip `data` with `part` added: `size` bytes of zeros, which deflate to about a thousandth of that."""
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            target.writestr(info, source.read(info.filename))
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        _copy(data, target)
         with target.open(part, "w") as member:
             block = b"\0" * (1 << 20)
             for _ in range(size // len(block)):

@@ -18,7 +18,7 @@ from bench.fake_upstream import Usage as FakeUsage
 from jobs import xlsx_read
 from jobs.models import Job
 from llm.models import UsageRecord
-from tests.documents import docx_bytes, encrypted_pdf, pdf_bytes, with_bomb, xlsx_bytes
+from tests.documents import docx_bytes, encrypted_pdf, pdf_bytes, with_bomb, with_part, xlsx_bytes
 from tests.factories import UserFactory
 from tests.test_jobs import queued, run  # noqa: F401 - `queued` is a fixture
 
@@ -171,6 +171,12 @@ def test_up_to_the_sync_limit_is_a_200_and_one_more_chunk_a_202_job(
     assert Job.objects.get(pk=job["id"]).upload is None
 
 
+LAUGHS = (  # entities that expand to 10^9 "lol"s, if a parser expanded them
+    b'<?xml version="1.0"?><!DOCTYPE w [<!ENTITY a "lol">'
+    + b"".join(b'<!ENTITY %c "%s">' % (98 + i, (b"&%c;" % (97 + i)) * 10) for i in range(8))
+    + b']><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    b"<w:body><w:p><w:r><w:t>&i;</w:t></w:r></w:p></w:body></w:document>"
+)
 HOSTILE = {
     "docx_zip_bomb": lambda: ("bomb.docx", with_bomb(docx_bytes([("p", "hi")]), "word/media/x.bin", 30 << 20)),
     "xlsx_zip_bomb": lambda: ("bomb.xlsx", with_bomb(xlsx_bytes({"S": [["hi"]]}), "xl/media/x.bin", 30 << 20)),
@@ -179,6 +185,7 @@ HOSTILE = {
     "encrypted_pdf": lambda: ("secret.pdf", encrypted_pdf(["hidden text"])),
     "malformed_pdf": lambda: ("broken.pdf", b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\n%%EOF garbage"),
     "truncated_docx": lambda: ("cut.docx", docx_bytes([("p", "hi")])[:3000]),
+    "docx_entity_bomb": lambda: ("laughs.docx", with_part(docx_bytes([("p", "hi")]), "word/document.xml", LAUGHS)),
     "pdf_named_docx": lambda: ("report.docx", pdf_bytes(["text"])),
     "docx_named_pdf": lambda: ("memo.pdf", docx_bytes([("p", "text")])),
     "xlsx_named_docx": lambda: ("book.docx", xlsx_bytes({"S": [["text"]]})),
@@ -198,6 +205,7 @@ EXPECTED = {
     "encrypted_pdf": (400, "encrypted_file", "encrypted"),
     "malformed_pdf": (400, "invalid_file", "not a readable PDF"),
     "truncated_docx": (400, "invalid_file", "not a readable .docx document"),
+    "docx_entity_bomb": (400, "invalid_file", "a DTD is not allowed"),
     "pdf_named_docx": (400, "file_type_mismatch", "named .docx but its content is a PDF"),
     "docx_named_pdf": (400, "file_type_mismatch", "named .pdf but its content is a Word document"),
     "xlsx_named_docx": (400, "file_type_mismatch", "named .docx but its content is an Excel workbook"),
