@@ -143,6 +143,8 @@ class UsageRecord(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["user", "created_at"], name="usage_user_time"),
+            # The records API lists a user's records newest first by id, in cursor pages.
+            models.Index(fields=["user", "-id"], name="usage_user_id"),
             models.Index(fields=["token", "created_at"], name="usage_token_time"),
             models.Index(fields=["status", "created_at"], name="usage_status_time"),
             models.Index(fields=["upstream_model", "created_at"], name="usage_model_time"),
