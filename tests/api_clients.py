@@ -5,7 +5,7 @@ fixture runs once with each."""
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
@@ -38,8 +38,13 @@ class Caller:
         if plaintext:
             client.credentials(HTTP_AUTHORIZATION=headers["Authorization"])
         response = getattr(client, method.lower())(relative, data=body, format="json" if body is not None else None)
-        text = response.content.decode()
+        content = b"".join(response.streaming_content) if response.streaming else response.content
+        text = content.decode()
         return Answer(response.status_code, _json(text), response.headers, text)
+
+
+def with_query(path: str, params: dict[str, Any]) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
 
 
 def _json(text: str) -> Any:

@@ -14,6 +14,7 @@ pytest_plugins = [
     "tests.browser",
     "tests.gateway_fixtures",
     "tests.live",
+    "tests.api_clients",  # `call`: a resource endpoint through APIClient and over real HTTP
     "tests.fake_upstream_fixtures",
 ]
 

@@ -10,9 +10,9 @@ import pytest
 from accounts import services as account_services
 from jobs import services as job_services
 from jobs.models import ItemStatus, Job, JobItem, JobStatus
+from tests.api_clients import with_query
 from tests.factories import UserFactory
 
-pytest_plugins = ["tests.resource_clients"]  # the `api` fixture: each test through APIClient and over HTTP
 JOBS = "/api/v1/jobs"
 
 
@@ -41,19 +41,19 @@ def alice(user, token):
 
 
 def ids(answer) -> list[str]:
-    assert answer.status_code == 200, answer.content
-    return [row["id"] for row in answer.json()["results"]]
+    assert answer.status == 200, answer.text
+    return [row["id"] for row in answer.body["results"]]
 
 
-def test_a_listed_job_is_the_job_as_its_own_url_shows_it(api, alice, user):
+def test_a_listed_job_is_the_job_as_its_own_url_shows_it(call, alice, user):
     made = job(
         user,
         status=JobStatus.RUNNING,
         items=[(ItemStatus.OK, Decimal("0.000021")), (ItemStatus.ERROR, None), (ItemStatus.PENDING, None)],
     )
-    answer = api.get(JOBS, token=alice["plaintext"])
+    answer = call("GET", JOBS, alice["plaintext"])
     assert ids(answer) == [str(made.pk)]  # Bob's job is not among them
-    listed = answer.json()["results"][0]
+    listed = answer.body["results"][0]
     assert (listed["status"], listed["total"], listed["done"], listed["failed"], listed["pending"]) == (
         "running",
         3,
@@ -63,54 +63,54 @@ def test_a_listed_job_is_the_job_as_its_own_url_shows_it(api, alice, user):
     )
     assert listed["cost_usd"] == "0.000021"
     assert listed["links"]["self"].endswith(f"{JOBS}/{made.pk}")
-    detail = api.get(f"{JOBS}/{made.pk}", token=alice["plaintext"])
-    assert detail.status_code == 202  # still running
-    assert {**detail.json(), "eta_seconds": None} == {**listed, "eta_seconds": None}
+    detail = call("GET", f"{JOBS}/{made.pk}", alice["plaintext"])
+    assert detail.status == 202  # still running
+    assert {**detail.body, "eta_seconds": None} == {**listed, "eta_seconds": None}
 
 
-def test_other_users_jobs_are_not_listed_or_found(api, alice):
+def test_other_users_jobs_are_not_listed_or_found(call, alice):
     bob_job = alice["bob_job"]
-    assert ids(api.get(JOBS, token=alice["plaintext"])) == []
+    assert ids(call("GET", JOBS, alice["plaintext"])) == []
     for path in (f"{JOBS}/{bob_job.pk}", f"{JOBS}/{bob_job.pk}/results"):
-        answer = api.get(path, token=alice["plaintext"])
-        assert answer.status_code == 404 and answer.json()["error"]["code"] == "job_not_found"
-    assert api.post(f"{JOBS}/{bob_job.pk}/cancel", token=alice["plaintext"]).status_code == 404
-    assert ids(api.get(JOBS, token=alice["bob_plaintext"])) == [str(bob_job.pk)]
+        answer = call("GET", path, alice["plaintext"])
+        assert answer.status == 404 and answer.body["error"]["code"] == "job_not_found"
+    assert call("POST", f"{JOBS}/{bob_job.pk}/cancel", alice["plaintext"]).status == 404
+    assert ids(call("GET", JOBS, alice["bob_plaintext"])) == [str(bob_job.pk)]
 
 
-def test_the_llm_scope_is_needed(api, alice, user):
+def test_the_llm_scope_is_needed(call, alice, user):
     _, calendar_only = account_services.api_token_create(user=user, name="cal", scopes=["calendar"])
-    answer = api.get(JOBS, token=calendar_only)
-    assert answer.status_code == 403 and answer.json()["error"]["code"] == "insufficient_scope"
-    assert api.get(JOBS, token="djl_nope_nope").status_code == 401
+    answer = call("GET", JOBS, calendar_only)
+    assert answer.status == 403 and answer.body["error"]["code"] == "insufficient_scope"
+    assert call("GET", JOBS, "djl_nope_nope").status == 401
 
 
-def test_cursor_pages_newest_first_without_duplicates(api, alice, user):
+def test_cursor_pages_newest_first_without_duplicates(call, alice, user):
     # Four jobs made in the same instant and three at other times: every job once, newest first.
     same = [job(user, at="2025-03-05T08:00:00Z") for _ in range(4)]
     older = job(user, at="2025-03-01T08:00:00Z")
     newer = [job(user, at="2025-03-09T08:00:00Z"), job(user, at="2025-03-08T08:00:00Z")]
     seen: list[str] = []
-    answer = api.get(JOBS, token=alice["plaintext"], params={"limit": 2})
+    answer = call("GET", with_query(JOBS, {"limit": 2}), alice["plaintext"])
     while True:
         page = ids(answer)
         assert 1 <= len(page) <= 2
         seen += page
-        if answer.json()["next"] is None:
+        if answer.body["next"] is None:
             break
-        answer = api.follow(answer.json()["next"], token=alice["plaintext"])
+        answer = call("GET", answer.body["next"], alice["plaintext"])
     assert len(seen) == len(set(seen)) == 7
     assert seen[:2] == [str(j.pk) for j in newer] and seen[-1] == str(older.pk)
     assert set(seen[2:6]) == {str(j.pk) for j in same}
 
 
-def test_filters(api, alice, user):
+def test_filters(call, alice, user):
     done = job(user, at="2025-03-01T10:00:00Z", status=JobStatus.DONE)
     failed = job(user, at="2025-03-02T23:30:00Z", status=JobStatus.FAILED)
     queued = job(user, at="2025-03-03T09:00:00Z", status=JobStatus.QUEUED)
 
     def only(**params) -> list[str]:
-        return ids(api.get(JOBS, token=alice["plaintext"], params=params))
+        return ids(call("GET", with_query(JOBS, params), alice["plaintext"]))
 
     assert only() == [str(queued.pk), str(failed.pk), str(done.pk)]
     assert only(status="failed") == [str(failed.pk)]
@@ -125,10 +125,10 @@ def test_filters(api, alice, user):
     ("field", "value"),
     [("status", "finished"), ("from", "last week"), ("to", "2025-13-01"), ("limit", "0"), ("limit", "x")],
 )
-def test_bad_filter_values_are_400s(api, alice, field, value):
-    answer = api.get(JOBS, token=alice["plaintext"], params={field: value})
-    assert answer.status_code == 400, answer.content
-    error = answer.json()["error"]
+def test_bad_filter_values_are_400s(call, alice, field, value):
+    answer = call("GET", with_query(JOBS, {field: value}), alice["plaintext"])
+    assert answer.status == 400, answer.text
+    error = answer.body["error"]
     assert error["code"] == "invalid_request" and field in error["details"] and error["request_id"]
 
 
@@ -152,16 +152,16 @@ def test_bad_filter_values_are_400s(api, alice, field, value):
         ({"items": [{"prompt": "a"}], "type": "summary", "template": "sentiment"}, "non_field_errors"),
     ],
 )
-def test_a_job_body_is_validated_like_a_batch(api, alice, monkeypatch, body, field):
+def test_a_job_body_is_validated_like_a_batch(call, alice, monkeypatch, body, field):
     monkeypatch.setattr(job_services, "job_enqueue", lambda *, job_id: None)
-    answer = api.post(JOBS, token=alice["plaintext"], json=body)
-    assert answer.status_code == 400, answer.content
-    error = answer.json()["error"]
+    answer = call("POST", JOBS, alice["plaintext"], body)
+    assert answer.status == 400, answer.text
+    error = answer.body["error"]
     assert error["code"] == "invalid_request" and field in error["details"], error
     assert not Job.objects.exclude(user=alice["bob"]).exists()
 
 
-def test_a_valid_job_body_keeps_its_values(api, alice, monkeypatch, gateway_settings, prices):
+def test_a_valid_job_body_keeps_its_values(call, alice, monkeypatch, gateway_settings, prices):
     monkeypatch.setattr(job_services, "job_enqueue", lambda *, job_id: None)
     body = {
         "template": "summary",
@@ -173,9 +173,9 @@ def test_a_valid_job_body_keeps_its_values(api, alice, monkeypatch, gateway_sett
         "cache": None,
         "items": [{"id": "A2", "prompt": "one"}, {"prompt": 3.5}, {"id": 7, "prompt": True}, {"prompt": None}],
     }
-    answer = api.post(JOBS, token=alice["plaintext"], json=body)
-    assert answer.status_code == 202, answer.content
-    made = Job.objects.get(pk=answer.json()["id"])
+    answer = call("POST", JOBS, alice["plaintext"], body)
+    assert answer.status == 202, answer.text
+    made = Job.objects.get(pk=answer.body["id"])
     assert made.options["template"] == "summary" and made.options["source"] == "email"
     assert made.options["language"] == " German " and made.options["system"] == ""
     assert made.options["parameters"] == {

@@ -10,9 +10,9 @@ import pytest
 
 from accounts import services as account_services
 from llm.models import UsageRecord, UsageStatus
+from tests.api_clients import with_query
 from tests.factories import UserFactory
 
-pytest_plugins = ["tests.resource_clients"]  # the `api` fixture: each test through APIClient and over HTTP
 URL = "/api/v1/usage/records"
 
 
@@ -55,18 +55,18 @@ def alice(user, token):
 
 
 def ids(answer) -> list[int]:
-    assert answer.status_code == 200, answer.content
-    return [row["id"] for row in answer.json()["results"]]
+    assert answer.status == 200, answer.text
+    return [row["id"] for row in answer.body["results"]]
 
 
 def assert_invalid(answer, field: str) -> None:
-    assert answer.status_code == 400, answer.content
-    error = answer.json()["error"]
+    assert answer.status == 400, answer.text
+    error = answer.body["error"]
     assert error["code"] == "invalid_request" and error["message"] and error["request_id"]
     assert field in error["details"], error
 
 
-def test_a_record_as_the_user_sees_it(api, alice, user):
+def test_a_record_as_the_user_sees_it(call, alice, user):
     mine = record(
         user,
         alice["token"],
@@ -80,9 +80,9 @@ def test_a_record_as_the_user_sees_it(api, alice, user):
         priced=True,
         usage_estimated=True,
     )
-    answer = api.get(URL, token=alice["plaintext"])
-    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
-    body = answer.json()
+    answer = call("GET", URL, alice["plaintext"])
+    assert answer.status == 200 and answer.headers["content-type"] == "application/json"
+    body = answer.body
     assert [row["request_id"] for row in body["results"]] == ["req-mine"]  # Bob's record is not among them
     row = body["results"][0]
     assert row["id"] == mine.pk and row["token"] == f"djl_{alice['token'].prefix}"
@@ -99,53 +99,53 @@ def test_a_record_as_the_user_sees_it(api, alice, user):
     assert "digest" not in answer.text and alice["plaintext"] not in answer.text
     assert body["next"] is None
 
-    detail = api.get(f"{URL}/{mine.pk}", token=alice["plaintext"])
-    assert detail.status_code == 200 and detail.json() == row
+    detail = call("GET", f"{URL}/{mine.pk}", alice["plaintext"])
+    assert detail.status == 200 and detail.body == row
 
 
-def test_another_users_record_is_not_found_and_never_listed(api, alice):
+def test_another_users_record_is_not_found_and_never_listed(call, alice):
     bob_id = alice["bob_record"].pk
-    answer = api.get(f"{URL}/{bob_id}", token=alice["plaintext"])
-    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+    answer = call("GET", f"{URL}/{bob_id}", alice["plaintext"])
+    assert answer.status == 404 and answer.body["error"]["code"] == "not_found"
     assert "bob-secret-request" not in answer.text
-    assert ids(api.get(URL, token=alice["plaintext"])) == []
+    assert ids(call("GET", URL, alice["plaintext"])) == []
     # Bob's token, named by id or prefix, selects nothing of Alice's and shows nothing of Bob's.
     for value in (str(alice["bob_token"].pk), alice["bob_token"].prefix, f"djl_{alice['bob_token'].prefix}"):
-        assert ids(api.get(URL, token=alice["plaintext"], params={"token": value})) == []
-    csv_answer = api.get(URL, token=alice["plaintext"], params={"format": "csv"})
-    assert csv_answer.status_code == 200 and "bob-secret-request" not in csv_answer.text
+        assert ids(call("GET", with_query(URL, {"token": value}), alice["plaintext"])) == []
+    csv_answer = call("GET", with_query(URL, {"format": "csv"}), alice["plaintext"])
+    assert csv_answer.status == 200 and "bob-secret-request" not in csv_answer.text
     # Bob sees his own.
-    assert ids(api.get(URL, token=alice["bob_plaintext"])) == [bob_id]
+    assert ids(call("GET", URL, alice["bob_plaintext"])) == [bob_id]
 
 
-def test_the_llm_scope_is_needed(api, alice, user):
+def test_the_llm_scope_is_needed(call, alice, user):
     _, calendar_only = account_services.api_token_create(user=user, name="cal", scopes=["calendar"])
     record(user, alice["token"])
     for path in (URL, f"{URL}/1", f"{URL}?format=csv"):
-        answer = api.get(path, token=calendar_only)
-        assert answer.status_code == 403, (path, answer.content)
-        assert answer.json()["error"]["code"] == "insufficient_scope"
-    assert api.get(URL, token="djl_nope_nope").status_code == 401
+        answer = call("GET", path, calendar_only)
+        assert answer.status == 403, (path, answer.text)
+        assert answer.body["error"]["code"] == "insufficient_scope"
+    assert call("GET", URL, "djl_nope_nope").status == 401
 
 
-def test_cursor_pages_newest_first_by_id_without_duplicates(api, alice, user):
+def test_cursor_pages_newest_first_by_id_without_duplicates(call, alice, user):
     # Created out of time order: pages follow the id, newest (highest) first.
     made = [record(user, alice["token"], at=f"2025-03-{10 - i % 3:02d}T12:00:00Z").pk for i in range(7)]
     seen: list[int] = []
-    answer = api.get(URL, token=alice["plaintext"], params={"limit": 3})
+    answer = call("GET", with_query(URL, {"limit": 3}), alice["plaintext"])
     pages = 0
     while True:
         page = ids(answer)
         assert len(page) <= 3
         seen += page
         pages += 1
-        if answer.json()["next"] is None:
+        if answer.body["next"] is None:
             break
-        answer = api.follow(answer.json()["next"], token=alice["plaintext"])
+        answer = call("GET", answer.body["next"], alice["plaintext"])
     assert pages == 3 and seen == sorted(made, reverse=True) and len(set(seen)) == 7
 
 
-def test_every_filter(api, alice, user):
+def test_every_filter(call, alice, user):
     t, excel = alice["token"], alice["excel"]
     a = record(user, t, at="2025-03-01T00:30:00Z")
     b = record(user, t, at="2025-03-02T10:00:00Z", requested_model="fast", upstream_model="claude-3-5-haiku")
@@ -154,7 +154,7 @@ def test_every_filter(api, alice, user):
     e = record(user, t, at="2025-03-05T08:00:00Z", status=UsageStatus.UPSTREAM_ERROR, batch_id="job_1", http_status=502)
 
     def only(**params) -> list[int]:
-        return ids(api.get(URL, token=alice["plaintext"], params=params))
+        return ids(call("GET", with_query(URL, params), alice["plaintext"]))
 
     assert only() == [e.pk, d.pk, c.pk, b.pk, a.pk]
     assert only(**{"from": "2025-03-02"}) == [e.pk, d.pk, c.pk, b.pk]
@@ -177,15 +177,15 @@ def test_every_filter(api, alice, user):
     assert only(provider="openai", cached="false", to="2025-03-02") == [b.pk, a.pk]
 
 
-def test_dates_are_days_in_the_callers_timezone(api, alice, user):
+def test_dates_are_days_in_the_callers_timezone(call, alice, user):
     user.preferences.timezone = "Asia/Tokyo"  # UTC+9
     user.preferences.save()
     late = record(user, alice["token"], at="2025-03-01T20:00:00Z")  # 2 March in Tokyo
     early = record(user, alice["token"], at="2025-03-01T10:00:00Z")  # 1 March in Tokyo
-    assert ids(api.get(URL, token=alice["plaintext"], params={"from": "2025-03-02"})) == [late.pk]
-    assert ids(api.get(URL, token=alice["plaintext"], params={"to": "2025-03-01"})) == [early.pk]
+    assert ids(call("GET", with_query(URL, {"from": "2025-03-02"}), alice["plaintext"])) == [late.pk]
+    assert ids(call("GET", with_query(URL, {"to": "2025-03-01"}), alice["plaintext"])) == [early.pk]
     # A date-time without an offset is in the caller's timezone too: 2025-03-01T19:00 Tokyo is 10:00 UTC.
-    assert ids(api.get(URL, token=alice["plaintext"], params={"to": "2025-03-01T19:00:00"})) == [early.pk]
+    assert ids(call("GET", with_query(URL, {"to": "2025-03-01T19:00:00"}), alice["plaintext"])) == [early.pk]
 
 
 @pytest.mark.parametrize(
@@ -206,26 +206,26 @@ def test_dates_are_days_in_the_callers_timezone(api, alice, user):
         ("limit", "null"),
     ],
 )
-def test_bad_filter_values_are_400s_in_the_error_shape(api, alice, field, value):
-    assert_invalid(api.get(URL, token=alice["plaintext"], params={field: value}), field)
+def test_bad_filter_values_are_400s_in_the_error_shape(call, alice, field, value):
+    assert_invalid(call("GET", with_query(URL, {field: value}), alice["plaintext"]), field)
     if field == "limit":
         return  # a page size; the CSV is the whole set
     # A CSV download asked with a bad filter gets the same JSON error, not a CSV file.
-    answer = api.get(URL, token=alice["plaintext"], params={field: value, "format": "csv"})
+    answer = call("GET", with_query(URL, {field: value, "format": "csv"}), alice["plaintext"])
     assert_invalid(answer, field)
     assert answer.headers["content-type"] == "application/json"
 
 
-def test_other_bad_input(api, alice):
-    assert api.get(URL, token=alice["plaintext"], params={"cursor": "garbage"}).status_code == 404
+def test_other_bad_input(call, alice):
+    assert call("GET", with_query(URL, {"cursor": "garbage"}), alice["plaintext"]).status == 404
     for path in (f"{URL}/99999999999999999999999", f"{URL}/abc"):
-        answer = api.get(path, token=alice["plaintext"])
-        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
-    assert api.get(URL, token=alice["plaintext"], params={"format": "xml"}).status_code == 404
-    assert api.post(URL, token=alice["plaintext"], json={}).status_code == 405
+        answer = call("GET", path, alice["plaintext"])
+        assert answer.status == 404 and answer.body["error"]["code"] == "not_found"
+    assert call("GET", with_query(URL, {"format": "xml"}), alice["plaintext"]).status == 404
+    assert call("POST", URL, alice["plaintext"], {}).status == 405
 
 
-def test_csv_is_every_filtered_record_formula_safe(api, alice, user, settings):
+def test_csv_is_every_filtered_record_formula_safe(call, alice, user, settings):
     # More records than a page holds (50): the download is the whole filtered set, not a page of it.
     UsageRecord.objects.bulk_create(
         UsageRecord(
@@ -245,13 +245,13 @@ def test_csv_is_every_filtered_record_formula_safe(api, alice, user, settings):
     evil = record(user, alice["token"], request_id="=cmd()", upstream_model="@SUM(A1)", requested_model="+1")
     record(user, alice["token"], provider="anthropic")  # filtered out below
 
-    answer = api.get(URL, token=alice["plaintext"], params={"format": "csv", "provider": "openai"})
-    assert answer.status_code == 200
+    answer = call("GET", with_query(URL, {"format": "csv", "provider": "openai"}), alice["plaintext"])
+    assert answer.status == 200
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert answer.headers["content-disposition"].startswith('attachment; filename="djllm-usage-records-')
     assert answer.text.startswith("\ufeff")  # Excel reads it as UTF-8
     table = list(csv.DictReader(io.StringIO(answer.text.removeprefix("\ufeff"))))
-    assert list(table[0]) == list(api.get(URL, token=alice["plaintext"]).json()["results"][0])  # the JSON's fields
+    assert list(table[0]) == list(call("GET", URL, alice["plaintext"]).body["results"][0])  # the JSON's fields
     assert len(table) == 62 and len({row["id"] for row in table}) == 62
     assert [int(row["id"]) for row in table] == sorted((int(row["id"]) for row in table), reverse=True)
     first = table[0]
@@ -260,7 +260,7 @@ def test_csv_is_every_filtered_record_formula_safe(api, alice, user, settings):
     assert first["token"] == f"djl_{alice['token'].prefix}" and first["cost_usd"] == "0.000021"
     assert first["cached"] == "false" and first["time_to_first_token_ms"] == ""
     # Filters apply to the download as to the pages.
-    cached_only = api.get(URL, token=alice["plaintext"], params={"format": "csv", "status": "cached"})
+    cached_only = call("GET", with_query(URL, {"format": "csv", "status": "cached"}), alice["plaintext"])
     assert cached_only.text.removeprefix("\ufeff").count("\n") == 1  # the header alone
     # `Accept: text/csv` is not needed: `?format=csv` picks the file; no format is JSON.
-    assert api.get(URL, token=alice["plaintext"], params={"limit": 5}).headers["content-type"] == "application/json"
+    assert call("GET", with_query(URL, {"limit": 5}), alice["plaintext"]).headers["content-type"] == "application/json"
