@@ -62,6 +62,8 @@ TOKEN_CHANGES = r"^/api/v1/tokens/\{id\}/(revoke|rotate)$"
 # The `/v1/` operations run on their own (each run within the suite's timeout): OpenAI's and Anthropic's.
 OPENAI_COMPATIBLE = r"^/v1/(?!messages)"
 ANTHROPIC_MESSAGES = r"^/v1/messages"
+# So do the jobs and usage operations (uploads, CSV downloads).
+JOBS_AND_USAGE = r"^/api/v1/(jobs|usage)"
 
 
 @pytest.fixture
@@ -84,7 +86,9 @@ def schemathesis_run(live_djllm, prices, connected, tmp_path, monkeypatch, setti
 def test_every_operation_conforms_to_the_schema(schemathesis_run, user):
     # A token with every scope, so that every operation is reached (PATCH /api/v1/me needs `account`). The user is no
     # superuser: its `admin` scope does not let it write prices and routes (see the superuser's run below).
-    schemathesis_run(user, "--exclude-path", CALENDAR_REVOKE, "--exclude-path-regex", rf"{TOKEN_CHANGES}|^/v1/")
+    schemathesis_run(
+        user, "--exclude-path", CALENDAR_REVOKE, "--exclude-path-regex", rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}"
+    )
 
 
 def test_the_openai_compatible_operations_conform_to_the_schema(schemathesis_run, user):
@@ -93,6 +97,10 @@ def test_the_openai_compatible_operations_conform_to_the_schema(schemathesis_run
 
 def test_the_anthropic_compatible_messages_conform_to_the_schema(schemathesis_run, user):
     schemathesis_run(user, "--include-path-regex", ANTHROPIC_MESSAGES)
+
+
+def test_the_jobs_and_usage_operations_conform_to_the_schema(schemathesis_run, user):
+    schemathesis_run(user, "--include-path-regex", JOBS_AND_USAGE)
 
 
 def test_revoking_the_calendar_conforms_to_the_schema(schemathesis_run, user):
