@@ -72,10 +72,13 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 test: dev-deps browser clients/node_modules/.installed
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/pytest
 
-# Ruff, then the import contracts in pyproject.toml ([tool.importlinter]: which app may import which).
+# Ruff, the import contracts in pyproject.toml ([tool.importlinter]: which app may import which), and pylint's
+# duplicate-code check alone over the app packages ([tool.pylint]: no block of 6+ lines repeated; migrations aside).
+APP_PACKAGES = accounts calendars common config excel jobs llm
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/pylint $(APP_PACKAGES)
 
 schema-check: dev-deps
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
