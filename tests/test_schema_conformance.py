@@ -64,6 +64,8 @@ OPENAI_COMPATIBLE = r"^/v1/(?!messages)"
 ANTHROPIC_MESSAGES = r"^/v1/messages"
 # So do the jobs and usage operations (uploads, CSV downloads).
 JOBS_AND_USAGE = r"^/api/v1/(jobs|usage)"
+# And the resources: tokens, models, prices, routes.
+RESOURCES = r"^/api/v1/(tokens|models|prices|routes)(/|$)"
 
 
 @pytest.fixture
@@ -84,10 +86,13 @@ def schemathesis_run(live_djllm, prices, connected, tmp_path, monkeypatch, setti
 
 
 def test_every_operation_conforms_to_the_schema(schemathesis_run, user):
-    # A token with every scope, so that every operation is reached (PATCH /api/v1/me needs `account`). The user is no
-    # superuser: its `admin` scope does not let it write prices and routes (see the superuser's run below).
+    # A token with every scope, so that every operation is reached (PATCH /api/v1/me needs `account`).
     schemathesis_run(
-        user, "--exclude-path", CALENDAR_REVOKE, "--exclude-path-regex", rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}"
+        user,
+        "--exclude-path",
+        CALENDAR_REVOKE,
+        "--exclude-path-regex",
+        rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}|{RESOURCES}",
     )
 
 
@@ -101,6 +106,11 @@ def test_the_anthropic_compatible_messages_conform_to_the_schema(schemathesis_ru
 
 def test_the_jobs_and_usage_operations_conform_to_the_schema(schemathesis_run, user):
     schemathesis_run(user, "--include-path-regex", JOBS_AND_USAGE)
+
+
+def test_the_resource_operations_conform_to_the_schema(schemathesis_run, user):
+    # The user is no superuser: its `admin` scope does not let it write prices and routes (see the superuser's run).
+    schemathesis_run(user, "--include-path-regex", RESOURCES, "--exclude-path-regex", TOKEN_CHANGES)
 
 
 def test_revoking_the_calendar_conforms_to_the_schema(schemathesis_run, user):
