@@ -10,7 +10,6 @@ from accounts import services as account_services
 from llm.models import ModelPrice, ModelRoute, UsageRecord
 from tests.factories import UserFactory
 
-pytest_plugins = ["tests.api_clients"]
 pytestmark = pytest.mark.django_db
 
 PRICES_URL, ROUTES_URL, MODELS_URL = "/api/v1/prices", "/api/v1/routes", "/api/v1/models"

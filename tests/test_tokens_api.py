@@ -14,7 +14,6 @@ from accounts.models import APIToken
 from accounts.tokens import token_digest
 from tests.factories import UserFactory
 
-pytest_plugins = ["tests.api_clients"]
 pytestmark = pytest.mark.django_db
 
 TOKENS = "/api/v1/tokens"
