@@ -1,6 +1,7 @@
 import logging
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpResponse
 from django.middleware.security import SecurityMiddleware
@@ -15,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 class RequestIDMiddleware:
-    """Accept `X-Request-ID` or make one; expose it to logs and return it on every response.
+    """Accept `X-Request-ID` or make one; expose it to logs and return it on every response, with `X-API-Version`
+    (settings.API_VERSION, read once at start-up).
 
     Written sync+async so the async hot path never hops to a thread for it. The context variable is not reset
     on the way out: Django logs the response (e.g. "Not Found: ...") after the middleware chain returns, and that
@@ -31,6 +33,7 @@ class RequestIDMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
+        self.api_version = settings.API_VERSION
         if self.is_async:
             markcoroutinefunction(self)
 
@@ -44,12 +47,14 @@ class RequestIDMiddleware:
         self._start(request)
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        response["X-API-Version"] = self.api_version
         return response
 
     async def __acall__(self, request):
         self._start(request)
         response = await self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        response["X-API-Version"] = self.api_version
         return response
 
     def process_exception(self, request, exception):

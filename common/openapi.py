@@ -191,6 +191,14 @@ def sse(data_description: str, data_schema: dict | None = None, *, done: bool = 
     }
 
 
+# Sent on every response by common.middleware.RequestIDMiddleware.
+API_VERSION_HEADER = {
+    "description": "djllm's version (semantic versioning; CHANGELOG.md says what each version changed). "
+    "`/api/v1` and `/v1` change compatibly within a major version.",
+    "schema": {"type": "string", "example": "0.1.0"},
+}
+
+
 def _needs_token(operation: dict[str, Any]) -> bool:
     security = operation.get("security")
     return security is None or any(requirement for requirement in security)
@@ -204,6 +212,7 @@ def add_error_responses(result, generator, request, public):
     component_ref(schemas, AnthropicError)
     component_ref(schemas, UsageOut)
     components.setdefault("parameters", {})["IdempotencyKey"] = IDEMPOTENCY_KEY
+    components.setdefault("headers", {})["APIVersion"] = API_VERSION_HEADER
     for path, operations in result.get("paths", {}).items():
         content = {"application/json": {"schema": {"$ref": REF.format(model=error_schema_name(path))}}}
         for method, operation in operations.items():
@@ -215,9 +224,12 @@ def add_error_responses(result, generator, request, public):
             for status in statuses:
                 responses.setdefault(str(status), {"description": ERROR_MEANINGS[status], "content": content})
             for status, response in responses.items():
+                if not isinstance(response, dict) or "$ref" in response:
+                    continue
                 # An error described only in words still has a body: the error shape of its path.
-                if status[:1] in ("4", "5") and isinstance(response, dict) and not response.get("content"):
+                if status[:1] in ("4", "5") and not response.get("content"):
                     response["content"] = content
+                response.setdefault("headers", {})["X-API-Version"] = {"$ref": "#/components/headers/APIVersion"}
             if "parameters" in operation:
                 operation["parameters"] = [
                     IDEMPOTENCY_REF if parameter.get("name") == IDEMPOTENCY_KEY["name"] else parameter

@@ -6,6 +6,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import BASE_DIR, env, env_list
+from config.version import VERSION
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="django-insecure-local-development-key-change-me")
@@ -62,6 +63,8 @@ API_FAST_PATHS = ["/v1/", "/api/v1/webhook", "/api/v1/batch", "/api/v1/health"]
 CSRF_FAILURE_VIEW = "common.exceptions.csrf_failure"
 
 ROOT_URLCONF = "config.urls"
+# Sent as `X-API-Version` on every response (common.middleware.RequestIDMiddleware); CHANGELOG.md says what changed.
+API_VERSION = VERSION
 WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 
@@ -198,7 +201,7 @@ SPECTACULAR_SETTINGS = {
         "`x-api-key: <token>`; "
         "create tokens with `python manage.py createtoken USERNAME` or in the admin."
     ),
-    "VERSION": "1.0.0",
+    "VERSION": VERSION,
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
