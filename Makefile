@@ -8,7 +8,7 @@ WEB_CONCURRENCY ?= 2
 # `make worker` name the production ones).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: run serve worker test lint schema-check bench soak deps dev-deps browser migrate clean
+.PHONY: run serve worker test lint schema-check bench soak deps dev-deps browser nginx migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ browser:
 	  if [ "$$(id -u)" = "0" ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; \
 	  else echo "chromium is missing: sudo apt-get install chromium" >&2; exit 1; fi; }
+
+# nginx for the test of the sample config (deploy/nginx/djllm.conf, `nginx -t` only: no server is started by it).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null; \
+	  else echo "nginx is missing: sudo apt-get install nginx (its config test is skipped without it)" >&2; fi; }
 
 migrate: deps
 	$(BIN)/python manage.py migrate --noinput -v 0
@@ -69,7 +76,7 @@ clients/node_modules/.installed: clients/package.json clients/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix clients --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm is missing: the Excel client tests will be skipped" >&2; fi
 
-test: dev-deps browser clients/node_modules/.installed
+test: dev-deps browser nginx clients/node_modules/.installed
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/pytest
 
 # Ruff, the import contracts in pyproject.toml ([tool.importlinter]: which app may import which), and pylint's
