@@ -9,6 +9,7 @@ everything else (admin, account page, docs, calendar OAuth) to the normal one. S
 import asyncio
 import io
 import logging
+import re
 import tempfile
 from collections.abc import Awaitable, Callable
 
@@ -192,9 +193,11 @@ def build_application():
     api_app = APIHandler()
     api_app.load_middleware(is_async=True)
     fast_paths = tuple(settings.API_FAST_PATHS)
+    # Fast paths with a variable part (`/api/v1/conversations/{id}/messages`), as regular expressions.
+    fast_patterns = re.compile("|".join(f"(?:{pattern})" for pattern in settings.API_FAST_PATH_PATTERNS) or "(?!)")
 
     async def application(scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith(fast_paths):
+        if scope["type"] == "http" and (scope["path"].startswith(fast_paths) or fast_patterns.fullmatch(scope["path"])):
             await api_app(scope, receive, send)
         elif scope["type"] == "lifespan":
             await lifespan(receive, send)

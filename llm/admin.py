@@ -25,7 +25,16 @@ from accounts.models import APIToken, UserPreferences
 from common.crypto import UnreadableSecret
 from common.spreadsheets import csv_cell
 from llm import pricing, routing, templates_store
-from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord, UsageStatus
+from llm.models import (
+    Conversation,
+    ConversationMessage,
+    ModelPrice,
+    ModelRoute,
+    PromptTemplate,
+    SpendCounter,
+    UsageRecord,
+    UsageStatus,
+)
 from llm.paginator import EstimatedCountPaginator
 from llm.providers.registry import provider_choices
 from llm.selectors import PRICE_MISSING, usage_totals
@@ -597,3 +606,24 @@ class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         if obj.scope == "token":
             return f"djl_{obj.token_prefix}" if obj.token_prefix else f"token #{obj.key} (deleted)"
         return obj.username or f"user #{obj.key} (deleted)"
+
+
+# --- Conversations -------------------------------------------------------------------------------
+
+
+class ConversationMessageInline(ReadOnlyAdmin, admin.TabularInline):
+    model = ConversationMessage
+    fields = ["role", "content", "model", "input_tokens", "output_tokens", "cost_usd", "complete", "created_at"]
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Every user's conversations, read only."""
+
+    list_display = ["id", "user", "title", "model", "created_at", "updated_at"]
+    list_select_related = ["user"]
+    search_fields = ["title", "user__username"]
+    readonly_fields = ["user", "title", "model", "system", "created_at", "updated_at"]
+    inlines = [ConversationMessageInline]

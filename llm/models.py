@@ -138,6 +138,9 @@ class UsageRecord(models.Model):
         default=0,
         help_text="Calls sent upstream for this request, retries and fallbacks included (0: none was needed).",
     )
+    conversation = models.ForeignKey(
+        "llm.Conversation", null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -175,3 +178,43 @@ class SpendCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scope}:{self.key} {self.month:%Y-%m} ${self.spent_usd}"
+
+
+class Conversation(models.Model):
+    """A chat kept by djllm: its messages are sent again, trimmed to the model's context window, with each new one."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=200, blank=True, help_text="Blank: the user's default model.")
+    system = models.TextField(blank=True, help_text="The system prompt, always sent first.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "id"], name="conversation_user_id")]
+
+    def __str__(self) -> str:
+        return self.title or f"conversation {self.pk}"
+
+
+class ConversationMessage(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField()
+    model = models.CharField(max_length=200, blank=True, help_text="The model that answered (assistant messages).")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    complete = models.BooleanField(default=True, help_text="False: the stream was cut short; the text is partial.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:40]}"

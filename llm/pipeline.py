@@ -73,6 +73,7 @@ class GatewayCall:
     # complete() only: an answer this rejects is not kept in the response cache (a batch's `labels`: an answer that
     # is not one of them would otherwise come back from the cache on every recalculation).
     cache_if: Callable[[Completion], bool] | None = None
+    conversation_id: int | None = None  # the usage record links to this conversation
 
 
 @dataclass
@@ -157,9 +158,7 @@ async def _with_retries(operation: Callable[[], Awaitable], flight: _Flight | No
 
 
 @sensitive_variables("current", "provider", "route")
-async def _over_routes(
-    route: Route, request: ChatRequest, operation, draft: UsageDraft, flight: _Flight | None = None
-):
+async def _over_routes(route: Route, request: ChatRequest, operation, draft: UsageDraft, flight: _Flight | None = None):
     """Retries on each route, then its fallback. A non-retryable error (a bad request) is not retried anywhere, and
     nothing is tried again once the client has gone or the worker is draining. Every call sent upstream is counted
     in `draft.attempts`."""
@@ -222,6 +221,7 @@ def _draft(call: GatewayCall, *, stream: bool) -> UsageDraft:
         source=call.source,
         batch_id=call.batch_id,
         stream=stream,
+        conversation_id=call.conversation_id,
     )
 
 
@@ -288,6 +288,15 @@ async def _prepare(call: GatewayCall, draft: UsageDraft) -> _Prepared:
     )
     key = cache_key_for(call, route, request)
     return _Prepared(route=route, request=request, rate=rate, cache_key=key, price=price)
+
+
+async def record_refusal(call: GatewayCall, error: AppError) -> None:
+    """A request a view refuses before it reaches complete()/open_stream() (a conversation too long for the model's
+    context window) still leaves its one usage record."""
+    draft = _draft(call, stream=False)
+    draft.requested_model = call.requested_model or ""
+    _fail(draft, error)
+    await record(draft)
 
 
 def cache_key_for(call: GatewayCall, route: Route, request: ChatRequest) -> str | None:

@@ -10,7 +10,15 @@ from django.db.models.functions import TruncDate
 from accounts.token_cache import CachedToken
 from llm import pricing, routing
 from llm.limits import budgets_for
-from llm.models import ModelPrice, ModelRoute, SpendCounter, UsageRecord, UsageStatus
+from llm.models import (
+    Conversation,
+    ConversationMessage,
+    ModelPrice,
+    ModelRoute,
+    SpendCounter,
+    UsageRecord,
+    UsageStatus,
+)
 from llm.providers.registry import PROVIDERS
 
 GROUP_BY_CHOICES = ("day", "model", "token")
@@ -251,3 +259,20 @@ def model_catalog(*, provider: str | None = None) -> list[CatalogModel]:
 async def amodel_catalog() -> list[CatalogModel]:
     """The same list from this process's copies of the routes and prices (`GET /v1/models`, on the fast path)."""
     return _catalog(await routing.aroutes(), await pricing.acurrent_prices())
+
+
+# --- Conversations -------------------------------------------------------------------------------
+
+
+def conversations_for_user(*, user) -> QuerySet[Conversation]:
+    """The user's conversations with their total cost (`total_cost_usd`: the sum of their usage records' costs)."""
+    return Conversation.objects.filter(user=user).annotate(total_cost_usd=Sum("usage_records__cost_usd")).order_by()
+
+
+async def aconversation_for_user(*, conversation_id: int, user_id: int) -> Conversation | None:
+    """The conversation if it is the user's (another user's is None, as a missing one)."""
+    return await Conversation.objects.filter(pk=conversation_id, user_id=user_id).afirst()
+
+
+async def aconversation_history(*, conversation: Conversation) -> list[ConversationMessage]:
+    return [message async for message in conversation.messages.order_by("id")]

@@ -13,7 +13,15 @@ from django.utils import timezone
 from common.errors import BudgetExceeded
 from llm import pricing, routing
 from llm.limits import month_start
-from llm.models import ModelPrice, ModelRoute, SpendCounter, UsageRecord, UsageStatus
+from llm.models import (
+    Conversation,
+    ConversationMessage,
+    ModelPrice,
+    ModelRoute,
+    SpendCounter,
+    UsageRecord,
+    UsageStatus,
+)
 from llm.providers.base import Usage
 from llm.selectors import spend_counter_amounts
 
@@ -56,6 +64,7 @@ class UsageDraft:
     stream: bool = False
     attempts: int = 0  # calls sent upstream for this request, retries and fallbacks included
     reservation: Reservation | None = None  # released when this draft's record is written
+    conversation_id: int | None = None
 
 
 def _counter_sql():
@@ -117,7 +126,7 @@ def _add_spend(scope: str, key: int, month, amount: Decimal, release: Decimal = 
 _COPIED = (
     "request_id", "user_id", "token_id", "endpoint", "provider", "type", "source", "batch_id", "status",
     "http_status", "usage_estimated", "priced", "cost_usd", "saved_usd", "latency_ms", "upstream_latency_ms",
-    "time_to_first_token_ms", "stream", "attempts",
+    "time_to_first_token_ms", "stream", "attempts", "conversation_id",
 )  # fmt: skip
 _TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
@@ -309,3 +318,45 @@ def model_route_update(*, route: ModelRoute, **fields) -> ModelRoute:
 def model_route_delete(*, route: ModelRoute) -> None:
     """Routes that fell back to it no longer have a fallback."""
     _deleted(route, routing.routes_changed)
+
+
+# --- Conversations -------------------------------------------------------------------------------
+
+
+def conversation_create(*, user, title: str = "", model: str = "", system: str = "") -> Conversation:
+    return Conversation.objects.create(user=user, title=title, model=model, system=system)
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Its messages go with it; its usage records stay (they are the bill) and no longer name it."""
+    conversation.delete()
+
+
+def conversation_exchange_store(
+    *,
+    conversation_id: int,
+    user_text: str,
+    answer: str,
+    model: str,
+    usage: Usage | None,
+    cost_usd: Decimal | None,
+    complete: bool = True,
+) -> tuple[ConversationMessage, ConversationMessage]:
+    """The user's message and the answer, stored together once the answer is known."""
+    usage = usage or Usage()
+    with transaction.atomic():
+        asked = ConversationMessage.objects.create(
+            conversation_id=conversation_id, role=ConversationMessage.Role.USER, content=user_text
+        )
+        answered = ConversationMessage.objects.create(
+            conversation_id=conversation_id,
+            role=ConversationMessage.Role.ASSISTANT,
+            content=answer,
+            model=model[:200],
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=cost_usd,
+            complete=complete,
+        )
+        Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
+    return asked, answered

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from common.routers import api_router
-from llm.apis import catalog, chat, messages, usage, usage_records, webhook
+from llm.apis import catalog, chat, conversation_messages, conversations, messages, usage, usage_records, webhook
 
 openai_urlpatterns = [
     path("chat/completions", chat.chat_completions, name="chat-completions"),
@@ -15,9 +15,12 @@ router.register("usage/records", usage_records.UsageRecordViewSet, basename="usa
 router.register("models", catalog.ModelCatalogViewSet, basename="model-catalog")
 router.register("prices", catalog.ModelPriceViewSet, basename="price")
 router.register("routes", catalog.ModelRouteViewSet, basename="route")
+router.register("conversations", conversations.ConversationViewSet, basename="conversation")
 
 api_urlpatterns = [
     path("webhook", webhook.webhook, name="webhook"),
+    # A fast-path view, not the viewset's (see API_FAST_PATH_PATTERNS).
+    path("conversations/<int:pk>/messages", conversation_messages.conversation_messages, name="conversation-messages"),
     path("usage", usage.UsageApi.as_view(), name="usage"),  # the summary; its records are `usage/records`
     *router.urls,
 ]

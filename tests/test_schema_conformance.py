@@ -66,6 +66,8 @@ ANTHROPIC_MESSAGES = r"^/v1/messages"
 JOBS_AND_USAGE = r"^/api/v1/(jobs|usage)"
 # And the resources: tokens, models, prices, routes.
 RESOURCES = r"^/api/v1/(tokens|models|prices|routes)(/|$)"
+# And the conversations.
+CONVERSATIONS = r"^/api/v1/conversations"
 
 
 @pytest.fixture
@@ -92,7 +94,7 @@ def test_every_operation_conforms_to_the_schema(schemathesis_run, user):
         "--exclude-path",
         CALENDAR_REVOKE,
         "--exclude-path-regex",
-        rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}|{RESOURCES}",
+        rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}|{RESOURCES}|{CONVERSATIONS}",
     )
 
 
@@ -111,6 +113,10 @@ def test_the_jobs_and_usage_operations_conform_to_the_schema(schemathesis_run, u
 def test_the_resource_operations_conform_to_the_schema(schemathesis_run, user):
     # The user is no superuser: its `admin` scope does not let it write prices and routes (see the superuser's run).
     schemathesis_run(user, "--include-path-regex", RESOURCES, "--exclude-path-regex", TOKEN_CHANGES)
+
+
+def test_the_conversations_conform_to_the_schema(schemathesis_run, user):
+    schemathesis_run(user, "--include-path-regex", CONVERSATIONS)
 
 
 def test_revoking_the_calendar_conforms_to_the_schema(schemathesis_run, user):

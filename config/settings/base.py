@@ -58,6 +58,8 @@ API_MIDDLEWARE = [
     "common.middleware.APISecurityMiddleware",  # HSTS and the other security headers, where settings enable them
 ]
 API_FAST_PATHS = ["/v1/", "/api/v1/webhook", "/api/v1/batch", "/api/v1/health"]
+# Fast paths with a variable part, as regular expressions matched against the whole path.
+API_FAST_PATH_PATTERNS = [r"/api/v1/conversations/[0-9]{1,18}/messages"]
 
 # API paths answer a failed CSRF check (session requests) in their JSON error shape.
 CSRF_FAILURE_VIEW = "common.exceptions.csrf_failure"
@@ -307,6 +309,13 @@ LOCAL_LLM_API_KEY = env.str("LOCAL_LLM_API_KEY", default="")
 LLM_BASE_URL_ALLOWLIST = env_list("LLM_BASE_URL_ALLOWLIST")
 REQUEST_TIMEOUT = env.float("REQUEST_TIMEOUT", default=60.0)
 MAX_PROMPT_LENGTH = env.int("MAX_PROMPT_LENGTH", default=100_000)
+# Conversations (llm/context.py): a model's context window in tokens by model name prefix (the longest prefix wins),
+# else the default; and the tokens kept free for the answer when a message sets no max_tokens.
+LLM_CONTEXT_WINDOWS = env.json(
+    "LLM_CONTEXT_WINDOWS", default={"gpt-4o": 128_000, "gpt-4.1": 1_047_576, "claude": 200_000}
+)
+LLM_CONTEXT_WINDOW_DEFAULT = env.int("LLM_CONTEXT_WINDOW_DEFAULT", default=128_000)
+CONVERSATION_REPLY_TOKENS = env.int("CONVERSATION_REPLY_TOKENS", default=4_096)
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 RATE_LIMIT = env.str("RATE_LIMIT", default="60/m")
 # When the cache the limiters count in (Redis) cannot be reached: true lets requests through unlimited (logged once a

@@ -1,0 +1,292 @@
+"""`POST /api/v1/conversations/{id}/messages`: a user message sent with the conversation's history (trimmed to the
+model's context window, see llm/context.py) through the gateway; the answer is stored with it. A plain async view on
+the fast path, not DRF.
+
+Both messages are stored once the answer is known: a request that fails (a refusal, an upstream error) stores
+neither, so it can be sent again. A streamed answer is stored when the stream ends; if the client hangs up or the
+upstream fails mid-stream, the text that arrived is stored with `complete: false`."""
+
+import json
+from contextlib import aclosing
+from datetime import datetime
+from typing import Literal
+
+from django.conf import settings
+from django.http import HttpRequest
+from pydantic import BaseModel, ConfigDict, Field
+
+from common.aio import shielded
+from common.db_thread import run_in_db_thread
+from common.errors import AppError, NotFound
+from common.openapi import USAGE_EXAMPLE, Error, UsageOut
+from common.operations import Body, openapi_operation
+from common.request_id import current_request_id
+from common.responses import api_error_body, json_response
+from llm import pipeline, selectors, services
+from llm.apis import streaming
+from llm.apis.common import money, no_cache_requested, sse
+from llm.context import trim_history
+from llm.endpoints import fast_endpoint, rate_headers
+from llm.providers import ChatRequest, Message, Usage
+from llm.routing import aresolve
+from llm.schema import LLM_ERRORS, WebhookDelta
+from llm.webhook_calls import usage_model
+
+PATH = "/api/v1/conversations/{id}/messages"
+
+
+class ConversationMessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    content: str = Field(min_length=1, description="The user's message.")
+    model: str | None = Field(
+        default=None, max_length=200, description="Default: the conversation's model, else your default model."
+    )
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    cache: bool | None = None
+
+
+class ConversationMessageOut(BaseModel):
+    id: int
+    role: Literal["user", "assistant"]
+    content: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: str | None = Field(description="Decimal string, USD (assistant messages); null: not priced.")
+    complete: bool = Field(description="False: the stream was cut short and the text is what arrived.")
+    created_at: datetime
+
+
+class ConversationReplyOut(BaseModel):
+    conversation_id: int
+    request_id: str
+    message: ConversationMessageOut = Field(description="The stored answer.")
+    provider: str
+    model: str
+    usage: UsageOut
+    usage_estimated: bool
+    cost_usd: str | None = Field(description="Decimal string; null when the model has no price.")
+    cached: bool
+    dropped_messages: int = Field(description="Older messages left out to fit the model's context window.")
+
+
+class ConversationReplyDone(ConversationReplyOut):
+    """The stream's last event: the fields of the plain answer."""
+
+    done: bool = True
+
+
+_EXAMPLE_MESSAGE = {
+    "id": 12,
+    "role": "assistant",
+    "content": "Paris.",
+    "model": "gpt-4o-mini-2024-07-18",
+    "input_tokens": 30,
+    "output_tokens": 2,
+    "cost_usd": "0.0000057",
+    "complete": True,
+    "created_at": "2026-11-30T10:00:00Z",
+}
+CONVERSATION_MESSAGES = {
+    "path": PATH,
+    "method": "post",
+    "operation_id": "conversations_messages_create",
+    "tags": ("conversations",),
+    "summary": "Send a message in a conversation",
+    "description": (
+        "Sends the conversation's system prompt, its history and `content` to the model and stores both messages "
+        "with the answer. History that outgrows the model's context window is trimmed: the system prompt and the "
+        "newest turns are kept (`dropped_messages` says how many older ones were left out). One usage record, "
+        'linked to the conversation. `stream: true` answers SSE: `{"delta": ...}` events, then one '
+        '`{"done": true, ...}` event with the stored message, usage and cost (or an error event). Another user\'s '
+        "conversation is not found."
+    ),
+    "parameters": (
+        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}, "description": "Conversation."},
+    ),
+    "request_example": {"content": "And its capital?"},
+    "responses": {
+        200: Body(
+            "The answer (or an SSE stream of deltas).",
+            model=ConversationReplyOut,
+            example={
+                "conversation_id": 3,
+                "request_id": "3f2a9c0e",
+                "message": _EXAMPLE_MESSAGE,
+                "provider": "openai",
+                "model": "gpt-4o-mini-2024-07-18",
+                "usage": USAGE_EXAMPLE,
+                "usage_estimated": False,
+                "cost_usd": "0.0000057",
+                "cached": False,
+                "dropped_messages": 0,
+            },
+            stream='`{"delta": ...}` events, then one `{"done": true, ...}` event; an error object if the '
+            "upstream fails mid-stream.",
+            events=(WebhookDelta, ConversationReplyDone, Error),
+        )
+    },
+    "errors": (*LLM_ERRORS, 404),
+}
+
+
+def _message_out(message) -> ConversationMessageOut:
+    return ConversationMessageOut(
+        id=message.pk,
+        role=message.role,
+        content=message.content,
+        model=message.model,
+        input_tokens=message.input_tokens,
+        output_tokens=message.output_tokens,
+        cost_usd=money(message.cost_usd),
+        complete=message.complete,
+        created_at=message.created_at,
+    )
+
+
+async def _store(conversation_id: int, user_text: str, answer: str, model: str, usage, cost, complete=True):
+    _, answered = await run_in_db_thread(
+        services.conversation_exchange_store,
+        conversation_id=conversation_id,
+        user_text=user_text,
+        answer=answer,
+        model=model,
+        usage=usage,
+        cost_usd=cost,
+        complete=complete,
+    )
+    return answered
+
+
+async def conversation_call(
+    cached_token,
+    conversation,
+    *,
+    content: str,
+    model: str | None,
+    request_id: str,
+    endpoint: str,
+    chat_options: dict,
+    **options,
+) -> tuple[pipeline.GatewayCall, int]:
+    """The gateway call for a new user message in `conversation` (its history trimmed to the model's context
+    window) and how many old messages were dropped. Shared with the webhook's `conversation_id`."""
+    requested = model or conversation.model or None
+    system = [Message(role="system", content=conversation.system)] if conversation.system else []
+    history = [
+        Message(role=m.role, content=m.content)
+        for m in await selectors.aconversation_history(conversation=conversation)
+    ]
+    call = pipeline.GatewayCall(
+        cached=cached_token,
+        endpoint=endpoint,
+        request_id=request_id,
+        chat=ChatRequest(model="", messages=[]),
+        requested_model=requested,
+        conversation_id=conversation.pk,
+        **options,
+    )
+    try:
+        route = await aresolve(requested, provider=call.provider_hint, preferences=cached_token.preferences)
+        messages, dropped = trim_history(
+            system=system,
+            history=history,
+            new=Message(role="user", content=content),
+            provider=route.provider,
+            model=route.model,
+            reply_tokens=chat_options.get("max_tokens") or settings.CONVERSATION_REPLY_TOKENS,
+        )
+    except AppError as error:
+        await pipeline.record_refusal(call, error)
+        raise
+    call.chat = ChatRequest(model="", messages=messages, **chat_options)
+    return call, dropped
+
+
+async def aconversation_or_404(cached_token, conversation_id: int):
+    conversation = await selectors.aconversation_for_user(
+        conversation_id=conversation_id, user_id=cached_token.token.user_id
+    )
+    if conversation is None:
+        raise NotFound("No such conversation.", code="conversation_not_found", param="conversation_id")
+    return conversation
+
+
+@openapi_operation(request=ConversationMessageIn, **CONVERSATION_MESSAGES)
+@fast_endpoint(body=ConversationMessageIn)
+async def conversation_messages(request: HttpRequest, cached_token, body: ConversationMessageIn, pk: int):
+    request_id = current_request_id()
+    conversation = await aconversation_or_404(cached_token, pk)
+    call, dropped = await conversation_call(
+        cached_token,
+        conversation,
+        content=body.content,
+        model=body.model,
+        request_id=request_id,
+        endpoint="conversation",
+        cache_flag=body.cache,
+        no_cache_header=no_cache_requested(request),
+        chat_options={"temperature": body.temperature, "max_tokens": body.max_tokens},
+    )
+    if body.stream:
+        session = await streaming.open_stream(request, call)
+        events = _events(session, conversation.pk, body.content, request_id, dropped)
+        return rate_headers(streaming.event_stream_response(request, events), session.rate)
+    result = await pipeline.complete(call)
+    model = result.completion.model or result.route.model
+    answered = await _store(pk, body.content, result.completion.text, model, result.usage, result.cost_usd)
+    payload = ConversationReplyOut(
+        conversation_id=pk,
+        request_id=request_id,
+        message=_message_out(answered),
+        provider=result.route.provider,
+        model=model,
+        usage=usage_model(result.usage),
+        usage_estimated=result.usage_estimated,
+        cost_usd=money(result.cost_usd),
+        cached=result.cached,
+        dropped_messages=dropped,
+    )
+    return rate_headers(json_response(payload), result.rate)
+
+
+async def _events(session: pipeline.StreamSession, conversation_id: int, content: str, request_id: str, dropped: int):
+    stored = False
+
+    async def store(complete: bool):
+        usage = session.usage or Usage()
+        return await _store(
+            conversation_id, content, "".join(session.text), session.upstream_model, usage, session.cost_usd, complete
+        )
+
+    try:
+        async with aclosing(session.chunks()) as chunks:
+            async for chunk in chunks:
+                if chunk.text:
+                    yield sse(WebhookDelta(delta=chunk.text).model_dump_json())
+        stored = True
+        answered = await shielded(store(session.error is None))
+        if session.error is not None:
+            yield sse(json.dumps(api_error_body(session.error)))
+            return
+        done = ConversationReplyDone(
+            conversation_id=conversation_id,
+            request_id=request_id,
+            message=_message_out(answered),
+            provider=session.route.provider,
+            model=session.upstream_model,
+            usage=usage_model(session.usage or Usage()),
+            usage_estimated=session.usage_estimated,
+            cost_usd=money(session.cost_usd),
+            cached=session.cached,
+            dropped_messages=dropped,
+        )
+        yield sse(done.model_dump_json())
+    finally:
+        if not stored:  # the client hung up: keep what arrived
+            await shielded(store(False))
+
+
+__all__ = ["conversation_messages"]
