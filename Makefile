@@ -8,7 +8,7 @@ WEB_CONCURRENCY ?= 2
 # `make worker` name the production ones).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: run serve worker test lint schema-check bench soak deps dev-deps browser nginx migrate clean
+.PHONY: run prepare serve worker test lint schema-check bench soak deps dev-deps browser nginx migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,10 +62,14 @@ worker: deps
 # FIELD_ENCRYPTION_KEYS required) unless SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves
 # them compressed. On SIGTERM a worker finishes its calls in flight and writes their usage records; the graceful
 # timeout is REQUEST_TIMEOUT + 15 s (GRACEFUL_TIMEOUT overrides it; config/gunicorn.py).
+# `make prepare` alone is that first part (migrations, static files): a container runs it, then execs gunicorn itself,
+# since make passes no SIGTERM on to the server it started (compose.yaml).
 SERVE_SETTINGS ?= config.settings.production
-serve: deps
+prepare: deps
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py migrate --noinput -v 0
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py collectstatic --noinput -v 0
+
+serve: prepare
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) \
 	$(BIN)/gunicorn config.asgi:application -c config/gunicorn.py \
 	  --workers $(WEB_CONCURRENCY) --bind $${HOST:-127.0.0.1}:$(PORT) --access-logfile -

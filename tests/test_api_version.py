@@ -33,6 +33,13 @@ def test_an_error_response_sends_the_version(api_client):
     assert response["X-API-Version"] == VERSION
 
 
+def test_a_browser_script_may_read_it_cross_origin(client):
+    response = client.get("/api/v1/health", HTTP_ORIGIN="https://excel.officeapps.example")
+    assert response["X-API-Version"] == VERSION
+    exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
+    assert "x-api-version" in exposed
+
+
 def test_a_not_found_outside_the_api_sends_the_version_too(client):
     assert client.get("/no-such-page/")["X-API-Version"] == VERSION
 

@@ -3,6 +3,7 @@
 production settings; compose.yaml and the Dockerfile name real settings and make targets; the nginx sample passes
 `nginx -t` and lets through what djllm accepts; the systemd units pass `systemd-analyze verify`."""
 
+import json
 import os
 import re
 import shutil
@@ -102,22 +103,33 @@ def _make_targets() -> set[str]:
     return set(re.findall(r"^([a-z][a-z-]*):", (BASE_DIR / "Makefile").read_text(), re.M))
 
 
-def _command_words(command) -> list[str]:
-    return command if isinstance(command, list) else command.split()
+def _make_dry_run(*args: str) -> list[str]:
+    """The shell commands `make -n` would run, one a line (continuation lines joined, blanks squeezed)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        [make, "-n", *args], cwd=BASE_DIR, env=_scrubbed_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [" ".join(line.split()) for line in result.stdout.replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def test_compose_runs_web_worker_postgres_and_redis_with_real_targets_and_settings():
+def _shell_command(command) -> str:
+    """What a container's `sh -c` command runs, with the defaults of its `${VAR:-default}` filled in."""
+    assert command[:2] == ["sh", "-c"], command
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", command[2].replace("$$", "$"))
+
+
+def test_compose_runs_web_worker_postgres_and_redis_with_real_settings():
     compose = _compose()
     services = compose["services"]
     assert set(services) >= {"web", "worker", "postgres", "redis"}
-    targets = _make_targets()
     makefile = (BASE_DIR / "Makefile").read_text()
     knobs = set(re.findall(r"^([A-Z][A-Z_]*) \?=", makefile, re.M))  # the Makefile's own variables
     assert {"WEB_CONCURRENCY", "WORKER_CONCURRENCY"} <= knobs
-    assert _command_words(services["web"]["command"]) == ["make", "serve"]
-    assert _command_words(services["worker"]["command"]) == ["make", "worker"]
-    assert {"serve", "worker"} <= targets
     for name in ("web", "worker"):
+        assert services[name]["init"] is True  # an init that passes SIGTERM on and reaps
         env = services[name]["environment"]
         module = env["DJANGO_SETTINGS_MODULE"]
         assert module == "config.settings.production"
@@ -128,37 +140,40 @@ def test_compose_runs_web_worker_postgres_and_redis_with_real_targets_and_settin
         # The secrets come from the operator's .env, never from the file.
         for secret in ("DJANGO_SECRET_KEY", "FIELD_ENCRYPTION_KEYS"):
             assert env[secret].startswith("${" + secret + ":?")
-    # Variables the compose file reads from the operator: djllm settings, or the database password it makes.
+    # Variables the compose file reads from the operator: djllm settings, the Makefile's, or the database password.
     read = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (BASE_DIR / "compose.yaml").read_text()))
     assert read - SETTINGS_NAMES - knobs == {"POSTGRES_PASSWORD"}
 
 
-def test_the_dockerfile_builds_the_venv_the_make_targets_use_and_serves_like_compose():
+def test_the_web_container_runs_what_make_serve_runs_with_gunicorn_exec_ed():
+    web = _shell_command(_compose()["services"]["web"]["command"])
+    prepare, server = web.split(" && exec ")
+    assert prepare == "make prepare"
+    serve = _make_dry_run("serve", "WEB_CONCURRENCY=2", "PORT=8000")
+    # `make serve` is `make prepare`'s commands, then gunicorn: the container runs the same, gunicorn on 0.0.0.0.
+    assert serve[:-1][-2:] == _make_dry_run("prepare")[-2:]
+    assert "manage.py migrate" in serve[-3] and "manage.py collectstatic" in serve[-2]
+    expected = serve[-1].removeprefix("DJANGO_SETTINGS_MODULE=config.settings.production ")
+    assert server == expected.replace("${HOST:-127.0.0.1}", "0.0.0.0")
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    cmd = re.search(r"^CMD (\[.*\])$", dockerfile, re.M)
+    assert cmd and _shell_command(json.loads(cmd.group(1))) == web
+
+
+def test_the_worker_container_runs_make_worker_s_celery_command():
+    worker = _shell_command(_compose()["services"]["worker"]["command"])
+    expected = _make_dry_run("worker", "WORKER_CONCURRENCY=2")[-1]
+    assert worker == "exec " + expected.removeprefix("DJANGO_SETTINGS_MODULE=config.settings.production ")
+
+
+def test_the_dockerfile_builds_the_venv_the_make_targets_use():
     dockerfile = (BASE_DIR / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
     assert "RUN make deps" in dockerfile and "deps" in _make_targets()
-    assert re.search(r'^CMD \["make", "serve"\]$', dockerfile, re.M)
     assert "ENV DJANGO_SETTINGS_MODULE=config.settings.production" in dockerfile
     assert re.search(r"^USER djllm$", dockerfile, re.M)  # not root
     ignored = (BASE_DIR / ".dockerignore").read_text().split()
     assert {".env", ".venv", ".git"} <= set(ignored)  # no secrets, no host venv in the image
-
-
-def test_make_serve_in_the_image_runs_gunicorn_on_the_asgi_app_on_all_interfaces():
-    make = shutil.which("make")
-    if make is None:
-        pytest.skip("make is not installed")
-    result = subprocess.run(
-        [make, "-n", "serve", "HOST=0.0.0.0", "PORT=8000", "SERVE_SETTINGS=config.settings.production"],
-        cwd=BASE_DIR,
-        env=_scrubbed_env(HOST="0.0.0.0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "gunicorn config.asgi:application -c config/gunicorn.py" in result.stdout
-    assert "--bind ${HOST:-127.0.0.1}:8000" in result.stdout
 
 
 def test_docker_compose_config_accepts_the_file(tmp_path):

@@ -255,6 +255,7 @@ CORS_EXPOSE_HEADERS = [
     "X-RateLimit-Reset",
     "Location",  # 202 job answers point at the job
     "Idempotent-Replayed",
+    "X-API-Version",
 ]
 
 # --- Security (secure defaults are switched on in production by env) ------------------------------
