@@ -85,7 +85,7 @@ test: dev-deps browser nginx clients/node_modules/.installed
 
 # Ruff, the import contracts in pyproject.toml ([tool.importlinter]: which app may import which), and pylint's
 # duplicate-code check alone over the app packages ([tool.pylint]: no block of 6+ lines repeated; migrations aside).
-APP_PACKAGES = accounts calendars common config excel jobs llm
+APP_PACKAGES = accounts calendars common config excel jobs llm monitoring
 lint: dev-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache

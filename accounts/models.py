@@ -16,6 +16,9 @@ class Scope(models.TextChoices):
     # Write prices and model routes over the API. Only a superuser's token can use it (checked on each request),
     # and only a superuser can give it to a token of their own; it is never a default.
     ADMIN = "admin", "Admin"
+    # Read the Prometheus `/metrics`. Only a staff user's token can use it (checked on each request), and only staff
+    # can hold it; it is never a default.
+    METRICS = "metrics", "Metrics"
 
 
 ALL_SCOPES = [choice.value for choice in Scope]
@@ -24,6 +27,8 @@ ALL_SCOPES = [choice.value for choice in Scope]
 DEFAULT_SCOPES = [Scope.CALENDAR.value, Scope.LLM.value]
 # Scopes only a superuser may give a token of their own (whatever their preferences allow).
 SUPERUSER_SCOPES = [Scope.ADMIN.value]
+# Scopes only a staff user's tokens may carry.
+STAFF_SCOPES = [Scope.METRICS.value]
 
 
 def all_scopes() -> list[str]:
@@ -52,7 +57,7 @@ class APIToken(models.Model):
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     digest = models.CharField(max_length=64, editable=False)
-    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar, account, admin.")
+    scopes = models.JSONField(default=list, help_text="Any of: llm, calendar, account, admin, metrics.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from accounts.models import ALL_SCOPES, SUPERUSER_SCOPES, APIToken, UserPreferences
+from accounts.models import ALL_SCOPES, STAFF_SCOPES, SUPERUSER_SCOPES, APIToken, UserPreferences
 from accounts.token_cache import CachedToken
 from accounts.tokens import TOKEN_MARKER, split_prefix
 
@@ -42,8 +42,10 @@ def token_timezone(cached_token: CachedToken) -> zoneinfo.ZoneInfo:
 
 def token_scopes_grantable(*, user, preferences: UserPreferences) -> list[str]:
     """The scopes a user may give tokens of their own (the account page, the API): those an administrator allows
-    them on their preferences, less the superuser-only ones for anyone else."""
+    them on their preferences, less the superuser-only ones for anyone else and the staff-only ones for non-staff."""
     allowed = set(preferences.token_scopes_allowed or [])
     if not user.is_superuser:
         allowed -= set(SUPERUSER_SCOPES)
+    if not user.is_staff:
+        allowed -= set(STAFF_SCOPES)
     return [scope for scope in ALL_SCOPES if scope in allowed]

@@ -6,7 +6,9 @@ timeout follows REQUEST_TIMEOUT, plus a margin for the usage records to be writt
 """
 
 import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # gunicorn loads this file before the app
@@ -23,3 +25,22 @@ graceful_timeout = (
 # A worker that is shutting down on its own (a HUP reload, `max_requests`) no longer reports to the arbiter, which
 # kills a silent worker after `timeout` seconds: give it the same time.
 timeout = graceful_timeout
+
+
+# Metrics (docs/metrics.md): the workers add up their counters through files in PROMETHEUS_MULTIPROC_DIR
+# (prometheus_client's multiprocess mode), which must be set before any worker imports prometheus_client. Unset: a
+# fresh directory for this server. Set: emptied at start, so a restart does not add the last run's counts again.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+if _metrics_dir:
+    Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
+    for _stale in Path(_metrics_dir).glob("*.db"):
+        _stale.unlink()
+else:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="djllm-metrics-")
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (the recorder queue) stop counting; its counters stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

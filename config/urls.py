@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from common import exceptions
 from common.apis import HealthApi, ReadinessApi
 from llm import urls as llm_urls
+from monitoring.views import metrics
 
 api_v1 = [
     path("health", HealthApi.as_view(), name="health"),
@@ -17,6 +18,7 @@ api_v1 = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics, name="metrics"),  # Prometheus (docs/metrics.md)
     path("account/", include("accounts.page_urls")),
     path("excel/", include("excel.urls")),  # the Excel add-in's files and manifest (not API endpoints)
     path("api/v1/", include(api_v1)),

@@ -32,6 +32,7 @@ from common.shutdown import draining
 from llm import response_cache
 from llm.budgets import budget_reserve
 from llm.limits import RateState, month_start, rate_limit_hit
+from llm.metrics import usage_observe
 from llm.models import UsageRecord, UsageStatus
 from llm.pricing import Price, aprice_for, cost_of, fallback_price
 from llm.providers import ChatRequest, Chunk, Completion, ProviderError, Usage, provider_for
@@ -254,6 +255,10 @@ def _elapsed_ms(start: float) -> int:
 
 
 async def record(draft: UsageDraft, call: GatewayCall | None = None, completion: Completion | None = None) -> None:
+    try:
+        usage_observe(draft)
+    except Exception:  # a metric never costs a request its record
+        logger.exception("Metrics: request %s not counted", draft.request_id)
     hook = call.on_record if call is not None else None
     if hook is None:
         await shielded(write_usage_record(draft))

@@ -21,6 +21,7 @@ import threading
 from django.conf import settings
 
 from common.db_thread import run_in_db_thread, submit_to_db_thread, with_reconnect
+from llm.metrics import recorder_queue_depth
 from llm.services import UsageDraft, usage_records_create
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,12 @@ class UsageRecorder:
         while True:
             with self._lock:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                waiting = len(batch) + len(self._queue)
                 if not batch:
                     self._draining = False
-                    return
+            recorder_queue_depth.set(waiting)  # once per batch, not per record: the gauge for /metrics
+            if not batch:
+                return
             try:
                 self._write(batch)
             except BaseException:  # never leave the flag set with records queued and nobody draining them

@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "llm",
     "calendars",
     "jobs",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -430,3 +431,7 @@ CELERY_TASK_IGNORE_RESULT = True  # job state lives in the database, not in a re
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep Django's LOGGING (request ids, redaction)
+
+# --- Metrics and alerts (docs/metrics.md) --------------------------------------------------------------
+# Client addresses or networks (comma list) that may read /metrics without a token. Empty: a token only.
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
