@@ -7,6 +7,7 @@ from django.utils import timezone
 from accounts import services
 from accounts.forms import AdminPreferencesForm, AdminTokenForm
 from accounts.models import APIToken, UserPreferences
+from common.audit import VIA_ADMIN, actor_from_request
 
 User = get_user_model()
 
@@ -80,7 +81,7 @@ class APITokenAdmin(admin.ModelAdmin):
             fields = {
                 name: form.cleaned_data[name] for name in form.changed_data if name in services.TOKEN_EDITABLE_FIELDS
             }
-            services.api_token_update(token=obj, **fields)
+            services.api_token_update(token=obj, by=actor_from_request(request, via=VIA_ADMIN), **fields)
             return
         token, plaintext = services.api_token_create(
             user=form.cleaned_data["user"],
@@ -89,6 +90,7 @@ class APITokenAdmin(admin.ModelAdmin):
             expires_at=form.cleaned_data["expires_at"],
             rate_limit=form.cleaned_data["rate_limit"],
             monthly_budget_usd=form.cleaned_data["monthly_budget_usd"],
+            by=actor_from_request(request, via=VIA_ADMIN),
         )
         # The admin logs the addition of `obj` next: make it the stored token (its prefix names it in the history).
         obj.__dict__.update({k: v for k, v in token.__dict__.items() if k != "_state"})
@@ -112,7 +114,7 @@ class APITokenAdmin(admin.ModelAdmin):
     def revoke_tokens(self, request, queryset):
         count = 0
         for token in queryset.exclude(revoked_at__lte=timezone.now()):
-            services.api_token_revoke(token=token)
+            services.api_token_revoke(token=token, by=actor_from_request(request, via=VIA_ADMIN))
             self.log_change(request, token, "Revoked.")
             count += 1
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
@@ -128,7 +130,7 @@ class APITokenAdmin(admin.ModelAdmin):
                 )
             queryset = queryset.filter(user=request.user)
         for token in queryset.exclude(revoked_at__lte=timezone.now()):
-            new_token, plaintext = services.api_token_rotate(token=token)
+            new_token, plaintext = services.api_token_rotate(token=token, by=actor_from_request(request, via=VIA_ADMIN))
             self.log_change(request, token, f"Rotated: revoked, replaced by {new_token.display_prefix}….")
             self.log_addition(request, new_token, f"Created by rotating {token.display_prefix}….")
             request._djllm_new_tokens.append((new_token, plaintext))

@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.models import provider_choices, validate_timezone
 from accounts.permissions import HasTokenScope
+from common.audit import VIA_API, actor_from_request
 from common.openapi import error_responses
 from common.serializers import StrictInputSerializer
 
@@ -96,5 +97,7 @@ class MeApi(APIView):
     def patch(self, request):
         serializer = self.PreferencesSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        preferences = services.user_preferences_update(user=request.user, **serializer.validated_data)
+        preferences = services.user_preferences_update(
+            user=request.user, by=actor_from_request(request, via=VIA_API), **serializer.validated_data
+        )
         return self._render(request, preferences)

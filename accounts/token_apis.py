@@ -16,6 +16,7 @@ from accounts.serializers import (
     APITokenSerializer,
     APITokenUpdateSerializer,
 )
+from common.audit import VIA_API, actor_from_request
 
 
 class TokenFilter(django_filters.FilterSet):
@@ -76,7 +77,9 @@ class TokenViewSet(viewsets.GenericViewSet):
     def create(self, request):
         serializer = APITokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token, plaintext = services.api_token_create_for_self(user=request.user, **serializer.validated_data)
+        token, plaintext = services.api_token_create_for_self(
+            user=request.user, by=actor_from_request(request, via=VIA_API), **serializer.validated_data
+        )
         return Response(_with_plaintext(token, plaintext), status=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -92,7 +95,9 @@ class TokenViewSet(viewsets.GenericViewSet):
         token = self.get_object()
         serializer = APITokenUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        token = services.api_token_update_for_self(token=token, **serializer.validated_data)
+        token = services.api_token_update_for_self(
+            token=token, by=actor_from_request(request, via=VIA_API), **serializer.validated_data
+        )
         return Response(APITokenSerializer(token).data)
 
     @extend_schema(
@@ -104,7 +109,11 @@ class TokenViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
-        return Response(APITokenSerializer(services.api_token_revoke(token=self.get_object())).data)
+        return Response(
+            APITokenSerializer(
+                services.api_token_revoke(token=self.get_object(), by=actor_from_request(request, via=VIA_API))
+            ).data
+        )
 
     @extend_schema(
         summary="Rotate a token",
@@ -122,7 +131,9 @@ class TokenViewSet(viewsets.GenericViewSet):
         token = self.get_object()
         serializer = APITokenRotateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        new_token, plaintext = services.api_token_rotate(token=token, **serializer.validated_data)
+        new_token, plaintext = services.api_token_rotate(
+            token=token, by=actor_from_request(request, via=VIA_API), **serializer.validated_data
+        )
         return Response(_with_plaintext(new_token, plaintext), status=status.HTTP_201_CREATED)
 
 

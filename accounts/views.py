@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from accounts import selectors, services
 from accounts.forms import PreferencesForm, TokenCreateForm
 from accounts.models import APIToken
+from common.audit import VIA_ACCOUNT, actor_from_request
 from common.errors import AppError
 
 
@@ -45,6 +46,7 @@ def token_create(request):
             expires_at=timezone.now() + timedelta(days=days) if days else None,
             rate_limit=form.cleaned_data["rate_limit"],
             monthly_budget_usd=form.cleaned_data["monthly_budget_usd"],
+            by=actor_from_request(request, via=VIA_ACCOUNT),
         )
     except AppError as error:
         field = error.details.get("field")
@@ -58,7 +60,7 @@ def token_create(request):
 @require_POST
 def token_revoke(request, token_id: int):
     token = get_object_or_404(APIToken, pk=token_id, user=request.user)
-    services.api_token_revoke(token=token)
+    services.api_token_revoke(token=token, by=actor_from_request(request, via=VIA_ACCOUNT))
     messages.success(request, f"Token {token.display_prefix}… revoked.")
     return redirect("account:page")
 
@@ -69,6 +71,8 @@ def preferences_update(request):
     form = PreferencesForm(request.POST, instance=services.user_preferences_get(user=request.user))
     if not form.is_valid():
         return _render_page(request, preferences_form=form, status=400)
-    services.user_preferences_update(user=request.user, **form.cleaned_data)
+    services.user_preferences_update(
+        user=request.user, by=actor_from_request(request, via=VIA_ACCOUNT), **form.cleaned_data
+    )
     messages.success(request, "Preferences saved.")
     return redirect("account:page")

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.models import APIToken, UserPreferences
+from common.admin import ReadOnlyAdmin
 from common.crypto import UnreadableSecret
 from common.spreadsheets import csv_cell
 from llm import pricing, routing, templates_store
@@ -40,19 +41,6 @@ from llm.providers.registry import provider_choices
 from llm.selectors import PRICE_MISSING, usage_totals
 
 # --- UsageRecord ---------------------------------------------------------------------------------
-
-
-class ReadOnlyAdmin:
-    """Rows the gateway writes (usage records, running totals): shown and exported, never added, edited or deleted."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ProviderFilter(admin.SimpleListFilter):

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 
 from accounts import services
 from accounts.models import ALL_SCOPES
+from common.audit import COMMAND
 
 
 class Command(BaseCommand):
@@ -21,7 +22,7 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         user = services.user_create(username=username, password=password, is_superuser=True)
-        _, plaintext = services.api_token_create(user=user, name="make run", scopes=list(ALL_SCOPES))
+        _, plaintext = services.api_token_create(user=user, name="make run", scopes=list(ALL_SCOPES), by=COMMAND)
         self.stdout.write(self.style.SUCCESS("Created the admin user. Keep these; they are shown only now:"))
         self.stdout.write(f"  admin login:  {url.rstrip('/')}/admin/   user {username}   password {password}")
         self.stdout.write(f"  API token:    {plaintext}")

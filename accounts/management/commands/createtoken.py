@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import ALL_SCOPES, DEFAULT_SCOPES
+from common.audit import COMMAND
 from common.errors import AppError
 
 
@@ -41,6 +42,7 @@ class Command(BaseCommand):
                 name=name,
                 scopes=scope_list,
                 expires_at=timezone.now() + timedelta(days=expires_days) if expires_days else None,
+                by=COMMAND,
             )
         except AppError as error:
             raise CommandError(error.message) from None

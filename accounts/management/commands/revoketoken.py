@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts import selectors, services
+from common.audit import COMMAND
 
 
 class Command(BaseCommand):
@@ -17,5 +18,5 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Token {token.display_prefix}… was already revoked at {token.revoked_at:%Y-%m-%d %H:%M}."
             )
-        services.api_token_revoke(token=token)
+        services.api_token_revoke(token=token, by=COMMAND)
         self.stdout.write(f"Revoked {token.display_prefix}… ({token.name or 'unnamed'}) of {token.user}.")

@@ -1,0 +1,223 @@
+"""The audit log: every token, login, calendar, budget, price and route action leaves exactly one row with its actor,
+address and path (admin, account page, API, command), never a secret; the admin shows it read-only."""
+
+import re
+from decimal import Decimal
+
+import pytest
+from django.core import serializers
+from django.core.management import call_command
+from django.test import Client
+from rest_framework.test import APIClient
+
+from accounts import services
+from accounts.models import APIToken
+from common.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+IP = "203.0.113.5"
+PASSWORD = "a-long-test-password-1"
+TOKENS_ADMIN = "/admin/accounts/apitoken/"
+AUDIT_ADMIN = "/admin/common/auditevent/"
+
+
+@pytest.fixture
+def root():
+    return services.user_create(username="root", password=PASSWORD, is_superuser=True)
+
+
+@pytest.fixture
+def alice():
+    return services.user_create(username="alice", password=PASSWORD)
+
+
+def _logged_in(user) -> Client:
+    client = Client(REMOTE_ADDR=IP)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def admin_client(root):
+    return _logged_in(root)
+
+
+@pytest.fixture
+def api(alice):
+    """An API client for alice with the account scope, from IP."""
+    _, plaintext = services.api_token_create(user=alice, name="manager", scopes=["account"])
+    client = APIClient(REMOTE_ADDR=IP)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return client
+
+
+def only_event(action: str, **filters) -> AuditEvent:
+    """The one event of this action (more or none fails the test)."""
+    [event] = AuditEvent.objects.filter(action=action, **filters)
+    return event
+
+
+def assert_by(event: AuditEvent, user, via: str, ip: str | None = IP) -> None:
+    assert (event.actor_id, event.via, event.ip) == (user.pk if user else None, via, ip)
+    assert event.actor_description == (user.username if user else "command")
+
+
+def assert_no_secrets(*secrets: str) -> None:
+    dumped = serializers.serialize("json", AuditEvent.objects.all())
+    assert AuditEvent.objects.exists()
+    for secret in secrets:
+        assert secret and secret not in dumped
+
+
+def assert_no_token_secrets(plaintexts: list[str]) -> None:
+    digests = list(APIToken.objects.values_list("digest", flat=True))
+    assert_no_secrets(*plaintexts, *digests)
+
+
+# --- Tokens from the admin ------------------------------------------------------------------------
+
+
+def test_admin_token_create_revoke_rotate_and_budget(admin_client, root, alice):
+    response = admin_client.post(f"{TOKENS_ADMIN}add/", {"user": alice.pk, "name": "excel", "scopes": ["llm"]})
+    assert response.status_code == 200
+    token = APIToken.objects.get(user=alice, name="excel")
+    created = only_event("token.created", target_id=str(token.pk))
+    assert_by(created, root, "admin")
+    assert (created.target_type, created.target_label) == ("accounts.apitoken", str(token))
+    assert created.details["scopes"] == ["llm"] and created.details["user"] == alice.pk
+
+    response = admin_client.post(
+        f"{TOKENS_ADMIN}{token.pk}/change/",
+        {"name": "excel", "scopes": ["llm"], "rate_limit": "", "monthly_budget_usd": "12.50"},
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    budget = only_event("token.budget_changed", target_id=str(token.pk))
+    assert_by(budget, root, "admin")
+    assert budget.details["changes"]["monthly_budget_usd"] == [None, "12.50"]
+
+    response = admin_client.post(TOKENS_ADMIN, {"action": "rotate_tokens", "_selected_action": [token.pk]})
+    assert response.status_code == 200
+    new = APIToken.objects.get(rotated_from=token)
+    rotated = only_event("token.rotated", target_id=str(token.pk))
+    assert_by(rotated, root, "admin")
+    assert rotated.details["new_token"] == new.pk
+    assert not AuditEvent.objects.filter(action="token.created", target_id=str(new.pk)).exists()
+    assert not AuditEvent.objects.filter(action="token.revoked", target_id=str(token.pk)).exists()
+
+    admin_client.post(TOKENS_ADMIN, {"action": "revoke_tokens", "_selected_action": [new.pk]}, follow=True)
+    assert_by(only_event("token.revoked", target_id=str(new.pk)), root, "admin")
+    [plaintext] = set(re.findall(r"djl_[0-9a-f]{8}_[A-Za-z0-9_-]{40,}", response.content.decode()))
+    assert plaintext.startswith(new.display_prefix)
+    assert_no_token_secrets([plaintext])
+
+
+# --- Tokens from the account page -----------------------------------------------------------------
+
+
+def test_account_page_token_create_and_revoke(alice):
+    client = _logged_in(alice)
+    response = client.post("/account/tokens/create", {"name": "laptop", "scopes": ["llm"]})
+    assert response.status_code == 200, response.content.decode()[:2000]
+    token = APIToken.objects.get(user=alice, name="laptop")
+    assert_by(only_event("token.created", target_id=str(token.pk)), alice, "account")
+    plaintext = response.context["new_token"]
+    response = client.post(f"/account/tokens/{token.pk}/revoke")
+    assert response.status_code == 302
+    assert_by(only_event("token.revoked", target_id=str(token.pk)), alice, "account")
+    assert_no_token_secrets([plaintext])
+
+
+# --- Tokens from the API --------------------------------------------------------------------------
+
+
+def test_api_token_create_change_rotate_and_revoke(api, alice):
+    created = api.post("/api/v1/tokens", {"name": "script", "scopes": ["account"]}, format="json")
+    assert created.status_code == 201, created.content
+    token_id = created.json()["id"]
+    assert_by(only_event("token.created", target_id=str(token_id)), alice, "api")
+
+    changed = api.patch(f"/api/v1/tokens/{token_id}", {"name": "script 2"}, format="json")
+    assert changed.status_code == 200, changed.content
+    event = only_event("token.changed", target_id=str(token_id))
+    assert_by(event, alice, "api")
+    assert event.details["changes"] == {"name": ["script", "script 2"]}
+
+    rotated = api.post(f"/api/v1/tokens/{token_id}/rotate", {"grace_minutes": 5}, format="json")
+    assert rotated.status_code == 201, rotated.content
+    assert_by(only_event("token.rotated", target_id=str(token_id)), alice, "api")
+    new_id = rotated.json()["id"]
+    assert not AuditEvent.objects.filter(action="token.created", target_id=str(new_id)).exists()
+
+    revoked = api.post(f"/api/v1/tokens/{new_id}/revoke")
+    assert revoked.status_code == 200, revoked.content
+    assert_by(only_event("token.revoked", target_id=str(new_id)), alice, "api")
+    again = api.post(f"/api/v1/tokens/{new_id}/revoke")
+    assert again.status_code == 200 and AuditEvent.objects.filter(action="token.revoked").count() == 1
+    assert_no_token_secrets([created.json()["token"], rotated.json()["token"]])
+
+
+def test_api_budget_change_of_preferences_is_one_event(alice):
+    services.user_preferences_update(user=alice, monthly_budget_usd=Decimal("3"), timezone="Europe/Berlin")
+    event = only_event("user.budget_changed", target_id=str(alice.pk))
+    assert event.details["changes"]["monthly_budget_usd"] == [None, "3"]
+    assert event.details["changes"]["timezone"] == ["UTC", "Europe/Berlin"]
+    assert event.via == "system" and event.actor_id is None
+
+
+# --- Tokens from the commands ---------------------------------------------------------------------
+
+
+def test_commands_create_and_revoke(alice, capsys):
+    call_command("createtoken", "alice", "--name", "cron")
+    plaintext = capsys.readouterr().out.strip().splitlines()[-1]
+    token = APIToken.objects.get(user=alice, name="cron")
+    assert_by(only_event("token.created", target_id=str(token.pk)), None, "command", ip=None)
+    call_command("revoketoken", token.display_prefix)
+    assert_by(only_event("token.revoked", target_id=str(token.pk)), None, "command", ip=None)
+    assert_no_token_secrets([plaintext])
+
+
+# --- Logins ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "via"), [("/admin/login/", "admin"), ("/account/login/", "account")])
+def test_login_success_and_failure(root, path, via):
+    client = Client(REMOTE_ADDR=IP)
+    response = client.post(path, {"username": "root", "password": "wrong-password"})
+    assert response.status_code == 200
+    failed = only_event("login.failed")
+    assert (failed.actor_id, failed.actor_description, failed.via, failed.ip) == (None, "root", via, IP)
+    response = client.post(path, {"username": "root", "password": PASSWORD})
+    assert response.status_code == 302
+    assert_by(only_event("login.succeeded"), root, via)
+    assert_no_secrets(PASSWORD, "wrong-password")
+
+
+# --- The admin ------------------------------------------------------------------------------------
+
+
+def test_admin_lists_filters_and_refuses_writes(admin_client, alice):
+    services.api_token_create(user=alice, name="one")
+    call_command("createtoken", "alice", "--name", "two", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    page = admin_client.get(AUDIT_ADMIN)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "token.created" in html and "command" in html
+    filtered = admin_client.get(AUDIT_ADMIN, {"via__exact": "command"})
+    assert filtered.status_code == 200
+    assert filtered.context["cl"].result_count == 1
+    searched = admin_client.get(AUDIT_ADMIN, {"q": "two"})
+    assert searched.context["cl"].result_count == 1
+    by_action = admin_client.get(AUDIT_ADMIN, {"action__exact": "token.created"})
+    assert by_action.context["cl"].result_count == 2
+    assert "date_hierarchy" in html or "?at__year=" in html
+
+    event = AuditEvent.objects.first()
+    assert admin_client.get(f"{AUDIT_ADMIN}add/").status_code == 403
+    detail = admin_client.get(f"{AUDIT_ADMIN}{event.pk}/change/")
+    assert detail.status_code == 200 and 'type="submit"' not in detail.content.decode().split('id="content"')[1]
+    assert admin_client.post(f"{AUDIT_ADMIN}{event.pk}/change/", {"action": "x"}).status_code == 403
+    assert admin_client.post(f"{AUDIT_ADMIN}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.filter(pk=event.pk, action=event.action).exists()
+    assert "delete_selected" not in html
