@@ -218,3 +218,25 @@ class ConversationMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:40]}"
+
+
+class StoredResponse(models.Model):
+    """A response of `POST /v1/responses` kept for its user (`store`, on by default): `GET`/`DELETE
+    /v1/responses/{id}` and `previous_response_id`. Each keeps the whole conversation it answered (`input`: every
+    earlier turn, already resolved, and this request's input items) and its `output` items, so any stored response
+    can be continued, branches included, by sending the upstream `input + output + the new input` statelessly,
+    whether or not its ancestors were deleted since."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    created_at = models.DateTimeField(default=timezone.now)
+    input = models.JSONField(default=list)
+    output = models.JSONField(default=list)
+    body = models.JSONField(help_text="The response object as it was answered.")
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="stored_response_user_time")]
+
+    def __str__(self) -> str:
+        return self.id

@@ -16,6 +16,7 @@ from llm.models import (
     ModelPrice,
     ModelRoute,
     SpendCounter,
+    StoredResponse,
     UsageRecord,
     UsageStatus,
 )
@@ -276,3 +277,8 @@ async def aconversation_for_user(*, conversation_id: int, user_id: int) -> Conve
 
 async def aconversation_history(*, conversation: Conversation) -> list[ConversationMessage]:
     return [message async for message in conversation.messages.order_by("id")]
+
+
+def stored_response_for_user(*, response_id: str, user_id: int) -> StoredResponse | None:
+    """One of the user's stored responses; None for an unknown id or another user's."""
+    return StoredResponse.objects.filter(id=response_id, user_id=user_id).first()

@@ -19,6 +19,7 @@ from llm.models import (
     ModelPrice,
     ModelRoute,
     SpendCounter,
+    StoredResponse,
     UsageRecord,
     UsageStatus,
 )
@@ -360,3 +361,18 @@ def conversation_exchange_store(
         )
         Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
     return asked, answered
+
+
+def stored_response_create(
+    *, response_id: str, user_id: int, parent_id: str | None, input: list, output: list, body: dict
+) -> StoredResponse:
+    """Keep a response of `POST /v1/responses` (`store`): the conversation it answered, its output, its body."""
+    return StoredResponse.objects.create(
+        id=response_id, user_id=user_id, parent_id=parent_id, input=input, output=output, body=body
+    )
+
+
+def stored_response_delete(*, response_id: str, user_id: int) -> bool:
+    """Delete one of the user's stored responses; False when they have none by that id."""
+    deleted, _ = StoredResponse.objects.filter(id=response_id, user_id=user_id).delete()
+    return deleted > 0

@@ -1,13 +1,25 @@
 from django.urls import path
 
 from common.routers import api_router
-from llm.apis import catalog, chat, conversation_messages, conversations, messages, usage, usage_records, webhook
+from llm.apis import (
+    catalog,
+    chat,
+    conversation_messages,
+    conversations,
+    messages,
+    responses,
+    usage,
+    usage_records,
+    webhook,
+)
 
 openai_urlpatterns = [
     path("chat/completions", chat.chat_completions, name="chat-completions"),
     path("models", chat.models, name="models"),
     path("messages", messages.messages, name="messages"),
     path("messages/count_tokens", messages.count_tokens, name="messages-count-tokens"),
+    path("responses", responses.responses, name="responses"),
+    path("responses/<str:response_id>", responses.response_detail, name="response-detail"),
 ]
 
 router = api_router()
