@@ -435,3 +435,27 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep Django's LOGGING (request ids, 
 # --- Metrics and alerts (docs/metrics.md) --------------------------------------------------------------
 # Client addresses or networks (comma list) that may read /metrics without a token. Empty: a token only.
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+# Who `mail_admins` writes to (comma list of addresses), and how mail leaves.
+ADMINS = [(address, address) for address in env_list("DJANGO_ADMINS")]
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="djllm@localhost")
+EMAIL_SUBJECT_PREFIX = env.str("EMAIL_SUBJECT_PREFIX", default="[djllm] ")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+# Alerts go to ADMINS by mail and, when set, as `{"text": ...}` to this URL (a Slack incoming webhook or alike).
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+ALERTS_ENABLED = env.bool("ALERTS_ENABLED", default=True)
+# The checks run every ALERT_CHECK_SECONDS (Celery beat); each condition alerts at most once per ALERT_WINDOW_SECONDS.
+ALERT_CHECK_SECONDS = env.int("ALERT_CHECK_SECONDS", default=60)
+ALERT_WINDOW_SECONDS = env.int("ALERT_WINDOW_SECONDS", default=3600)
+# Upstream errors over requests sent upstream in the last window; no alert below ALERT_UPSTREAM_MIN_REQUESTS.
+ALERT_UPSTREAM_ERROR_RATE = env.float("ALERT_UPSTREAM_ERROR_RATE", default=0.2)
+ALERT_UPSTREAM_MIN_REQUESTS = env.int("ALERT_UPSTREAM_MIN_REQUESTS", default=20)
+# A queued or running job with no sign of life from a worker for this long.
+ALERT_JOB_STUCK_SECONDS = env.int("ALERT_JOB_STUCK_SECONDS", default=900)
+CELERY_BEAT_SCHEDULE = {
+    "alerts-evaluate": {"task": "monitoring.alerts_evaluate", "schedule": float(ALERT_CHECK_SECONDS)},
+}
