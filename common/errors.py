@@ -134,3 +134,29 @@ class InternalError(AppError):
 class UpstreamError(AppError):
     status, code, openai_type = 502, "upstream_error", "api_error"
     message = "The upstream provider failed."
+
+
+# Codes recorded without an exception class of their own.
+_OTHER_ERROR_DESCRIPTIONS = {
+    "client_disconnected": "The client closed the connection before the response was complete.",
+    "upstream_timeout": "The provider did not answer in time, or stopped answering mid-response.",
+    "upstream_rate_limited": "The provider refused the request: its rate limit was reached.",
+    "upstream_overloaded": "The provider was overloaded.",
+    "upstream_auth_failed": "The provider refused the route's API key.",
+    "upstream_bad_request": "The provider rejected the request as invalid.",
+    "upstream_interrupted": "The provider's response was cut off.",
+}
+
+
+def error_description(code: str) -> str:
+    """What an error code means, from the default message of the AppError class that has it ("" if none does).
+    Usage records store the code only, so this is what pages show next to it."""
+    if code in _OTHER_ERROR_DESCRIPTIONS:
+        return _OTHER_ERROR_DESCRIPTIONS[code]
+    classes = [AppError]
+    while classes:
+        cls = classes.pop()
+        if cls.code == code and cls is not AppError:
+            return cls.message
+        classes.extend(cls.__subclasses__())
+    return ""

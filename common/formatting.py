@@ -1,6 +1,23 @@
-"""How amounts are written in API responses and exports."""
+"""How amounts are written: exactly in API responses and exports (`money`), for people in pages (`usd`)."""
+
+from decimal import Decimal
 
 
 def money(value) -> str | None:
     """A Decimal amount as a plain decimal string without trailing zeros (None stays None: no price known)."""
     return None if value is None else format(value.normalize(), "f")
+
+
+def usd(value, significant: int = 3) -> str:
+    """An amount for people to read: cents from $1 up (`$1,234.50`), three significant digits below
+    (`$0.000974`, not `0.000974100000`). `None` (no price known) is a dash; exact values are `money`'s."""
+    if value is None:
+        return "—"
+    value = Decimal(value)
+    if value == 0:
+        return "$0"
+    sign, value = ("-" if value < 0 else ""), abs(value)
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
+    places = significant - 1 - value.adjusted()
+    return f"{sign}${format(value.quantize(Decimal(1).scaleb(-places)).normalize(), 'f')}"

@@ -24,6 +24,8 @@ from django.utils.html import format_html
 from accounts.models import APIToken, UserPreferences
 from common.admin import ReadOnlyAdmin
 from common.crypto import UnreadableSecret
+from common.errors import error_description
+from common.formatting import money, usd
 from common.spreadsheets import csv_cell
 from llm import pricing, routing, templates_store
 from llm.models import (
@@ -145,15 +147,11 @@ class _Line:
         return value
 
 
-def _usd(value: Decimal) -> str:
-    return format(value.normalize(), "f")
-
-
 def _cell(value) -> object:
     if value is None:
         return ""
     if isinstance(value, Decimal):
-        return _usd(value)
+        return money(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return csv_cell(value)  # never let a spreadsheet run a request id or model name as a formula
@@ -254,23 +252,9 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     """Read-only: usage records are written by the gateway and never edited or deleted here."""
 
     date_hierarchy = "created_at"
-    list_display = [
-        "created_at",
-        "request_id",
-        "user",
-        "token_prefix",
-        "endpoint",
-        "provider",
-        "upstream_model",
-        "status",
-        "http_status",
-        "input_tokens",
-        "output_tokens",
-        "cached_input_tokens",
-        "cost",
-        "latency_ms",
-    ]
-    list_display_links = ["created_at", "request_id"]
+    # What fits a 1400 px screen beside the filters; everything else is on the record page.
+    list_display = ["when", "who", "upstream_model", "outcome", "tokens", "cost", "latency"]
+    list_display_links = ["when"]
     list_filter = [
         "status",
         ProviderFilter,
@@ -283,7 +267,7 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         "stream",
     ]
     list_select_related = ["user", "token"]
-    sortable_by = ["created_at", "cost", "latency_ms"]
+    sortable_by = ["when", "cost", "latency"]
     search_fields = ["request_id"]
     search_help_text = "The exact request id (X-Request-ID)."
     actions = ["export_csv"]
@@ -295,7 +279,7 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["created_at", "request_id", "user", "token", "endpoint", "type", "source", "batch_id"]}),
         ("Model", {"fields": ["provider", "requested_model", "upstream_model"]}),
-        ("Outcome", {"fields": ["status", "http_status", "error_code"]}),
+        ("Outcome", {"fields": ["status", "http_status", "error"]}),
         (
             "Usage and cost",
             {
@@ -308,22 +292,69 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
                     "usage_estimated",
                     "priced",
                     "cost",
+                    "cost_usd",
+                    "saved",
                     "saved_usd",
                 ]
             },
         ),
         ("Timing", {"fields": ["latency_ms", "upstream_latency_ms", "time_to_first_token_ms", "stream"]}),
     ]
-    readonly_fields = ["cost"]
+    readonly_fields = ["cost", "saved", "error"]
 
-    @admin.display(description="token", ordering="token__prefix")
-    def token_prefix(self, obj):
-        return obj.token.display_prefix if obj.token_id else "—"
+    @admin.display(description="time", ordering="created_at")
+    def when(self, obj):
+        when = timezone.localtime(obj.created_at)
+        return format_html(
+            '<span data-request-id="{}" title="request {}"><span class="nowrap">{}</span> '
+            '<span class="nowrap">{}</span></span>',
+            obj.request_id,
+            obj.request_id,
+            f"{when:%Y-%m-%d}",
+            f"{when:%H:%M:%S}",
+        )
 
-    @admin.display(description="cost (USD)", ordering="cost_usd")
+    @admin.display(description="user / token")
+    def who(self, obj):
+        user = obj.user.get_username() if obj.user_id else "—"
+        return format_html("{}<br><small>{}</small>", user, obj.token.display_prefix if obj.token_id else "no token")
+
+    @admin.display(description="status", ordering="status")
+    def outcome(self, obj):
+        if not obj.error_code:
+            return obj.status
+        return format_html(
+            '{}<br><small title="{}">{}</small>', obj.status, error_description(obj.error_code), obj.error_code
+        )
+
+    @admin.display(description="error")
+    def error(self, obj):
+        """Usage records keep the error's code, not its message: the code and what it means."""
+        if not obj.error_code:
+            return "—"
+        description = error_description(obj.error_code)
+        return f"{obj.error_code}: {description}" if description else obj.error_code
+
+    @admin.display(description="tokens in / out")
+    def tokens(self, obj):
+        return format_html(
+            '<span class="nowrap">{} /</span> <span class="nowrap">{}</span>',
+            f"{obj.input_tokens:,}",
+            f"{obj.output_tokens:,}",
+        )
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, obj):
+        return f"{obj.latency_ms:,} ms"
+
+    @admin.display(description="saved by cache")
+    def saved(self, obj):
+        return usd(obj.saved_usd)
+
+    @admin.display(description="cost", ordering="cost_usd")
     def cost(self, obj):
         if obj.cost_usd is not None:
-            return _usd(obj.cost_usd)
+            return usd(obj.cost_usd)
         if obj.input_tokens or obj.output_tokens:
             return format_html(
                 '<strong class="price-missing" style="color: var(--error-fg, #ba2121)" title="No ModelPrice for {}/{}">'
@@ -363,7 +394,14 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
             queryset = queryset.filter(created_at__gte=start)
             scope = f"this month (since {start:%d %B %Y}, UTC); filter or pick a date for other totals"
         values = usage_totals(queryset)
-        return {"scope": scope, "values": values, "cost": _usd(values.cost_usd), "saved": _usd(values.saved_usd)}
+        return {
+            "scope": scope,
+            "values": values,
+            "cost": usd(values.cost_usd),
+            "saved": usd(values.saved_usd),
+            "cost_exact": money(values.cost_usd),
+            "saved_exact": money(values.saved_usd),
+        }
 
 
 # --- ModelPrice ----------------------------------------------------------------------------------
@@ -544,7 +582,7 @@ class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
             .values_list("user__username", "monthly_budget_usd")[: self.unused_budgets_shown]
         )
         return [
-            {"scope": scope, "owner": owner, "month": month, "budget": _usd(budget)}
+            {"scope": scope, "owner": owner, "month": month, "budget": usd(budget)}
             for scope, rows in (("token", [(f"djl_{p}", b) for p, b in tokens]), ("user", list(users)))
             for owner, budget in rows
         ]
@@ -568,26 +606,26 @@ class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     def _budget_of(obj) -> Decimal | None:
         return obj.token_budget if obj.scope == "token" else obj.user_budget
 
-    @admin.display(description="budget (USD)")
+    @admin.display(description="budget")
     def budget(self, obj):
         budget = self._budget_of(obj)
-        return "no budget" if budget is None else _usd(Decimal(budget))
+        return "no budget" if budget is None else usd(budget)
 
-    @admin.display(description="spent (USD)", ordering="spent_usd")
+    @admin.display(description="spent", ordering="spent_usd")
     def spent(self, obj):
-        return _usd(Decimal(obj.spent_usd))
+        return usd(obj.spent_usd)
 
-    @admin.display(description="reserved (USD)", ordering="reserved_usd")
+    @admin.display(description="reserved", ordering="reserved_usd")
     def reserved(self, obj):
-        return _usd(Decimal(obj.reserved_usd))
+        return usd(obj.reserved_usd)
 
-    @admin.display(description="left (USD)")
+    @admin.display(description="left")
     def left(self, obj):
         budget = self._budget_of(obj)
         if budget is None:
             return "—"
         left = Decimal(budget) - Decimal(obj.spent_usd) - Decimal(obj.reserved_usd)
-        return _usd(max(left, Decimal("0")))
+        return usd(max(left, Decimal("0")))
 
     @admin.display(description="token or user")
     def owner(self, obj):
@@ -601,9 +639,13 @@ class SpendCounterAdmin(ReadOnlyAdmin, admin.ModelAdmin):
 
 class ConversationMessageInline(ReadOnlyAdmin, admin.TabularInline):
     model = ConversationMessage
-    fields = ["role", "content", "model", "input_tokens", "output_tokens", "cost_usd", "complete", "created_at"]
+    fields = ["role", "content", "model", "input_tokens", "output_tokens", "cost", "complete", "created_at"]
     readonly_fields = fields
     extra = 0
+
+    @admin.display(description="cost")
+    def cost(self, obj):
+        return usd(obj.cost_usd)
 
 
 @admin.register(Conversation)

@@ -18,6 +18,7 @@ from django.urls import get_resolver
 from freezegun import freeze_time
 
 from accounts import services as account_services
+from common.formatting import usd
 from llm import pricing, routing, templates_store
 from llm.models import ModelPrice, ModelRoute, PromptTemplate, SpendCounter, UsageRecord
 from llm.paginator import EstimatedCountPaginator
@@ -49,6 +50,7 @@ def add_record(
     usage=None,
     cost=None,
     saved="0",
+    error_code="",
 ):
     return usage_record_create(
         draft=UsageDraft(
@@ -64,6 +66,7 @@ def add_record(
             usage=usage,
             cost_usd=Decimal(cost) if cost is not None else None,
             saved_usd=Decimal(saved),
+            error_code=error_code,
         )
     )
 
@@ -94,7 +97,7 @@ def records():
             saved="0.0002",
         )
         add_record("req-b1", user=bob, token=bob_token, usage=Usage(10, 20), cost="0.0000135")
-        add_record("req-b2", user=bob, token=bob_token, status="upstream_error")
+        add_record("req-b2", user=bob, token=bob_token, status="upstream_error", error_code="upstream_timeout")
         add_record("req-b3", user=bob, token=bob_token, model="llama3.1", provider="local", usage=Usage(70, 30))
         add_record('=HYPERLINK("http://evil")', user=bob, token=bob_token, usage=Usage(1, 1), cost="0.000001")
         clock.move_to("2020-06-15 12:00:00")  # an old record: outside this month's totals
@@ -103,8 +106,13 @@ def records():
 
 
 def shown_totals(html: str) -> dict[str, str]:
-    cells = re.findall(r'data-total="(\w+)">(.*?)</dd>', html, re.S)
-    return {name: re.sub(r"<[^>]+>|⚠", "", value).strip() for name, value in cells}
+    """Each total as shown; amounts as their exact value (the cell's title) and their shown text."""
+    cells = re.findall(r'<dd (?:title="([^"]*)" )?data-total="(\w+)">(.*?)</dd>', html, re.S)
+    shown = {name: re.sub(r"<[^>]+>|⚠", "", value).strip() for _, name, value in cells}
+    exact = {name: title for title, name, _ in cells if title}
+    for name, value in exact.items():
+        assert shown[name] == usd(Decimal(value)), (name, shown[name], value)
+    return {**shown, **exact}
 
 
 def expected_totals(queryset) -> dict[str, str]:
@@ -128,7 +136,7 @@ def expected_totals(queryset) -> dict[str, str]:
 
 
 def listed_request_ids(html: str) -> set[str]:
-    cells = re.findall(r'<t[hd] class="field-request_id">(?:<a [^>]*>)?([^<]*)<', html)
+    cells = re.findall(r'<span data-request-id="([^"]*)"', html)
     return {unescape(cell) for cell in cells}
 
 
@@ -142,6 +150,7 @@ def test_unfiltered_changelist_totals_cover_this_month(admin_client, records):
     this_month = UsageRecord.objects.exclude(request_id="req-old")
     assert shown_totals(html) == expected_totals(this_month)
     assert shown_totals(html)["cost_usd"] == "0.010637956789"  # 0.000123456789 + 0.0105 + 0.0000135 + 0.000001
+    assert '<dd title="0.010637956789" data-total="cost_usd">$0.0106</dd>' in html
     assert "req-old" in listed_request_ids(html)  # the list itself shows every record
 
 
@@ -174,6 +183,40 @@ def test_filtered_changelist_lists_and_totals_the_filtered_set(admin_client, rec
     assert "Totals for the records shown by these filters" in html
     assert shown_totals(html) == expected_totals(expected)
     assert listed_request_ids(html) == set(expected.values_list("request_id", flat=True))
+
+
+@pytest.mark.parametrize(
+    ("amount", "shown"),
+    [
+        ("0.000974100000", "$0.000974"),
+        ("0.0105", "$0.0105"),
+        ("0.0000135", "$0.0000135"),
+        ("0.000123456789", "$0.000123"),
+        ("1.5", "$1.50"),
+        ("1234.567", "$1,234.57"),
+        ("0", "$0"),
+        (None, "—"),
+    ],
+)
+def test_usd_shows_amounts_with_sensible_precision(amount, shown):
+    assert usd(None if amount is None else Decimal(amount)) == shown
+
+
+def test_list_shows_money_rounded_and_the_record_page_the_exact_value(admin_client, records):
+    html = admin_client.get(USAGE_URL).content.decode()
+    assert "$0.000123" in html and "0.000123456789" not in html
+    assert re.search(r"2025-05-15</span> <span class=\"nowrap\">\d\d:\d\d:\d\d<", html)  # to the second
+    record = UsageRecord.objects.get(request_id="req-a1")
+    page = admin_client.get(f"{USAGE_URL}{record.pk}/change/").content.decode()
+    assert "$0.000123" in page and "0.000123456789" in page
+
+
+def test_an_error_record_shows_what_its_code_means(admin_client, records):
+    html = admin_client.get(f"{USAGE_URL}?status__exact=upstream_error").content.decode()
+    assert "upstream_timeout" in html and 'title="The provider did not answer in time' in html
+    record = UsageRecord.objects.get(request_id="req-b2")
+    page = admin_client.get(f"{USAGE_URL}{record.pk}/change/").content.decode()
+    assert "upstream_timeout: The provider did not answer in time, or stopped answering mid-response." in page
 
 
 def test_price_missing_is_flagged_in_the_list(admin_client, records):
