@@ -236,7 +236,9 @@ WEBHOOK = {
         "Runs the prompt template for `type` (summary, keywords, sentiment, entities, translation, custom) "
         "tailored to `source`, in `language`, and answers the result with exact usage and cost. "
         '`MAX_PROMPT_LENGTH` limits `prompt`. `stream: true` answers SSE: `{"delta": ...}` events, then one '
-        '`{"done": true, ...}` event with usage and cost. `type: calendar_event` answers the extracted events.'
+        '`{"done": true, ...}` event with usage and cost. `type: calendar_event` answers the extracted events. '
+        "`conversation_id` continues one of your conversations (its history, trimmed to the model's context "
+        "window, goes before the prompt, and the exchange is stored in it; another user's is a 404)."
     ),
     "request_example": WEBHOOK_EXAMPLE,
     "responses": {
@@ -249,7 +251,7 @@ WEBHOOK = {
             events=(WebhookDelta, WebhookDone, Error),
         )
     },
-    "errors": (*LLM_ERRORS, 409, 422),
+    "errors": (*LLM_ERRORS, 404, 409, 422),
     "error_meanings": {
         409: "`type: calendar_event` only: connect (or reconnect) Google Calendar first (`calendar_not_connected`, "
         "`calendar_reconnect_required`).",

@@ -33,6 +33,12 @@ class WebhookIn(BaseModel):
     stop: list[str] | None = None
     stream: bool = False
     cache: bool | None = None
+    conversation_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="Continue one of your conversations: its history is sent before this prompt and the exchange "
+        "is stored in it. Another user's is not found.",
+    )
 
 
 def usage_model(usage: Usage) -> UsageOut:

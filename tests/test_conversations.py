@@ -4,6 +4,7 @@ the conversation, the total cost), isolation between users, trimming at the cont
 webhook's `conversation_id` and the user's default model."""
 
 import json
+import time
 from decimal import Decimal
 
 import httpx
@@ -127,6 +128,13 @@ def test_another_users_conversation_is_not_found(live_djllm, upstream, token, ma
     response = send(live_djllm, token, theirs.pk, content="Hi")
     assert response.status_code == 404 and response.json()["error"]["code"] == "conversation_not_found"
     assert upstream.requests == [] and not ConversationMessage.objects.exists()
+    webhook = httpx.post(
+        f"{live_djllm.url}/api/v1/webhook",
+        headers=auth(token),
+        json={"prompt": "Hi", "conversation_id": theirs.pk},
+        timeout=30,
+    )
+    assert webhook.status_code == 404 and upstream.requests == []
 
 
 def _size(text: str) -> int:
@@ -169,6 +177,27 @@ def test_a_message_that_cannot_fit_is_refused_with_its_record(live_djllm, upstre
     assert (record.status, record.conversation_id) == ("client_error", conversation.pk)
 
 
+def test_the_webhook_continues_a_conversation(live_djllm, upstream, token, prices):
+    conversation = Conversation.objects.create(user=token[0].user)
+    ConversationMessage.objects.create(conversation=conversation, role="user", content="My name is Ada.")
+    ConversationMessage.objects.create(conversation=conversation, role="assistant", content="Hello Ada.")
+    upstream.configure(reply="Ada.", usage=FakeUsage(input_tokens=20, output_tokens=2))
+    response = httpx.post(
+        f"{live_djllm.url}/api/v1/webhook",
+        headers=auth(token),
+        json={"prompt": "What is my name?", "conversation_id": conversation.pk},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    sent = sent_messages(upstream)
+    assert sent[-3:] == [("user", "My name is Ada."), ("assistant", "Hello Ada."), ("user", "What is my name?")]
+    assert list(conversation.messages.values_list("role", "content"))[-2:] == [
+        ("user", "What is my name?"),
+        ("assistant", "Ada."),
+    ]
+    assert UsageRecord.objects.get().conversation_id == conversation.pk
+
+
 def test_the_default_model_of_the_preferences_applies(live_djllm, upstream, token):
     UserPreferences.objects.update_or_create(user=token[0].user, defaults={"default_model": "gpt-4.1-mini"})
     conversation = Conversation.objects.create(user=token[0].user)
@@ -178,3 +207,51 @@ def test_the_default_model_of_the_preferences_applies(live_djllm, upstream, toke
     pinned = Conversation.objects.create(user=token[0].user, model="gpt-4o")
     assert send(live_djllm, token, pinned.pk, content="Hi").status_code == 200
     assert upstream.last_request.body["model"] == "gpt-4o"
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not stored in time"
+        time.sleep(0.05)
+
+
+def test_a_client_hanging_up_mid_stream_keeps_what_arrived(live_djllm, upstream, token):
+    conversation = Conversation.objects.create(user=token[0].user)
+    upstream.configure(reply="one two three four", chunks=4, chunk_delay_ms=300)
+    with httpx.stream(
+        "POST",
+        f"{live_djllm.url}{URL}/{conversation.pk}/messages",
+        headers=auth(token),
+        json={"content": "Count", "stream": True},
+        timeout=30,
+    ) as response:
+        first = next(line for line in response.iter_lines() if line.startswith("data: "))
+    assert "delta" in json.loads(first[6:])
+    _wait_for(lambda: ConversationMessage.objects.filter(role="assistant").exists())
+    answer = ConversationMessage.objects.get(role="assistant")
+    assert not answer.complete and "one two three four".startswith(answer.content) and answer.content
+    _wait_for(lambda: UsageRecord.objects.exists())
+    record = UsageRecord.objects.get()
+    assert (record.status, record.conversation_id) == ("cancelled", conversation.pk)
+
+
+def test_a_streamed_webhook_continues_a_conversation(live_djllm, upstream, token):
+    conversation = Conversation.objects.create(user=token[0].user, system="Answer in one word.")
+    upstream.configure(reply="Blue.")
+    with httpx.stream(
+        "POST",
+        f"{live_djllm.url}/api/v1/webhook",
+        headers=auth(token),
+        json={"prompt": "Sky colour?", "conversation_id": conversation.pk, "stream": True},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1]["done"] is True and events[-1]["result"] == "Blue."
+    assert sent_messages(upstream)[0] == ("system", "Answer in one word.")
+    _wait_for(lambda: conversation.messages.count() == 2)
+    assert list(conversation.messages.values_list("role", "content", "complete")) == [
+        ("user", "Sky colour?", True),
+        ("assistant", "Blue.", True),
+    ]

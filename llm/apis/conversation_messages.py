@@ -1,34 +1,25 @@
 """`POST /api/v1/conversations/{id}/messages`: a user message sent with the conversation's history (trimmed to the
-model's context window, see llm/context.py) through the gateway; the answer is stored with it. A plain async view on
-the fast path, not DRF.
-
-Both messages are stored once the answer is known: a request that fails (a refusal, an upstream error) stores
-neither, so it can be sent again. A streamed answer is stored when the stream ends; if the client hangs up or the
-upstream fails mid-stream, the text that arrived is stored with `complete: false`."""
+model's context window) through the gateway, the answer stored with it (llm/conversation_calls.py). A plain async
+view on the fast path, not DRF."""
 
 import json
 from contextlib import aclosing
 from datetime import datetime
 from typing import Literal
 
-from django.conf import settings
 from django.http import HttpRequest
 from pydantic import BaseModel, ConfigDict, Field
 
-from common.aio import shielded
-from common.db_thread import run_in_db_thread
-from common.errors import AppError, NotFound
 from common.openapi import USAGE_EXAMPLE, Error, UsageOut
 from common.operations import Body, openapi_operation
 from common.request_id import current_request_id
 from common.responses import api_error_body, json_response
-from llm import pipeline, selectors, services
+from llm import pipeline
 from llm.apis import streaming
 from llm.apis.common import money, no_cache_requested, sse
-from llm.context import trim_history
+from llm.conversation_calls import aconversation_or_404, store_exchange, store_session, with_history
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import ChatRequest, Message, Usage
-from llm.routing import aresolve
 from llm.schema import LLM_ERRORS, WebhookDelta
 from llm.webhook_calls import usage_model
 
@@ -146,97 +137,33 @@ def _message_out(message) -> ConversationMessageOut:
     )
 
 
-async def _store(conversation_id: int, user_text: str, answer: str, model: str, usage, cost, complete=True):
-    _, answered = await run_in_db_thread(
-        services.conversation_exchange_store,
-        conversation_id=conversation_id,
-        user_text=user_text,
-        answer=answer,
-        model=model,
-        usage=usage,
-        cost_usd=cost,
-        complete=complete,
-    )
-    return answered
-
-
-async def conversation_call(
-    cached_token,
-    conversation,
-    *,
-    content: str,
-    model: str | None,
-    request_id: str,
-    endpoint: str,
-    chat_options: dict,
-    **options,
-) -> tuple[pipeline.GatewayCall, int]:
-    """The gateway call for a new user message in `conversation` (its history trimmed to the model's context
-    window) and how many old messages were dropped. Shared with the webhook's `conversation_id`."""
-    requested = model or conversation.model or None
-    system = [Message(role="system", content=conversation.system)] if conversation.system else []
-    history = [
-        Message(role=m.role, content=m.content)
-        for m in await selectors.aconversation_history(conversation=conversation)
-    ]
-    call = pipeline.GatewayCall(
-        cached=cached_token,
-        endpoint=endpoint,
-        request_id=request_id,
-        chat=ChatRequest(model="", messages=[]),
-        requested_model=requested,
-        conversation_id=conversation.pk,
-        **options,
-    )
-    try:
-        route = await aresolve(requested, provider=call.provider_hint, preferences=cached_token.preferences)
-        messages, dropped = trim_history(
-            system=system,
-            history=history,
-            new=Message(role="user", content=content),
-            provider=route.provider,
-            model=route.model,
-            reply_tokens=chat_options.get("max_tokens") or settings.CONVERSATION_REPLY_TOKENS,
-        )
-    except AppError as error:
-        await pipeline.record_refusal(call, error)
-        raise
-    call.chat = ChatRequest(model="", messages=messages, **chat_options)
-    return call, dropped
-
-
-async def aconversation_or_404(cached_token, conversation_id: int):
-    conversation = await selectors.aconversation_for_user(
-        conversation_id=conversation_id, user_id=cached_token.token.user_id
-    )
-    if conversation is None:
-        raise NotFound("No such conversation.", code="conversation_not_found", param="conversation_id")
-    return conversation
-
-
 @openapi_operation(request=ConversationMessageIn, **CONVERSATION_MESSAGES)
 @fast_endpoint(body=ConversationMessageIn)
 async def conversation_messages(request: HttpRequest, cached_token, body: ConversationMessageIn, pk: int):
     request_id = current_request_id()
     conversation = await aconversation_or_404(cached_token, pk)
-    call, dropped = await conversation_call(
-        cached_token,
-        conversation,
-        content=body.content,
-        model=body.model,
-        request_id=request_id,
+    call = pipeline.GatewayCall(
+        cached=cached_token,
         endpoint="conversation",
+        request_id=request_id,
+        chat=ChatRequest(
+            model="",
+            messages=[Message(role="user", content=body.content)],
+            temperature=body.temperature,
+            max_tokens=body.max_tokens,
+        ),
+        requested_model=body.model,
         cache_flag=body.cache,
         no_cache_header=no_cache_requested(request),
-        chat_options={"temperature": body.temperature, "max_tokens": body.max_tokens},
     )
+    dropped = await with_history(call, conversation)
     if body.stream:
         session = await streaming.open_stream(request, call)
         events = _events(session, conversation.pk, body.content, request_id, dropped)
         return rate_headers(streaming.event_stream_response(request, events), session.rate)
     result = await pipeline.complete(call)
     model = result.completion.model or result.route.model
-    answered = await _store(pk, body.content, result.completion.text, model, result.usage, result.cost_usd)
+    answered = await store_exchange(pk, body.content, result.completion.text, model, result.usage, result.cost_usd)
     payload = ConversationReplyOut(
         conversation_id=pk,
         request_id=request_id,
@@ -254,20 +181,13 @@ async def conversation_messages(request: HttpRequest, cached_token, body: Conver
 
 async def _events(session: pipeline.StreamSession, conversation_id: int, content: str, request_id: str, dropped: int):
     stored = False
-
-    async def store(complete: bool):
-        usage = session.usage or Usage()
-        return await _store(
-            conversation_id, content, "".join(session.text), session.upstream_model, usage, session.cost_usd, complete
-        )
-
     try:
         async with aclosing(session.chunks()) as chunks:
             async for chunk in chunks:
                 if chunk.text:
                     yield sse(WebhookDelta(delta=chunk.text).model_dump_json())
         stored = True
-        answered = await shielded(store(session.error is None))
+        answered = await store_session(session, conversation_id, content, session.error is None)
         if session.error is not None:
             yield sse(json.dumps(api_error_body(session.error)))
             return
@@ -286,7 +206,7 @@ async def _events(session: pipeline.StreamSession, conversation_id: int, content
         yield sse(done.model_dump_json())
     finally:
         if not stored:  # the client hung up: keep what arrived
-            await shielded(store(False))
+            await store_session(session, conversation_id, content, False)
 
 
 __all__ = ["conversation_messages"]

@@ -11,6 +11,7 @@ from common.responses import api_error_body, json_response
 from llm import pipeline, schema
 from llm.apis import streaming
 from llm.apis.common import money, no_cache_requested, sse
+from llm.conversation_calls import aconversation_or_404, store_exchange, stored_stream, with_history
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import Usage
 from llm.schema import WebhookDelta, WebhookDone, WebhookEventOut, WebhookOut
@@ -38,13 +39,24 @@ async def webhook(request: HttpRequest, cached_token, body: WebhookIn) -> HttpRe
     handler = TYPE_HANDLERS.get(body.type)
     if handler is not None:
         return json_response(WebhookEventOut.model_validate(await handler(cached_token, body, request_id)))
+    conversation = None
+    if body.conversation_id is not None:
+        conversation = await aconversation_or_404(cached_token, body.conversation_id)
     call = await build_call(
         cached_token, body, request_id=request_id, endpoint="webhook", no_cache=no_cache_requested(request)
     )
+    if conversation is not None:
+        await with_history(call, conversation)
     if body.stream:
         session = await streaming.open_stream(request, call)
-        return rate_headers(streaming.event_stream_response(request, _events(session, request_id)), session.rate)
+        events = _events(session, request_id)
+        if conversation is not None:
+            events = stored_stream(events, session, conversation.pk, body.prompt)
+        return rate_headers(streaming.event_stream_response(request, events), session.rate)
     result = await pipeline.complete(call)
+    if conversation is not None:
+        model = result.completion.model or result.route.model
+        await store_exchange(conversation.pk, body.prompt, result.completion.text, model, result.usage, result.cost_usd)
     return rate_headers(json_response(result_payload(result, request_id)), result.rate)
 
 

@@ -1,0 +1,101 @@
+"""A gateway call continued from a conversation: its history sent before the new message, trimmed to the model's
+context window (llm/context.py), and the exchange stored once the answer is known. Shared by
+`POST /api/v1/conversations/{id}/messages` and the webhook's `conversation_id`.
+
+Both messages are stored only with an answer: a request that fails (a refusal, an upstream error) stores neither,
+so it can be sent again. A streamed answer is stored when the stream ends; if the client hangs up or the upstream
+fails mid-stream, the text that arrived is stored with `complete: false`."""
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import replace
+
+from django.conf import settings
+
+from common.aio import shielded
+from common.db_thread import run_in_db_thread
+from common.errors import AppError, NotFound
+from llm import pipeline, selectors, services
+from llm.context import trim_history
+from llm.providers import Message, Usage
+from llm.routing import aresolve
+
+
+async def aconversation_or_404(cached_token, conversation_id: int):
+    conversation = await selectors.aconversation_for_user(
+        conversation_id=conversation_id, user_id=cached_token.token.user_id
+    )
+    if conversation is None:
+        raise NotFound("No such conversation.", code="conversation_not_found", param="conversation_id")
+    return conversation
+
+
+async def with_history(call: pipeline.GatewayCall, conversation) -> int:
+    """Put the conversation's system prompt and history before the call's last (user) message, trimmed to the
+    model's context window; link the call's usage record to the conversation. Returns how many old messages were
+    left out. A message that cannot fit is refused with its usage record."""
+    call.conversation_id = conversation.pk
+    call.requested_model = call.requested_model or conversation.model or None
+    *system, new = call.chat.messages
+    if conversation.system:
+        system = [Message(role="system", content=conversation.system), *system]
+    history = [
+        Message(role=m.role, content=m.content)
+        for m in await selectors.aconversation_history(conversation=conversation)
+    ]
+    try:
+        route = await aresolve(call.requested_model, provider=call.provider_hint, preferences=call.cached.preferences)
+        messages, dropped = trim_history(
+            system=system,
+            history=history,
+            new=new,
+            provider=route.provider,
+            model=route.model,
+            reply_tokens=call.chat.max_tokens or settings.CONVERSATION_REPLY_TOKENS,
+        )
+    except AppError as error:
+        await pipeline.record_refusal(call, error)
+        raise
+    call.chat = replace(call.chat, messages=messages)
+    return dropped
+
+
+async def store_exchange(
+    conversation_id: int, user_text: str, answer: str, model: str, usage: Usage | None, cost, complete: bool = True
+):
+    """Store the user's message and the answer; returns the stored answer."""
+    _, answered = await run_in_db_thread(
+        services.conversation_exchange_store,
+        conversation_id=conversation_id,
+        user_text=user_text,
+        answer=answer,
+        model=model,
+        usage=usage,
+        cost_usd=cost,
+        complete=complete,
+    )
+    return answered
+
+
+def store_session(session: pipeline.StreamSession, conversation_id: int, user_text: str, complete: bool):
+    """Store what a stream answered (as far as it got), finished even if the caller is cancelled."""
+    text = "".join(session.text)
+    return shielded(
+        store_exchange(
+            conversation_id, user_text, text, session.upstream_model, session.usage, session.cost_usd, complete
+        )
+    )
+
+
+async def stored_stream(
+    events: AsyncIterator[bytes], session: pipeline.StreamSession, conversation_id: int, user_text: str
+) -> AsyncIterator[bytes]:
+    """Relay `events` (read from `session`) and store the exchange once they end, however they end."""
+    complete = False
+    try:
+        async with aclosing(events) as relayed:
+            async for event in relayed:
+                yield event
+        complete = session.error is None
+    finally:
+        await store_session(session, conversation_id, user_text, complete)
