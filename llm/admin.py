@@ -23,11 +23,12 @@ from django.utils.html import format_html
 
 from accounts.models import APIToken, UserPreferences
 from common.admin import ReadOnlyAdmin
+from common.audit import VIA_ADMIN, actor_from_request
 from common.crypto import UnreadableSecret
 from common.errors import error_description
 from common.formatting import money, usd
 from common.spreadsheets import csv_cell
-from llm import pricing, routing, templates_store
+from llm import pricing, routing, services, templates_store
 from llm.models import (
     Conversation,
     ConversationMessage,
@@ -426,8 +427,29 @@ class RefreshesProcessCaches:
         transaction.on_commit(self.cache_changed)
 
 
+class AuditedAdminTable(RefreshesProcessCaches):
+    """Prices and routes: each addition, change and deletion in the admin also goes to the audit log."""
+
+    def save_model(self, request, obj, form, change):
+        before = services.admin_table_settings(obj) if change else None
+        super().save_model(request, obj, form, change)
+        services.admin_table_change_record(by=actor_from_request(request, via=VIA_ADMIN), row=obj, before=before)
+
+    def delete_model(self, request, obj):
+        before, pk = services.admin_table_settings(obj), obj.pk
+        super().delete_model(request, obj)
+        obj.pk = pk
+        services.admin_table_change_record(
+            by=actor_from_request(request, via=VIA_ADMIN), row=obj, before=before, deleted=True
+        )
+
+    def delete_queryset(self, request, queryset):
+        for row in queryset:
+            self.delete_model(request, row)
+
+
 @admin.register(ModelPrice)
-class ModelPriceAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+class ModelPriceAdmin(AuditedAdminTable, admin.ModelAdmin):
     cache_changed = staticmethod(pricing.prices_changed)
 
     list_display = [
@@ -487,7 +509,7 @@ class ModelRouteForm(forms.ModelForm):
 
 
 @admin.register(ModelRoute)
-class ModelRouteAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+class ModelRouteAdmin(AuditedAdminTable, admin.ModelAdmin):
     """Superusers only may add, change or delete routes: a route decides where prompts and keys are sent. Staff with
     any route permission can at most view them."""
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from common.audit import Actor, audit_event_record
 from common.errors import BudgetExceeded
 from llm import pricing, routing
 from llm.limits import month_start
@@ -276,49 +277,92 @@ def spend_release(*, reservation: Reservation) -> None:
 # --- Prices and model routes ---------------------------------------------------------------------
 
 
-def _saved(row, changed):
+# The audit log keeps what changed on a price or a route, never a route's API key (only that it changed).
+SECRET_FIELDS = ("api_key",)
+AUDIT_NOUNS = {ModelPrice: "price", ModelRoute: "route"}
+
+
+def _settings(row) -> dict:
+    return {f.attname: getattr(row, f.attname) for f in row._meta.concrete_fields if f.name != "id"}
+
+
+def admin_table_change_record(*, by: Actor | None, row, before: dict | None, deleted: bool = False) -> None:
+    """One audit event for a price or route added, changed or deleted (by the API's services or the admin).
+    `before`: the row's settings as stored before the change (None for an addition)."""
+    noun = AUDIT_NOUNS[type(row)]
+    after = {} if deleted else _settings(row)
+    if before is None:
+        action, details = "created", {"values": after}
+    elif deleted:
+        action, details = "deleted", {"values": before}
+    else:
+        changes = {name: [before.get(name), value] for name, value in after.items() if before.get(name) != value}
+        if not changes:
+            return
+        action, details = "changed", {"changes": changes}
+    for section in details.values():
+        for name in SECRET_FIELDS:
+            if name in section:
+                section[name] = "changed" if action == "changed" else bool(section[name])
+    audit_event_record(by=by, action=f"{noun}.{action}", target=row, target_id=row.pk or "", details=details)
+
+
+def admin_table_settings(row) -> dict | None:
+    """The stored settings of a price or route about to change (None when it is new)."""
+    stored = type(row).objects.filter(pk=row.pk).first() if row.pk else None
+    return _settings(stored) if stored is not None else None
+
+
+def _saved(row, changed, by: Actor | None):
     """Checked as the admin's form checks it (`full_clean`: field rules, one price per model and day, a route's
-    base URL against LLM_BASE_URL_ALLOWLIST), saved, and this process's copy of the table dropped once the
-    transaction commits (other processes re-read theirs within seconds), as after an admin save."""
+    base URL against LLM_BASE_URL_ALLOWLIST), saved and audited, and this process's copy of the table dropped once
+    the transaction commits (other processes re-read theirs within seconds), as after an admin save."""
+    before = admin_table_settings(row)
     row.full_clean()
-    row.save()
+    with transaction.atomic():
+        row.save()
+        admin_table_change_record(by=by, row=row, before=before)
     transaction.on_commit(changed)
     return row
 
 
-def _deleted(row, changed) -> None:
-    row.delete()
+def _deleted(row, changed, by: Actor | None) -> None:
+    before, pk = _settings(row), row.pk
+    with transaction.atomic():
+        row.delete()
+        row.pk = pk
+        admin_table_change_record(by=by, row=row, before=before, deleted=True)
     transaction.on_commit(changed)
 
 
-def model_price_create(**fields) -> ModelPrice:
-    return _saved(ModelPrice(**fields), pricing.prices_changed)
+def model_price_create(*, by: Actor | None = None, **fields) -> ModelPrice:
+    return _saved(ModelPrice(**fields), pricing.prices_changed, by)
 
 
-def model_price_update(*, price: ModelPrice, **fields) -> ModelPrice:
+def model_price_update(*, price: ModelPrice, by: Actor | None = None, **fields) -> ModelPrice:
     for name, value in fields.items():
         setattr(price, name, value)
-    return _saved(price, pricing.prices_changed)
+    return _saved(price, pricing.prices_changed, by)
 
 
-def model_price_delete(*, price: ModelPrice) -> None:
-    _deleted(price, pricing.prices_changed)
+def model_price_delete(*, price: ModelPrice, by: Actor | None = None) -> None:
+    _deleted(price, pricing.prices_changed, by)
 
 
-def model_route_create(**fields) -> ModelRoute:
-    return _saved(ModelRoute(**fields), routing.routes_changed)
+def model_route_create(*, by: Actor | None = None, **fields) -> ModelRoute:
+    return _saved(ModelRoute(**fields), routing.routes_changed, by)
 
 
-def model_route_update(*, route: ModelRoute, **fields) -> ModelRoute:
+def model_route_update(*, route: ModelRoute, by: Actor | None = None, **fields) -> ModelRoute:
     """Fields not given stay as they are: the stored API key too, unless `api_key` is given ("" removes it)."""
     for name, value in fields.items():
         setattr(route, name, value)
-    return _saved(route, routing.routes_changed)
+    return _saved(route, routing.routes_changed, by)
 
 
-def model_route_delete(*, route: ModelRoute) -> None:
+def model_route_delete(*, route: ModelRoute, by: Actor | None = None) -> None:
     """Routes that fell back to it no longer have a fallback."""
-    _deleted(route, routing.routes_changed)
+    _deleted(route, routing.routes_changed, by)
 
 
 # --- Conversations -------------------------------------------------------------------------------

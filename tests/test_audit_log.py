@@ -13,6 +13,8 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import APIToken
 from common.models import AuditEvent
+from llm.models import ModelPrice, ModelRoute
+from tests.gateway_fixtures import route_form
 
 pytestmark = pytest.mark.django_db
 
@@ -221,3 +223,66 @@ def test_admin_lists_filters_and_refuses_writes(admin_client, alice):
     assert admin_client.post(f"{AUDIT_ADMIN}{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk, action=event.action).exists()
     assert "delete_selected" not in html
+
+
+# --- Prices and routes, from the admin and the API ------------------------------------------------
+
+PRICE = {"provider": "openai", "model": "gpt-audit", "input_per_mtok": "0.40", "output_per_mtok": "1.60"}
+ROUTE_KEY = "sk-route-key-for-audit-0123456789"
+
+
+def test_admin_price_and_route_changes(admin_client, root):
+    form = {**PRICE, "max_output_tokens": "4096", "effective_from": "2026-01-01"}
+    assert admin_client.post("/admin/llm/modelprice/add/", form).status_code == 302
+    price = ModelPrice.objects.get(model="gpt-audit")
+    created = only_event("price.created", target_id=str(price.pk))
+    assert_by(created, root, "admin")
+    assert Decimal(created.details["values"]["input_per_mtok"]) == Decimal("0.4")
+    response = admin_client.post(f"/admin/llm/modelprice/{price.pk}/change/", {**form, "input_per_mtok": "0.5"})
+    assert response.status_code == 302
+    changed = only_event("price.changed", target_id=str(price.pk))
+    assert [Decimal(v) for v in changed.details["changes"].pop("input_per_mtok")] == [Decimal("0.4"), Decimal("0.5")]
+    assert changed.details["changes"] == {}
+    assert admin_client.post(f"/admin/llm/modelprice/{price.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert_by(only_event("price.deleted", target_id=str(price.pk)), root, "admin")
+
+    assert admin_client.post("/admin/llm/modelroute/add/", route_form(api_key=ROUTE_KEY)).status_code == 302
+    route = ModelRoute.objects.get(alias="fast")
+    created = only_event("route.created", target_id=str(route.pk))
+    assert_by(created, root, "admin")
+    assert created.details["values"]["api_key"] is True
+    response = admin_client.post(
+        f"/admin/llm/modelroute/{route.pk}/change/", route_form(upstream_model="gpt-4o", api_key="sk-another-key-99")
+    )
+    assert response.status_code == 302
+    changed = only_event("route.changed", target_id=str(route.pk))
+    assert changed.details["changes"]["upstream_model"] == ["gpt-4o-mini", "gpt-4o"]
+    assert changed.details["changes"]["api_key"] == "changed"
+    assert admin_client.post(f"/admin/llm/modelroute/{route.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert_by(only_event("route.deleted", target_id=str(route.pk)), root, "admin")
+    assert_no_secrets(ROUTE_KEY, "sk-another-key-99")
+
+
+def test_api_price_and_route_changes(root):
+    _, plaintext = services.api_token_create(user=root, name="ops", scopes=["llm", "admin"])
+    api = APIClient(REMOTE_ADDR=IP)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    created = api.post("/api/v1/prices", PRICE, format="json")
+    assert created.status_code == 201, created.content
+    price_id = str(created.json()["id"])
+    assert_by(only_event("price.created", target_id=price_id), root, "api")
+    assert api.patch(f"/api/v1/prices/{price_id}", {"output_per_mtok": "2"}, format="json").status_code == 200
+    assert Decimal(only_event("price.changed", target_id=price_id).details["changes"]["output_per_mtok"][1]) == 2
+    assert api.delete(f"/api/v1/prices/{price_id}").status_code == 204
+    assert_by(only_event("price.deleted", target_id=price_id), root, "api")
+
+    body = {"alias": "fast", "provider": "openai", "upstream_model": "gpt-4o-mini", "api_key": ROUTE_KEY}
+    created = api.post("/api/v1/routes", body, format="json")
+    assert created.status_code == 201, created.content
+    route_id = str(created.json()["id"])
+    assert_by(only_event("route.created", target_id=route_id), root, "api")
+    assert api.patch(f"/api/v1/routes/{route_id}", {"api_key": ""}, format="json").status_code == 200
+    assert only_event("route.changed", target_id=route_id).details["changes"] == {"api_key": "changed"}
+    assert api.delete(f"/api/v1/routes/{route_id}").status_code == 204
+    assert_by(only_event("route.deleted", target_id=route_id), root, "api")
+    assert_no_secrets(ROUTE_KEY, plaintext, APIToken.objects.get(name="ops").digest)

@@ -8,6 +8,7 @@ from rest_framework import status, viewsets
 from rest_framework.response import Response
 
 from accounts.permissions import HasTokenScope, SuperuserWrites
+from common.audit import VIA_API, actor_from_request
 from llm import selectors, services
 from llm.models import ModelPrice, ModelRoute
 from llm.providers.registry import provider_choices
@@ -60,14 +61,18 @@ class _AdminTable(viewsets.GenericViewSet):
 
     def create(self, request):
         data = self._input(request)
-        return Response(self.get_serializer(self.create_service(**data)).data, status=status.HTTP_201_CREATED)
+        row = self.create_service(by=actor_from_request(request, via=VIA_API), **data)
+        return Response(self.get_serializer(row).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
         row = self.get_object()
-        return Response(self.get_serializer(self.update_service(row, **self._input(request, partial=True))).data)
+        row = self.update_service(
+            row, by=actor_from_request(request, via=VIA_API), **self._input(request, partial=True)
+        )
+        return Response(self.get_serializer(row).data)
 
     def destroy(self, request, pk=None):
-        self.delete_service(self.get_object())
+        self.delete_service(self.get_object(), by=actor_from_request(request, via=VIA_API))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def _input(self, request, partial: bool = False) -> dict:
@@ -130,8 +135,8 @@ class ModelPriceViewSet(_AdminTable):
     def update_service(self, row, **fields):
         return services.model_price_update(price=row, **fields)
 
-    def delete_service(self, row):
-        services.model_price_delete(price=row)
+    def delete_service(self, row, by):
+        services.model_price_delete(price=row, by=by)
 
 
 class RouteFilter(django_filters.FilterSet):
@@ -166,5 +171,5 @@ class ModelRouteViewSet(_AdminTable):
     def update_service(self, row, **fields):
         return services.model_route_update(route=row, **fields)
 
-    def delete_service(self, row):
-        services.model_route_delete(route=row)
+    def delete_service(self, row, by):
+        services.model_route_delete(route=row, by=by)
