@@ -9,11 +9,14 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from django.test import Client
 
+from accounts import services as account_services
 from accounts.models import UserPreferences
 from bench.fake_upstream import Usage as FakeUsage
-from llm.context import MESSAGE_OVERHEAD, count_tokens
+from llm.context import MESSAGE_OVERHEAD, count_tokens, trim_history
 from llm.models import Conversation, ConversationMessage, UsageRecord
+from llm.providers import Message
 from tests.factories import UserFactory
 
 URL = "/api/v1/conversations"
@@ -255,3 +258,39 @@ def test_a_streamed_webhook_continues_a_conversation(live_djllm, upstream, token
         ("user", "Sky colour?", True),
         ("assistant", "Blue.", True),
     ]
+
+
+def test_openai_models_are_counted_with_their_tokenizer_and_others_by_the_estimate():
+    # o200k_base and cl100k_base from the shipped encoding files (no download), not the 4-characters rule.
+    assert count_tokens("hello world, how are you?", provider="openai", model="gpt-4o-mini") == 7
+    assert count_tokens("hello world, how are you?", provider="openai", model="gpt-4") == 7
+    assert count_tokens("antidisestablishmentarianism", provider="openai", model="gpt-4o") != 7
+    assert count_tokens("x" * 9, provider="anthropic", model="claude-3-5-haiku") == 3
+
+
+def test_trimming_by_the_estimate_rule_at_the_boundary(settings):
+    settings.LLM_CONTEXT_WINDOWS = {"claude": 40}
+    history = [Message(role="user", content="a" * 16), Message(role="assistant", content="b" * 16)]
+    new = Message(role="user", content="c" * 16)  # 4 tokens + 4 of framing each: 24 in all
+    kept, dropped = trim_history(
+        system=[], history=history, new=new, provider="anthropic", model="claude-x", reply_tokens=16
+    )
+    assert (kept, dropped) == ([*history, new], 0)
+    kept, dropped = trim_history(
+        system=[], history=history, new=new, provider="anthropic", model="claude-x", reply_tokens=17
+    )
+    assert (kept, dropped) == ([new], 2)
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_every_conversation_read_only(token):
+    Conversation.objects.create(user=token[0].user, title="Mine")
+    Conversation.objects.create(user=UserFactory(), title="Theirs")
+    client = Client()
+    client.force_login(account_services.user_create(username="root", password="pw-for-tests-123", is_superuser=True))
+    page = client.get("/admin/llm/conversation/").content.decode()
+    assert "Mine" in page and "Theirs" in page
+    assert client.get("/admin/llm/conversation/add/").status_code == 403
+    theirs = Conversation.objects.get(title="Theirs")
+    assert client.post(f"/admin/llm/conversation/{theirs.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Conversation.objects.filter(pk=theirs.pk).exists()
