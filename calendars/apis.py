@@ -20,6 +20,7 @@ from calendars import connections, selectors
 from calendars.config import google_config_get
 from calendars.openapi import NOT_CONFIGURED, error_responses
 from calendars.permissions import CalendarTokenOrSession, is_session_request
+from common.audit import VIA_ACCOUNT, VIA_API, actor_from_request
 from common.errors import AppError
 from common.parsers import JSONParser
 from common.serializers import query_values
@@ -145,6 +146,7 @@ class CalendarOAuthCallbackApi(APIView):
                 state=request.query_params.get("state", ""),
                 code=request.query_params.get("code", ""),
                 error=request.query_params.get("error", ""),
+                by=actor_from_request(request, via=VIA_ACCOUNT),  # Google sends the browser back here
             )
         except AppError as error:
             messages.error(request._request, error.message)
@@ -231,7 +233,8 @@ class CalendarRevokeApi(APIView):
         ],
     )
     def post(self, request):
-        outcome = connections.google_credential_revoke(user=request.user)
+        via = VIA_ACCOUNT if is_session_request(request) else VIA_API
+        outcome = connections.google_credential_revoke(user=request.user, by=actor_from_request(request, via=via))
         if not is_session_request(request):
             return Response(self.CalendarRevokeSerializer(outcome).data)
         if not outcome.deleted:

@@ -22,6 +22,7 @@ from calendars.errors import (
 )
 from calendars.google_client import GoogleAuthRejected
 from calendars.models import GoogleCredential, OAuthState
+from common.audit import Actor, audit_event_record
 from common.errors import RateLimited
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ def _oauth_state_consume(*, user, state: str) -> OAuthState:
     return row
 
 
-def oauth_callback_complete(*, user, state: str, code: str = "", error: str = "") -> GoogleCredential:
+def oauth_callback_complete(
+    *, user, state: str, code: str = "", error: str = "", by: Actor | None = None
+) -> GoogleCredential:
     """Validate the state, exchange the code, check the granted scopes, and store the credentials."""
     config = google_config_get()
     row = _oauth_state_consume(user=user, state=state)
@@ -147,7 +150,15 @@ def oauth_callback_complete(*, user, state: str, code: str = "", error: str = ""
         credential.status = GoogleCredential.Status.CONNECTED
         credential.connected_at = timezone.now()
         credential.last_error = ""
+        reconnected = credential.pk is not None
         credential.save()
+        audit_event_record(
+            by=by,
+            action="calendar.connected",
+            target=credential,
+            target_label=credential.email or str(user),
+            details={"email": credential.email, "scopes": list(grant.scopes), "reconnected": reconnected},
+        )
     logger.info("Google Calendar connected for user %s", user.pk)
     return credential
 
@@ -159,7 +170,7 @@ class RevokeOutcome:
     google_error: str | None
 
 
-def google_credential_revoke(*, user) -> RevokeOutcome:
+def google_credential_revoke(*, user, by: Actor | None = None) -> RevokeOutcome:
     """Revoke at Google, then delete the stored credentials, even if Google's call failed."""
     credential = GoogleCredential.objects.filter(user=user).first()
     if credential is None:
@@ -179,7 +190,17 @@ def google_credential_revoke(*, user) -> RevokeOutcome:
         else:
             google_error = oauth.token_revoke(config, token=token)
             revoked = google_error is None
-    credential.delete()
+    with transaction.atomic():
+        credential_id = credential.pk
+        credential.delete()
+        audit_event_record(
+            by=by,
+            action="calendar.revoked",
+            target_type=GoogleCredential._meta.label_lower,
+            target_id=credential_id,
+            target_label=credential.email or str(user),
+            details={"email": credential.email, "google_revoked": revoked, "google_error": google_error},
+        )
     if google_error and token:
         logger.warning("Revoking at Google failed for user %s: %s", user.pk, google_error)
     return RevokeOutcome(deleted=True, google_revoked=revoked, google_error=google_error)

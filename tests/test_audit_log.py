@@ -12,9 +12,12 @@ from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import APIToken
+from calendars.models import GoogleCredential
 from common.models import AuditEvent
 from llm.models import ModelPrice, ModelRoute
 from tests.gateway_fixtures import route_form
+
+pytest_plugins = ["tests.fake_google"]
 
 pytestmark = pytest.mark.django_db
 
@@ -286,3 +289,38 @@ def test_api_price_and_route_changes(root):
     assert api.delete(f"/api/v1/routes/{route_id}").status_code == 204
     assert_by(only_event("route.deleted", target_id=route_id), root, "api")
     assert_no_secrets(ROUTE_KEY, plaintext, APIToken.objects.get(name="ops").digest)
+
+
+# --- Google Calendar: connected (the OAuth callback) and revoked (the account page, the API) --------------
+
+
+def _google_secrets(fake_google, google_settings) -> list[str]:
+    secrets = [google_settings.GOOGLE_TOKEN_ENCRYPTION_KEYS[0], google_settings.GOOGLE_CLIENT_SECRET]
+    for grant in fake_google.grants:
+        secrets += [grant.refresh_token, *grant.access_tokens]
+    secrets += list(GoogleCredential.objects.values_list("refresh_token_encrypted", flat=True))
+    return [s for s in secrets if s]
+
+
+def test_calendar_connected_then_revoked_over_the_api(connected, fake_google, google_settings, user, auth_client):
+    event = only_event("calendar.connected")
+    assert_by(event, user, "account", ip="127.0.0.1")
+    assert event.details["email"] == fake_google.account_email and event.details["reconnected"] is False
+    secrets = _google_secrets(fake_google, google_settings)
+    response = auth_client.post("/api/v1/calendar/revoke", REMOTE_ADDR=IP)
+    assert response.status_code == 200 and response.json()["deleted"] is True
+    revoked = only_event("calendar.revoked")
+    assert_by(revoked, user, "api")
+    assert (revoked.target_id, revoked.details["google_revoked"]) == (str(connected.pk), True)
+    assert auth_client.post("/api/v1/calendar/revoke").json()["deleted"] is False
+    assert AuditEvent.objects.filter(action="calendar.revoked").count() == 1
+    assert_no_secrets(*secrets)
+
+
+def test_calendar_revoked_from_the_account_page(connected, fake_google, google_settings, user):
+    secrets = _google_secrets(fake_google, google_settings)
+    client = _logged_in(user)
+    response = client.post("/api/v1/calendar/revoke")
+    assert response.status_code == 302 and response["Location"] == "/account/"
+    assert_by(only_event("calendar.revoked"), user, "account")
+    assert_no_secrets(*secrets)
