@@ -5,6 +5,11 @@ speaks both wire protocols on one port:
 
     POST /v1/chat/completions   OpenAI: JSON, or SSE with `data: [DONE]`; `stream_options.include_usage` adds
                                 the final `choices: []` + usage chunk (every other chunk then has `usage: null`)
+    POST /v1/responses          OpenAI's Responses API: JSON, or SSE `event:` + `data:` response.created,
+                                response.in_progress, output_item.added, content_part.added (text),
+                                output_text.delta / function_call_arguments.delta..., the `.done` events,
+                                response.completed (or response.incomplete), each with its sequence_number;
+                                usage in its own fields (input_tokens with input_tokens_details.cached_tokens)
     POST /v1/messages           Anthropic: JSON, or SSE message_start, content_block_start, ping,
                                 content_block_delta..., content_block_stop, message_delta, message_stop
     GET  /v1/models             OpenAI's list (Anthropic's shape when an `anthropic-version` header is sent)
@@ -126,6 +131,7 @@ import httptools
 __all__ = ["FakeConfig", "FakeUpstream", "Fault", "RecordedRequest", "Usage"]
 
 OPENAI = "openai"
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 ANTHROPIC = "anthropic"
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o3-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
 FAULT_KINDS = frozenset({"timeout", "reset", "disconnect", "malformed", "stream_cut", "stream_error"})
@@ -477,21 +483,28 @@ _ANTHROPIC_ERRORS = {
 class _Exchange:
     """Builds the response plan for one completion request (runs on the server's loop, CPU only)."""
 
-    def __init__(self, fake: FakeUpstream, cfg: FakeConfig, provider: str, body: dict, req: _Req, n: int):
+    def __init__(
+        self, fake: FakeUpstream, cfg: FakeConfig, provider: str, body: dict, req: _Req, n: int, responses=False
+    ):
         self.fake, self.cfg, self.provider, self.body, self.req = fake, cfg, provider, body, req
+        self.responses = responses  # OpenAI's Responses API (`/v1/responses`), not chat completions
         self.keep_alive = req.keep_alive
         self.model = cfg.response_model or body.get("model")
         self.created = int(time.time())
         self.n = n
         self.rid = f"chatcmpl-fake{n:08d}" if provider == OPENAI else f"msg_fake{n:08d}"
+        if responses:
+            self.rid = f"resp_fake{n:08d}"
         self.req_header = (
             ("x-request-id", f"req_fake{n:08d}") if provider == OPENAI else ("request-id", f"req_fake{n:08d}")
         )
-        messages = body.get("messages") or []
+        messages = _responses_messages(body) if responses else body.get("messages") or []
         self.user_text = _last_user_text(messages)
         self.tool_name: str | None = None
         self.json_mode = False
-        if provider == OPENAI:
+        if responses:
+            self._responses_mode()
+        elif provider == OPENAI:
             self._openai_mode()
         else:
             self._anthropic_mode()
@@ -507,7 +520,8 @@ class _Exchange:
         else:
             self.text = "Echo: " + self.user_text[:200]
         self.usage = cfg.usage or Usage(
-            input_tokens=max(1, _input_chars(body) // 4), output_tokens=max(1, len(self.text) // 4)
+            input_tokens=max(1, _input_chars({"messages": messages, "system": body.get("system")}) // 4),
+            output_tokens=max(1, len(self.text) // 4),
         )
 
     def _openai_mode(self):
@@ -518,6 +532,17 @@ class _Exchange:
         elif choice == "required" and tools and isinstance(tools[0], dict):
             self.tool_name = (tools[0].get("function") or {}).get("name")
         fmt = self.body.get("response_format")
+        if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
+            self.json_mode = True
+
+    def _responses_mode(self):
+        choice = self.body.get("tool_choice")
+        tools = self.body.get("tools") or []
+        if isinstance(choice, dict) and choice.get("type") == "function":
+            self.tool_name = choice.get("name")
+        elif choice == "required" and tools and isinstance(tools[0], dict):
+            self.tool_name = tools[0].get("name")
+        fmt = (self.body.get("text") or {}).get("format") if isinstance(self.body.get("text"), dict) else None
         if isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object"):
             self.json_mode = True
 
@@ -542,7 +567,53 @@ class _Exchange:
         return {"stop": "end_turn", "length": "max_tokens"}.get(self.cfg.finish_reason, self.cfg.finish_reason)
 
     # plain bodies
+    def _responses_item(self, status: str) -> dict:
+        if self.tool_name is not None:
+            return {
+                "type": "function_call",
+                "id": f"fc_fake{self.n:08d}",
+                "call_id": f"call_fake{self.n:08d}",
+                "name": self.tool_name,
+                "arguments": self.text if status == "completed" else "",
+                "status": status,
+            }
+        content = [{"type": "output_text", "text": self.text, "annotations": []}] if status == "completed" else []
+        return {
+            "type": "message",
+            "id": f"msg_fake{self.n:08d}",
+            "status": status,
+            "role": "assistant",
+            "content": content,
+        }
+
+    def _responses_object(self, status: str) -> dict:
+        done = status != "in_progress"
+        incomplete = done and self.tool_name is None and self.cfg.finish_reason == "length"
+        u = self.usage
+        return {
+            "id": self.rid,
+            "object": "response",
+            "created_at": self.created,
+            "status": "incomplete" if incomplete else status,
+            "error": None,
+            "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+            "model": self.model,
+            "output": [self._responses_item("completed")] if done else [],
+            "store": self.body.get("store", True),
+            "usage": {
+                "input_tokens": u.input_tokens,
+                "input_tokens_details": {"cached_tokens": u.cached_tokens},
+                "output_tokens": u.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+                "total_tokens": u.input_tokens + u.output_tokens,
+            }
+            if done
+            else None,
+        }
+
     def plain_body(self) -> bytes:
+        if self.responses:
+            return _dumps(self._responses_object("completed")).encode()
         if self.provider == OPENAI:
             if self.tool_name is not None:
                 message = {
@@ -597,6 +668,8 @@ class _Exchange:
     # streams: (preamble events, content delta events, trailer events), each a complete SSE event
     def stream_events(self) -> tuple[list[bytes], list[bytes], list[bytes]]:
         parts = _split(self.text, self.cfg.chunks)
+        if self.responses:
+            return self._responses_events(parts)
         if self.provider == OPENAI:
             return self._openai_events(parts)
         return self._anthropic_events(parts)
@@ -655,6 +728,39 @@ class _Exchange:
                 ("data: " + head + "[]" + ',"usage":' + _dumps(_openai_usage(self.usage)) + "}\n\n").encode()
             )
         trailer.append(b"data: [DONE]\n\n")
+        return pre, deltas, trailer
+
+    def _responses_events(self, parts):
+        sequence = itertools.count()
+
+        def event(kind: str, **fields: Any) -> bytes:
+            # Numbered as built: pre, deltas, trailer (a fault that cuts the deltas leaves a gap, as a real cut would).
+            return f"event: {kind}\ndata: {_dumps({'type': kind, 'sequence_number': next(sequence), **fields})}\n\n".encode()
+
+        item = self._responses_item("in_progress")
+        where = {"item_id": item["id"], "output_index": 0}
+        pre = [
+            event("response.created", response=self._responses_object("in_progress")),
+            event("response.in_progress", response=self._responses_object("in_progress")),
+            event("response.output_item.added", output_index=0, item=item),
+        ]
+        final = self._responses_object("completed")
+        if self.tool_name is not None:
+            deltas = [event("response.function_call_arguments.delta", delta=p, **where) for p in parts]
+            trailer = [event("response.function_call_arguments.done", arguments=self.text, **where)]
+        else:
+            part = {"type": "output_text", "text": "", "annotations": []}
+            pre.append(event("response.content_part.added", content_index=0, part=part, **where))
+            deltas = [
+                event("response.output_text.delta", content_index=0, delta=p, logprobs=[], **where) for p in parts
+            ]
+            trailer = [
+                event("response.output_text.done", content_index=0, text=self.text, logprobs=[], **where),
+                event("response.content_part.done", content_index=0, part={**part, "text": self.text}, **where),
+            ]
+        trailer.append(event("response.output_item.done", output_index=0, item=final["output"][0]))
+        last = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
+        trailer.append(event(last, response=final))
         return pre, deltas, trailer
 
     def _anthropic_events(self, parts):
@@ -737,7 +843,7 @@ class _Exchange:
         headers = [self.req_header]
         if kind in (None, "timeout"):  # answered in full (a held request answers once its hold ends)
             include_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
-            if not stream or self.provider == ANTHROPIC or include_usage:
+            if not stream or self.provider == ANTHROPIC or include_usage or self.responses:
                 rec.usage = self.usage
         if not stream:
             if kind == "stream_error":
@@ -777,7 +883,7 @@ class _Exchange:
         if kind == "malformed":
             broken = (
                 b'data: {"id":"broken",\n\n'
-                if self.provider == OPENAI
+                if self.provider == OPENAI and not self.responses
                 else (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{\n\n')
             )
             ops.write(_chunk(broken))
@@ -792,6 +898,9 @@ class _Exchange:
         return ops
 
     def _stream_error_event(self, fault: Fault) -> bytes:
+        if self.responses:
+            err = {"type": "error", "code": "server_error", "message": fault.message or _OPENAI_ERRORS[500][2]}
+            return f"event: error\ndata: {_dumps(err)}\n\n".encode()
         if self.provider == OPENAI:
             err = {
                 "error": {
@@ -846,8 +955,24 @@ def _plain_ops(status: int, obj: Any, keep_alive: bool) -> _Ops:
     return ops
 
 
-def _validate(provider: str, body: dict, headers: dict[str, str]) -> str | None:
+def _responses_messages(body: dict) -> list:
+    """A Responses request's input as messages (what the echo and the default usage read)."""
+    items = body.get("input")
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    return [item for item in items or () if isinstance(item, dict) and "role" in item]
+
+
+def _validate(provider: str, body: dict, headers: dict[str, str], responses: bool = False) -> str | None:
     model = body.get("model")
+    if responses:
+        if not isinstance(model, str) or not model:
+            return "Missing required parameter: 'model'."
+        if not isinstance(body.get("input"), str | list):
+            return "Missing required parameter: 'input'."
+        if body.get("previous_response_id") is not None:
+            return f"Previous response with id '{body['previous_response_id']}' not found."
+        return None
     messages = body.get("messages")
     if provider == OPENAI:
         if not isinstance(model, str) or not model:
@@ -1151,7 +1276,7 @@ class FakeUpstream:
         cfg = self._config
         n = next(self._counter)
         self._total += 1
-        if path == "/v1/chat/completions":
+        if path in ("/v1/chat/completions", "/v1/responses"):
             provider: str | None = OPENAI
         elif path == "/v1/messages":
             provider = ANTHROPIC
@@ -1184,7 +1309,7 @@ class FakeUpstream:
             received_at=time.time(),
         )
         ops = self._respond(req, rec, cfg, path, provider, body, n)
-        if self._ledger_on and path in ("/v1/chat/completions", "/v1/messages"):
+        if self._ledger_on and path in COMPLETION_PATHS:
             with self._lock:
                 self._ledger.append(rec)
         if self._record_limit:
@@ -1197,7 +1322,7 @@ class FakeUpstream:
 
     def _respond(self, req, rec, cfg, path, provider, body, n) -> list:
         keep_alive = req.keep_alive
-        completion = path in ("/v1/chat/completions", "/v1/messages")
+        completion = path in COMPLETION_PATHS
         if not completion and path != "/v1/models":
             rec.status = 404
             return _error_ops(provider, 404, keep_alive, n, None, f"Unknown request URL: {req.method} {path}.")
@@ -1222,12 +1347,12 @@ class FakeUpstream:
         if not isinstance(body, dict):
             rec.status = 400
             return _error_ops(provider, 400, keep_alive, n, None, "The request body is not valid JSON.")
-        problem = _validate(provider, body, req.headers)
+        problem = _validate(provider, body, req.headers, responses=path == "/v1/responses")
         if problem is not None:
             rec.status = 400
             return _error_ops(provider, 400, keep_alive, n, None, problem)
         fault = self._take_fault(provider, rec.model, cfg)
-        exchange = _Exchange(self, cfg, provider, body, req, n)
+        exchange = _Exchange(self, cfg, provider, body, req, n, responses=path == "/v1/responses")
         if fault is None:
             return exchange.ok_ops(None, rec)
         rec.fault = fault.kind

@@ -48,6 +48,9 @@ from llm.responses_schema import (
 )
 
 ROLES = ("user", "assistant", "system", "developer")
+# Not sent to an upstream Responses API: routing and djllm's own switches, and what djllm keeps itself (the
+# conversation is sent whole, nothing is stored upstream).
+NOT_SENT = ("model", "stream", "cache", "previous_response_id", "store", "metadata", "input")
 SKIPPED_ITEMS = ("reasoning",)  # the model's own reasoning: nothing to send a chat upstream
 
 
@@ -196,7 +199,8 @@ def _response_format(text: dict[str, Any] | None) -> dict | None:
 
 def chat_request(body: ResponsesIn, history: list[dict[str, Any]]) -> ChatRequest:
     """The request for the gateway: the instructions, then the stored conversation (`history`, items), then this
-    request's input."""
+    request's input, translated for every provider, and as a stateless Responses request (`responses_native`) for
+    an upstream that serves the Responses API."""
     messages = [Message(role="system", content=body.instructions)] if body.instructions else []
     messages.extend(messages_from_items(history, "previous_response_id"))
     messages.extend(messages_from_items(input_items(body)))
@@ -208,6 +212,7 @@ def chat_request(body: ResponsesIn, history: list[dict[str, Any]]) -> ChatReques
         extra["user"] = body.user
     if tools and body.parallel_tool_calls is not None:
         extra["parallel_tool_calls"] = body.parallel_tool_calls
+    native = {name: value for name, value in body.model_dump(exclude_none=True).items() if name not in NOT_SENT}
     return ChatRequest(
         model="",
         messages=messages,
@@ -218,6 +223,7 @@ def chat_request(body: ResponsesIn, history: list[dict[str, Any]]) -> ChatReques
         tools=tools,
         tool_choice=_tool_choice(body.tool_choice) if tools else None,
         extra=extra,
+        responses_native={**native, "input": [*history, *input_items(body)], "store": False},
     )
 
 

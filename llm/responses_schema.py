@@ -317,10 +317,11 @@ RESPONSES = {
     "summary": "Create a response (OpenAI's Responses API)",
     "description": (
         "OpenAI's Responses API for every routed model: point any OpenAI SDK at `base_url=<host>/v1` with a djllm "
-        "token and call `client.responses.create(...)`. Every model (OpenAI, Claude, local) is called through "
-        "djllm's chat gateway: the input items, instructions, function tools, tool choice, `text.format` "
-        "(JSON schema), `max_output_tokens`, `temperature` and `top_p` are translated for the upstream, and its "
-        "answer back into output items (`message` with `output_text`, `function_call`). Other tool types "
+        "token and call `client.responses.create(...)`. OpenAI models are sent to the upstream's own Responses "
+        "endpoint (statelessly: the whole conversation, `store` false, other Responses fields as sent); Claude "
+        "and local models through the chat gateway, translated: the input items, instructions, function tools, "
+        "tool choice, `text.format` (JSON schema), `max_output_tokens`, `temperature` and `top_p`. Every answer "
+        "comes back as output items (`message` with `output_text`, `function_call`). Other tool types "
         "(web search, file search...) and `item_reference` items are refused (400). `store` (default true) "
         "keeps the response for you: `previous_response_id` continues any of your stored responses (the upstream "
         "gets the whole conversation again, statelessly). `stream: true` answers the Responses stream events "

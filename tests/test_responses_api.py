@@ -1,7 +1,8 @@
 """`POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}` driven by the unmodified `openai` SDK against a live
 djllm (uvicorn + the lean ASGI stack) and the fake upstream: OpenAI and Claude models translated both ways, the
 Responses stream events, function tools, structured output, stored responses and their continuation, errors as the
-SDK's own classes, and the one usage row per request."""
+SDK's own classes, and the one usage row per request. OpenAI models go to the upstream's own Responses endpoint
+(statelessly: the whole conversation, `store` false); Claude and local models through the chat translation."""
 
 import json
 import time
@@ -93,17 +94,18 @@ def test_create_translates_the_request_and_the_answer(client, fake_upstream, mod
 
     sent = fake_upstream.last_request
     if model == GPT:
-        assert sent.path == "/v1/chat/completions" and sent.body["max_tokens"] == 64
-        assert sent.body["messages"] == [
-            {"role": "system", "content": "Answer in French."},
+        assert sent.path == "/v1/responses" and sent.body["max_output_tokens"] == 64
+        assert (sent.body["instructions"], sent.body["temperature"]) == ("Answer in French.", 0.5)
+        assert sent.body["input"] == [
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": "What is this?"},
-                    {"type": "image_url", "image_url": {"url": PIXEL_URL}},
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": PIXEL_URL},
                 ],
-            },
+            }
         ]
+        assert sent.body["store"] is False and sent.body["model"] == GPT
     else:
         assert sent.path == "/v1/messages" and sent.body["system"] == "Answer in French."
         assert sent.body["max_tokens"] == 64 and sent.body["temperature"] == 0.5
@@ -125,6 +127,8 @@ def test_stream_relays_text_deltas_and_the_final_response(client, fake_upstream,
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     assert [event.sequence_number for event in events] == list(range(len(events)))
     assert final.output_text == "one two three four" and final.status == "completed"
+    sent = fake_upstream.last_request
+    assert (sent.path, sent.stream) == ("/v1/responses" if model == GPT else "/v1/messages", True)
     assert_usage(final.usage, model)
     [record] = records(1)
     assert_record(record, model, stream=True)
@@ -169,10 +173,7 @@ def test_function_tool_round_trip(client, fake_upstream, model):
     assert (call.type, call.name, json.loads(call.arguments)) == ("function_call", "get_weather", {"city": "Paris"})
     sent = fake_upstream.last_request.body
     if model == GPT:
-        assert sent["tools"] == [
-            {"type": "function", "function": {k: v for k, v in WEATHER_TOOL.items() if k != "type"}}
-        ]
-        assert sent["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+        assert sent["tools"] == [WEATHER_TOOL] and sent["tool_choice"] == {"type": "function", "name": "get_weather"}
     else:
         assert sent["tools"][0]["name"] == "get_weather" and sent["tool_choice"] == {
             "type": "tool",
@@ -190,11 +191,17 @@ def test_function_tool_round_trip(client, fake_upstream, model):
         ],
     )
     assert second.output_text == "It is sunny in Paris."
-    sent = fake_upstream.last_request.body["messages"]
     if model == GPT:
-        assert sent[1]["tool_calls"][0]["id"] == call.call_id
-        assert sent[2] == {"role": "tool", "content": "sunny, 24C", "tool_call_id": call.call_id}
+        sent = fake_upstream.last_request.body["input"]
+        assert sent[1] == {
+            "type": "function_call",
+            "call_id": call.call_id,
+            "name": "get_weather",
+            "arguments": call.arguments,
+        }
+        assert sent[2] == {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 24C"}
     else:
+        sent = fake_upstream.last_request.body["messages"]
         assert sent[1]["content"][0] == {
             "type": "tool_use",
             "id": call.call_id,
@@ -234,12 +241,19 @@ def test_structured_output_with_a_json_schema(client, fake_upstream, model):
     assert response.text.format.type == "json_schema"
     sent = fake_upstream.last_request.body
     if model == GPT:
-        assert sent["response_format"] == {
-            "type": "json_schema",
-            "json_schema": {"name": "person", "schema": schema, "strict": True},
-        }
+        assert sent["text"] == {"format": {"type": "json_schema", "name": "person", "schema": schema, "strict": True}}
     else:
         assert sent["tools"][0]["input_schema"] == schema  # Claude answers through a forced tool
+
+
+def turns(sent: dict) -> list[tuple[str, str]]:
+    """(role, text) of each turn the upstream got: Responses input items, or Anthropic messages."""
+    if "input" in sent:
+        assert "previous_response_id" not in sent and sent["store"] is False  # stateless upstream
+        assert "instructions" not in sent
+    messages = sent.get("input") or sent.get("messages")
+    text = [m["content"] if isinstance(m["content"], str) else m["content"][0]["text"] for m in messages]
+    return [(m["role"], t) for m, t in zip(messages, text, strict=True)]
 
 
 @BOTH
@@ -249,17 +263,15 @@ def test_previous_response_id_rebuilds_the_conversation(client, fake_upstream, m
     fake_upstream.configure(reply="You are Ada.")
     second = client.responses.create(model=model, previous_response_id=first.id, input="Who am I?")
     assert second.output_text == "You are Ada." and second.previous_response_id == first.id
-    sent = fake_upstream.last_request.body
-    turns = [
-        (m["role"], m["content"] if isinstance(m["content"], str) else m["content"][0]["text"])
-        for m in sent["messages"]
-    ]
-    assert turns == [("user", "I am Ada."), ("assistant", "Hi Ada."), ("user", "Who am I?")]  # instructions not kept
+    assert turns(fake_upstream.last_request.body) == [
+        ("user", "I am Ada."),
+        ("assistant", "Hi Ada."),
+        ("user", "Who am I?"),
+    ]  # the instructions are not carried over, as OpenAI's are not
     # A branch: the first response continued again, without the second turn.
     fake_upstream.configure(reply="Bye.")
     client.responses.create(model=model, previous_response_id=first.id, input="Bye!")
-    sent = fake_upstream.last_request.body["messages"]
-    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert [role for role, _ in turns(fake_upstream.last_request.body)] == ["user", "assistant", "user"]
     assert StoredResponse.objects.get(id=second.id).parent_id == first.id
 
 
@@ -301,6 +313,17 @@ def test_another_users_response_is_a_404(client, live_djllm, fake_upstream, djan
     with pytest.raises(openai.NotFoundError):
         theirs.responses.create(model=GPT, input="y", previous_response_id=response.id)
     assert StoredResponse.objects.filter(id=response.id).exists()
+
+
+def test_a_local_model_goes_through_chat_completions(client, fake_upstream):
+    fake_upstream.configure(reply="local hello", usage=FakeUsage(input_tokens=7, output_tokens=3))
+    response = client.responses.create(model="local/llama3.2", instructions="Be kind.", input="Hi")
+    assert response.output_text == "local hello" and response.usage.input_tokens == 7
+    sent = fake_upstream.last_request
+    assert (sent.path, sent.body["model"]) == ("/v1/chat/completions", "llama3.2")
+    assert sent.body["messages"] == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}]
+    [record] = records(1)
+    assert (record.endpoint, record.provider, record.input_tokens, record.output_tokens) == ("responses", "local", 7, 3)
 
 
 def test_errors_are_the_sdks_own_classes(client, live_djllm, token, make_token, fake_upstream):

@@ -43,6 +43,10 @@ class ChatRequest:
     # route sends it as it is (cache_control, top_k, metadata, thinking...); other providers use the translation
     # in the fields above.
     anthropic_native: dict[str, Any] | None = None
+    # `POST /v1/responses`: the Responses request for an upstream that serves OpenAI's Responses API (its whole
+    # input rebuilt, never `previous_response_id`, `store` false), without model and stream. Other upstreams use
+    # the chat translation in the fields above.
+    responses_native: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

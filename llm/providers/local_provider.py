@@ -14,3 +14,4 @@ class LocalProvider(OpenAIProvider):
     model_pattern = None  # only by the `local/` prefix, an alias, or `provider: local`
     model_hint = ""
     lists_default_model = False
+    responses_api = False  # local servers differ by version: the chat translation, which they all serve

@@ -54,6 +54,104 @@ def _params(request: ChatRequest) -> dict[str, Any]:
     return params
 
 
+def usage_from_responses(usage: dict | None) -> Usage | None:
+    """Usage from a Responses API `usage` object (its input tokens include the cached ones, as chat's do)."""
+    if not usage:
+        return None
+    return Usage(
+        input_tokens=usage.get("input_tokens") or 0,
+        output_tokens=usage.get("output_tokens") or 0,
+        cached_input_tokens=(usage.get("input_tokens_details") or {}).get("cached_tokens") or 0,
+        reasoning_tokens=(usage.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
+    )
+
+
+def _responses_finish(response: dict, tool_calls: bool) -> str:
+    if response.get("status") == "incomplete":
+        reason = (response.get("incomplete_details") or {}).get("reason")
+        return "content_filter" if reason == "content_filter" else "length"
+    return "tool_calls" if tool_calls else "stop"
+
+
+def _responses_bad(name: str, what: str) -> ProviderError:
+    return ProviderError(f"{name} sent {what} djllm could not read.", code="upstream_bad_response")
+
+
+def completion_from_responses(response: Any, model: str, name: str) -> Completion:
+    """A Responses API answer as a completion: its `output_text` parts, refusals and `function_call` items."""
+    if not isinstance(response, dict) or not isinstance(response.get("output"), list):
+        raise _responses_bad(name, "a response without output")
+    texts, refusals, calls = [], [], []
+    for item in response["output"]:
+        if not isinstance(item, dict):
+            raise _responses_bad(name, "an output item")
+        if item.get("type") == "message":
+            for part in item.get("content") or ():
+                if isinstance(part, dict) and part.get("type") == "output_text":
+                    texts.append(str(part.get("text") or ""))
+                elif isinstance(part, dict) and part.get("type") == "refusal":
+                    refusals.append(str(part.get("refusal") or ""))
+        elif item.get("type") == "function_call":
+            function = {"name": item.get("name") or "", "arguments": item.get("arguments") or ""}
+            calls.append({"id": item.get("call_id") or item.get("id"), "type": "function", "function": function})
+    return Completion(
+        text="".join(texts),
+        model=response.get("model") or model,
+        finish_reason=_responses_finish(response, bool(calls)),
+        response_id=response.get("id"),
+        usage=usage_from_responses(response.get("usage")),
+        tool_calls=calls or None,
+        refusal="".join(refusals) or None,
+    )
+
+
+def _upstream_failure(name: str, event: dict) -> ProviderError:
+    error = event.get("error") or (event.get("response") or {}).get("error") or event
+    message = error.get("message") if isinstance(error, dict) else None
+    upstream_type = error.get("code") if isinstance(error, dict) else None
+    return ProviderError(
+        f"{name} failed mid-stream: {message or 'no message'}", code="upstream_error", upstream_type=upstream_type
+    )
+
+
+class _ResponsesChunks:
+    """Responses stream events as chunks: text and refusal deltas, each function call opened (its call id and
+    name) then its arguments, and the finish with the usage last."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: dict[int, int] = {}  # output index -> tool-call index
+
+    def chunk(self, event: dict) -> Chunk | None:
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            return Chunk(text=str(event.get("delta") or ""))
+        if kind == "response.refusal.delta":
+            return Chunk(refusal=str(event.get("delta") or ""))
+        if kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
+            item = event["item"]
+            index = self.calls.setdefault(event.get("output_index", len(self.calls)), len(self.calls))
+            function = {"name": item.get("name") or "", "arguments": item.get("arguments") or ""}
+            call = {"index": index, "id": item.get("call_id") or item.get("id"), "type": "function"}
+            return Chunk(tool_calls=[{**call, "function": function}])
+        if kind == "response.function_call_arguments.delta":
+            index = self.calls.get(event.get("output_index"))
+            if index is None:
+                raise _responses_bad(self.name, "arguments for a function call it never opened")
+            return Chunk(tool_calls=[{"index": index, "function": {"arguments": str(event.get("delta") or "")}}])
+        if kind in ("response.completed", "response.incomplete"):
+            response = event.get("response") or {}
+            return Chunk(
+                finish_reason=_responses_finish(response, bool(self.calls)),
+                usage=usage_from_responses(response.get("usage")),
+                model=response.get("model"),
+                response_id=response.get("id"),
+            )
+        if kind in ("error", "response.failed"):
+            raise _upstream_failure(self.name, event)
+        return None  # created, in_progress, the `.done` events: nothing new
+
+
 class OpenAIProvider(SDKProvider):
     name = "openai"
     label = "OpenAI"
@@ -65,6 +163,7 @@ class OpenAIProvider(SDKProvider):
     model_setting = "OPENAI_MODEL"
     model_pattern = re.compile(r"^(gpt-|chatgpt-|o\d(?:$|-)|text-|davinci|babbage|ft:gpt)")
     model_hint = "gpt-*/o*"
+    responses_api = True  # serves OpenAI's Responses API: `/v1/responses` requests are sent there as they are
 
     @classmethod
     def new_client(cls, *, base_url, api_key, http_client, timeout):
@@ -74,7 +173,19 @@ class OpenAIProvider(SDKProvider):
             api_key=api_key or "not-needed", base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
         )
 
+    def _responses_params(self, request: ChatRequest) -> dict[str, Any] | None:
+        if request.responses_native is None or not self.responses_api:
+            return None
+        return {**request.responses_native, "model": request.model}
+
     async def complete(self, request: ChatRequest) -> Completion:
+        native = self._responses_params(request)
+        if native is not None:
+            try:
+                response = await self._post("/responses", native, cast_to=object)
+            except Exception as exc:
+                raise from_sdk_error(exc, self.name) from exc
+            return completion_from_responses(response, request.model, self.name)
         try:
             # cast_to=object: the SDK checks the status and maps errors as usual, then hands over the decoded JSON
             # instead of building its typed model (measured: ~6 % of a request's CPU here).
@@ -99,6 +210,18 @@ class OpenAIProvider(SDKProvider):
         )
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        native = self._responses_params(request)
+        if native is not None:
+            reader = _ResponsesChunks(self.name)
+            params = {**native, "stream": True}
+            async with self._streaming("/responses", params, cast_to=object, stream_cls=AsyncStream[object]) as events:
+                async for event in events:
+                    if not isinstance(event, dict):
+                        raise _responses_bad(self.name, "a stream event")
+                    chunk = reader.chunk(event)
+                    if chunk is not None:
+                        yield chunk
+            return
         params = _params(request)
         params["stream"] = True
         # Ask for usage ourselves: without it a streamed request cannot be billed exactly.
