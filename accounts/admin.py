@@ -1,7 +1,11 @@
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 
 from accounts import services
@@ -110,12 +114,22 @@ class APITokenAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/accounts/apitoken/plaintext.html", context)
 
+    def _revoke(self, request, token: APIToken) -> None:
+        services.api_token_revoke(token=token, by=actor_from_request(request, via=VIA_ADMIN))
+        self.log_change(request, token, "Revoked.")
+
+    def _rotate(self, request, token: APIToken) -> None:
+        """Rotate one token; its replacement's plaintext joins those this response shows once."""
+        new_token, plaintext = services.api_token_rotate(token=token, by=actor_from_request(request, via=VIA_ADMIN))
+        self.log_change(request, token, f"Rotated: revoked, replaced by {new_token.display_prefix}….")
+        self.log_addition(request, new_token, f"Created by rotating {token.display_prefix}….")
+        request._djllm_new_tokens = [*getattr(request, "_djllm_new_tokens", []), (new_token, plaintext)]
+
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke_tokens(self, request, queryset):
         count = 0
         for token in queryset.exclude(revoked_at__lte=timezone.now()):
-            services.api_token_revoke(token=token, by=actor_from_request(request, via=VIA_ADMIN))
-            self.log_change(request, token, "Revoked.")
+            self._revoke(request, token)
             count += 1
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
 
@@ -130,11 +144,62 @@ class APITokenAdmin(admin.ModelAdmin):
                 )
             queryset = queryset.filter(user=request.user)
         for token in queryset.exclude(revoked_at__lte=timezone.now()):
-            new_token, plaintext = services.api_token_rotate(token=token, by=actor_from_request(request, via=VIA_ADMIN))
-            self.log_change(request, token, f"Rotated: revoked, replaced by {new_token.display_prefix}….")
-            self.log_addition(request, new_token, f"Created by rotating {token.display_prefix}….")
-            request._djllm_new_tokens.append((new_token, plaintext))
+            self._rotate(request, token)
         return self._show_plaintexts(request, "Tokens rotated")
+
+    # --- One token's revoke and rotate buttons, each behind a confirmation page --------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/revoke/", view(self.revoke_view), name="accounts_apitoken_revoke"),
+            path("<path:object_id>/rotate/", view(self.rotate_view), name="accounts_apitoken_rotate"),
+            *super().get_urls(),
+        ]
+
+    def _token_for(self, request, object_id, *, rotating: bool) -> APIToken:
+        token = self.get_object(request, object_id)
+        if token is None:
+            raise Http404("No such token.")
+        if not self.has_change_permission(request, token):  # revoked tokens, staff without the permission
+            raise PermissionDenied
+        if rotating and not request.user.is_superuser and token.user_id != request.user.pk:
+            raise PermissionDenied  # the new plaintext is shown here: only one's own, as for creating
+        return token
+
+    def _confirm(self, request, token: APIToken, *, action: str, explanation: str):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.capitalize()} token {token.display_prefix}…?",
+            "opts": self.model._meta,
+            "original": token,
+            "action": action,
+            "explanation": explanation,
+        }
+        return TemplateResponse(request, "admin/accounts/apitoken/confirm.html", context)
+
+    def revoke_view(self, request, object_id):
+        token = self._token_for(request, object_id, rotating=False)
+        if request.method != "POST":
+            return self._confirm(
+                request, token, action="revoke", explanation="Requests with this token are refused from now on."
+            )
+        self._revoke(request, token)
+        self.message_user(request, f"Token {token.display_prefix}… revoked.", messages.SUCCESS)
+        return redirect(reverse("admin:accounts_apitoken_change", args=[token.pk]))
+
+    def rotate_view(self, request, object_id):
+        token = self._token_for(request, object_id, rotating=True)
+        if request.method != "POST":
+            return self._confirm(
+                request,
+                token,
+                action="rotate",
+                explanation="A new token with the same settings replaces it; this one is revoked now. "
+                "The new token is shown once, on the next page.",
+            )
+        self._rotate(request, token)
+        return self._show_plaintexts(request, "Token rotated")
 
 
 class PreferencesInline(admin.StackedInline):

@@ -19,5 +19,8 @@ def usd(value, significant: int = 3) -> str:
     sign, value = ("-" if value < 0 else ""), abs(value)
     if value >= 1:
         return f"{sign}${value:,.2f}"
-    places = significant - 1 - value.adjusted()
-    return f"{sign}${format(value.quantize(Decimal(1).scaleb(-places)).normalize(), 'f')}"
+    places = max(significant - 1 - value.adjusted(), 2)  # cents at least: $0.50, not $0.5
+    rounded = value.quantize(Decimal(1).scaleb(-places)).normalize()
+    if rounded.as_tuple().exponent > -2:
+        rounded = rounded.quantize(Decimal("0.01"))
+    return f"{sign}${format(rounded, 'f')}"

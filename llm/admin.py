@@ -18,9 +18,12 @@ from django.db import transaction
 from django.db.models import Max, Min, OuterRef, Q, Subquery
 from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
+from accounts.admin import APITokenAdmin, UserAdmin
 from accounts.models import APIToken, UserPreferences
 from common.admin import ReadOnlyAdmin
 from common.audit import VIA_ADMIN, actor_from_request
@@ -41,7 +44,7 @@ from llm.models import (
 )
 from llm.paginator import EstimatedCountPaginator
 from llm.providers.registry import provider_choices
-from llm.selectors import PRICE_MISSING, usage_totals
+from llm.selectors import PRICE_MISSING, spend_counter_amounts, usage_totals
 
 # --- UsageRecord ---------------------------------------------------------------------------------
 
@@ -679,3 +682,102 @@ class ConversationAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     search_fields = ["title", "user__username"]
     readonly_fields = ["user", "title", "model", "system", "created_at", "updated_at"]
     inlines = [ConversationMessageInline]
+
+
+# --- Spend on the token and user pages -----------------------------------------------------------
+# The accounts app knows nothing of usage (imports run one way); its token and user admins get their spend here.
+
+
+def _budget_bar(*, spent: Decimal, reserved: Decimal, budget: Decimal | None):
+    """This month's spend against a budget: the figures, and a bar (spent, then reserved) when there is a budget."""
+    figures = f"{usd(spent)} spent, {usd(reserved)} reserved"
+    if budget is None:
+        return f"{figures} (no monthly budget)"
+    budget = Decimal(budget)
+
+    def share(amount: Decimal) -> str:
+        return "100" if budget <= 0 else f"{min(amount / budget * 100, Decimal(100)):.1f}"
+
+    return format_html(
+        '{} of {} ({}%)<div class="budget-bar" role="img" aria-label="{}% of the budget spent, {}% reserved" '
+        'style="display:flex;width:320px;max-width:100%;height:10px;margin-top:4px;'
+        'background:var(--darkened-bg,#eee);border:1px solid var(--border-color,#ccc)">'
+        '<span class="budget-spent" style="width:{}%;background:var(--primary,#79aec8)"></span>'
+        '<span class="budget-reserved" style="width:{}%;background:var(--accent,#f5dd5d)"></span></div>',
+        figures,
+        usd(budget),
+        share(spent + reserved),
+        share(spent),
+        share(reserved),
+        share(spent),
+        share(min(reserved, max(budget - spent, Decimal(0)))),
+    )
+
+
+def _usage_link(query: str, label: str):
+    url = reverse("admin:llm_usagerecord_changelist")
+    return format_html('<a href="{}?{}" class="usage-records-link">{}</a>', url, query, label)
+
+
+class TokenSpendAdmin(APITokenAdmin):
+    """A token's page with its spend this month against its budget and a link to its usage records."""
+
+    usage_fields = ["spend_this_month", "usage_records"]
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return fields if obj is None else [*fields, *self.usage_fields]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *self.usage_fields]
+
+    @admin.display(description="spend this month (UTC)")
+    def spend_this_month(self, obj):
+        spent, reserved = spend_counter_amounts(scope="token", key=obj.pk, month=_month_start_utc().date())
+        return _budget_bar(spent=spent, reserved=reserved, budget=obj.monthly_budget_usd)
+
+    @admin.display(description="usage records")
+    def usage_records(self, obj):
+        return _usage_link(f"token__id__exact={obj.pk}", "This token's usage records")
+
+
+class UserSpendAdmin(UserAdmin):
+    """A user's page with their tokens, their spend this month and their budget."""
+
+    usage_fields = ["api_tokens", "spend_this_month", "usage_records"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        return fieldsets if obj is None else [*fieldsets, ("Tokens and spend", {"fields": self.usage_fields})]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *self.usage_fields]
+
+    @admin.display(description="API tokens")
+    def api_tokens(self, obj):
+        tokens = APIToken.objects.filter(user=obj).order_by("-created_at")
+        if not tokens:
+            return "none"
+        return format_html_join(
+            mark_safe("<br>"),  # noqa: S308 (a constant)
+            '<a href="{}">{}…</a> {} ({})',
+            (
+                (reverse("admin:accounts_apitoken_change", args=[t.pk]), t.display_prefix, t.name, t.status)
+                for t in tokens
+            ),
+        )
+
+    @admin.display(description="spend this month (UTC)")
+    def spend_this_month(self, obj):
+        spent, reserved = spend_counter_amounts(scope="user", key=obj.pk, month=_month_start_utc().date())
+        budget = UserPreferences.objects.filter(user=obj).values_list("monthly_budget_usd", flat=True).first()
+        return _budget_bar(spent=spent, reserved=reserved, budget=budget)
+
+    @admin.display(description="usage records")
+    def usage_records(self, obj):
+        return _usage_link(f"user__id__exact={obj.pk}", "This user's usage records")
+
+
+for _model, _admin_class in ((APIToken, TokenSpendAdmin), (get_user_model(), UserSpendAdmin)):
+    admin.site.unregister(_model)
+    admin.site.register(_model, _admin_class)

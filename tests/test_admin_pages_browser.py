@@ -77,3 +77,24 @@ def test_usage_records_list_fits_1400_px(admin_page, tmp_path):
     text = page.inner_text("#result_list")
     assert "$0.000974" in text and "123,456 / 65,432" in text and "12,345 ms" in text
     assert "upstream_rate_limited" in text and "alice-with-a-long-name" in text
+
+
+def test_token_page_shows_spend_and_buttons_at_1400_px(admin_page, tmp_path):
+    bob = account_services.user_create(username="bob")
+    token, _ = account_services.api_token_create(user=bob, name="laptop", monthly_budget_usd=Decimal("2"))
+    page = admin_page
+    page.goto(f"/admin/accounts/apitoken/{token.pk}/change/")
+    screenshot(page, tmp_path, "token")
+    for selector in ("#token-revoke", "#token-rotate", ".budget-bar", ".usage-records-link", ".field-last_used_at"):
+        assert page.locator(selector).is_visible(), selector
+        assert_on_screen(page, selector)
+    assert "$0 spent, $0 reserved of $2.00 (0.0%)" in page.inner_text("#content")
+
+    with page.expect_navigation():
+        page.click("#token-rotate")
+    assert "Yes, rotate it" in page.inner_text("#content")
+    with page.expect_navigation():
+        page.click("button[name=confirm]")
+    assert page.inner_text("code.new-token").startswith("djl_")
+    token.refresh_from_db()
+    assert token.is_revoked
