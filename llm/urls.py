@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from common.routers import api_router
 from llm.apis import (
@@ -32,7 +32,11 @@ router.register("conversations", conversations.ConversationViewSet, basename="co
 api_urlpatterns = [
     path("webhook", webhook.webhook, name="webhook"),
     # A fast-path view, not the viewset's (see API_FAST_PATH_PATTERNS).
-    path("conversations/<int:pk>/messages", conversation_messages.conversation_messages, name="conversation-messages"),
+    re_path(
+        r"^conversations/(?P<pk>[0-9]{1,18})/messages$",
+        conversation_messages.conversation_messages,
+        name="conversation-messages",
+    ),
     path("usage", usage.UsageApi.as_view(), name="usage"),  # the summary; its records are `usage/records`
     *router.urls,
 ]

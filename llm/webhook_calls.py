@@ -36,6 +36,7 @@ class WebhookIn(BaseModel):
     conversation_id: int | None = Field(
         default=None,
         ge=1,
+        le=2**63 - 1,
         description="Continue one of your conversations: its history is sent before this prompt and the exchange "
         "is stored in it. Another user's is not found.",
     )

@@ -294,3 +294,16 @@ def test_the_admin_shows_every_conversation_read_only(token):
     theirs = Conversation.objects.get(title="Theirs")
     assert client.post(f"/admin/llm/conversation/{theirs.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Conversation.objects.filter(pk=theirs.pk).exists()
+
+
+def test_ids_beyond_the_column_are_not_found_or_refused(live_djllm, upstream, token):
+    response = send(live_djllm, token, 10**19, content="Hi")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    webhook = httpx.post(
+        f"{live_djllm.url}/api/v1/webhook",
+        headers=auth(token),
+        json={"prompt": "Hi", "conversation_id": 2**64},
+        timeout=30,
+    )
+    assert webhook.status_code == 400 and "conversation_id" in webhook.json()["error"]["details"]
+    assert upstream.requests == []

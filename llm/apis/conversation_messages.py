@@ -95,7 +95,13 @@ CONVERSATION_MESSAGES = {
         "conversation is not found."
     ),
     "parameters": (
-        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}, "description": "Conversation."},
+        {
+            "name": "id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1},
+            "description": "Conversation.",
+        },
     ),
     "request_example": {"content": "And its capital?"},
     "responses": {
@@ -139,7 +145,8 @@ def _message_out(message) -> ConversationMessageOut:
 
 @openapi_operation(request=ConversationMessageIn, **CONVERSATION_MESSAGES)
 @fast_endpoint(body=ConversationMessageIn)
-async def conversation_messages(request: HttpRequest, cached_token, body: ConversationMessageIn, pk: int):
+async def conversation_messages(request: HttpRequest, cached_token, body: ConversationMessageIn, pk: str):
+    pk = int(pk)
     request_id = current_request_id()
     conversation = await aconversation_or_404(cached_token, pk)
     call = pipeline.GatewayCall(
