@@ -115,6 +115,18 @@ class Worker(ManagedProcess):
         raise RuntimeError(f"worker {self.name} did not start in {timeout}s:\n{self.log()}")
 
 
+class Gunicorn(Worker):
+    """`make serve`'s server: gunicorn with `workers` uvicorn workers and config/gunicorn.py, on a free port."""
+
+    def __init__(self, name: str, env: dict, log_dir: Path, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "gunicorn", "config.asgi:application", "-c", "config/gunicorn.py"]
+        command += ["--workers", str(workers), "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning"]
+        ManagedProcess.__init__(self, f"gunicorn-{name}", command, env, log_dir)
+        self.name = name
+
+
 def start_workers(names, env: dict, log_dir: Path) -> list[Worker]:
     workers: list[Worker] = []
     try:
