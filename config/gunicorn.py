@@ -7,6 +7,7 @@ timeout follows REQUEST_TIMEOUT, plus a margin for the usage records to be writt
 
 import math
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,8 +36,9 @@ if _metrics_dir:
     Path(_metrics_dir).mkdir(parents=True, exist_ok=True)
     for _stale in Path(_metrics_dir).glob("*.db"):
         _stale.unlink()
+    _made_metrics_dir = None
 else:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="djllm-metrics-")
+    _made_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="djllm-metrics-")
 
 
 def child_exit(server, worker):
@@ -44,3 +46,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """The directory made for this server goes with it (one given in PROMETHEUS_MULTIPROC_DIR stays)."""
+    if _made_metrics_dir:
+        shutil.rmtree(_made_metrics_dir, ignore_errors=True)
