@@ -4,7 +4,7 @@ prices and model routes an administrator keeps."""
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, connections, router, transaction
@@ -363,6 +363,44 @@ def model_route_update(*, route: ModelRoute, by: Actor | None = None, **fields) 
 def model_route_delete(*, route: ModelRoute, by: Actor | None = None) -> None:
     """Routes that fell back to it no longer have a fallback."""
     _deleted(route, routing.routes_changed, by)
+
+
+# --- Retention ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    cutoff: datetime
+    matched: int
+    deleted: int
+
+
+def usage_records_prune(
+    *, older_than: timedelta, dry_run: bool = False, batch_size: int = 5000, by: Actor | None = None
+) -> PruneReport:
+    """Delete usage records created before now - `older_than`, `batch_size` at a time (short transactions, no
+    table-wide lock). The monthly spend totals (`SpendCounter`) stay as they are; there is no daily rollup table
+    yet, so only raw rows go. A dry run counts and deletes nothing (and is not audited)."""
+    cutoff = timezone.now() - older_than
+    old = UsageRecord.objects.filter(created_at__lt=cutoff)
+    if dry_run:
+        return PruneReport(cutoff=cutoff, matched=old.count(), deleted=0)
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            batch = list(old.order_by("pk").values_list("pk", flat=True)[:batch_size])
+            if not batch:
+                break
+            _, counts = UsageRecord.objects.filter(pk__in=batch).delete()
+            deleted += counts.get(UsageRecord._meta.label, 0)
+    audit_event_record(
+        by=by,
+        action="usage.pruned",
+        target_type=UsageRecord._meta.label_lower,
+        target_label=f"before {cutoff:%Y-%m-%d %H:%M} UTC",
+        details={"older_than_days": older_than.days, "cutoff": cutoff, "deleted": deleted},
+    )
+    return PruneReport(cutoff=cutoff, matched=deleted, deleted=deleted)
 
 
 # --- Conversations -------------------------------------------------------------------------------
