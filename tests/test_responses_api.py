@@ -315,6 +315,20 @@ def test_another_users_response_is_a_404(client, live_djllm, fake_upstream, djan
     assert StoredResponse.objects.filter(id=response.id).exists()
 
 
+@BOTH
+def test_an_identical_request_at_temperature_0_is_answered_from_the_cache(client, fake_upstream, model):
+    fake_upstream.configure(reply="cached answer", usage=EXPECTED[model][0])
+    first = client.responses.create(model=model, input="Same question", temperature=0)
+    raw = client.responses.with_raw_response.create(model=model, input="Same question", temperature=0)
+    second = raw.parse()
+    assert raw.headers["X-Djllm-Cached"] == "true" and len(fake_upstream.requests) == 1
+    assert second.output_text == "cached answer" and second.id != first.id  # a response of its own
+    assert_usage(second.usage, model)
+    paid, cached = records(2)
+    assert (paid.status, cached.status, cached.endpoint) == ("ok", "cached", "responses")
+    assert cached.cost_usd == 0 and cached.saved_usd == EXPECTED[model][-1]
+
+
 def test_a_local_model_goes_through_chat_completions(client, fake_upstream):
     fake_upstream.configure(reply="local hello", usage=FakeUsage(input_tokens=7, output_tokens=3))
     response = client.responses.create(model="local/llama3.2", instructions="Be kind.", input="Hi")
