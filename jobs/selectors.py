@@ -36,10 +36,15 @@ def _item_stats(prefix: str = "") -> dict[str, Any]:
     }
 
 
+def jobs_with_progress() -> QuerySet[Job]:
+    """Every job, each with its rows' counts and cost (one query per page, see `job_progress`), unordered."""
+    return Job.objects.defer("upload").annotate(**_item_stats("items__")).order_by()
+
+
 def jobs_for_user(*, user_id: int) -> QuerySet[Job]:
-    """The user's jobs, each with its rows' counts and cost (one query per page, see `job_progress`). Ordering is
-    left to the caller (the API pages newest first)."""
-    return Job.objects.defer("upload").filter(user_id=user_id).annotate(**_item_stats("items__")).order_by()
+    """The user's jobs, each with its rows' counts and cost. Ordering is left to the caller (the API pages newest
+    first)."""
+    return jobs_with_progress().filter(user_id=user_id)
 
 
 def job_progress(*, job: Job) -> dict[str, Any]:

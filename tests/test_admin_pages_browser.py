@@ -7,43 +7,14 @@ import pytest
 from accounts import services as account_services
 from llm.providers.base import Usage
 from llm.services import UsageDraft, usage_record_create
-from tests.browser import log_in
+from tests.admin_pages import assert_on_screen, logged_in_admin, screenshot
 
 pytestmark = pytest.mark.browser
-
-PASSWORD = "admin-pw-for-tests-1"
-WIDTH = 1400
 
 
 @pytest.fixture
 def admin_page(browser_page):
-    account_services.user_create(username="root", password=PASSWORD, is_superuser=True)
-    browser_page.set_viewport_size({"width": WIDTH, "height": 900})
-    log_in(browser_page, "root", PASSWORD, path="/admin/login/")
-    return browser_page
-
-
-def assert_on_screen(page, selector: str, within: str | None = None) -> None:
-    """Every element the selector finds lies within the viewport's width (no horizontal scroll needed) and, with
-    `within`, inside that container's box, which does not scroll sideways either (the admin's list scrolls
-    inside its own column)."""
-    right = WIDTH
-    if within:
-        container = page.locator(within).first
-        assert container.evaluate("e => e.scrollWidth <= e.clientWidth"), f"{within} scrolls sideways"
-        box = container.bounding_box()
-        right = min(right, box["x"] + box["width"])
-    boxes = [element.bounding_box() for element in page.locator(selector).all()]
-    assert boxes, f"nothing matches {selector}"
-    for box in boxes:
-        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= right + 0.5, (selector, box, right)
-    assert page.evaluate("document.documentElement.scrollWidth") <= WIDTH
-
-
-def screenshot(page, tmp_path, name: str) -> None:
-    path = tmp_path / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 0
+    return logged_in_admin(browser_page)
 
 
 def test_usage_records_list_fits_1400_px(admin_page, tmp_path):
