@@ -370,10 +370,10 @@ def test_admin_shows_budget_spent_reserved_and_left_for_tokens_and_users(admin_c
             rows[cells["owner"]] = cells
     token_row = rows[token[0].display_prefix]
     assert (token_row["budget"], token_row["spent"], token_row["reserved"], token_row["left"]) == (
-        "1", "0.25", "0.1", "0.65",
+        "$1.00", "$0.25", "$0.10", "$0.65",
     )  # fmt: skip
     user_row = rows[user.username]
-    assert (user_row["budget"], user_row["spent"], user_row["reserved"], user_row["left"]) == ("5", "0.25", "0", "4.75")
+    assert (user_row["budget"], user_row["spent"], user_row["reserved"], user_row["left"]) == ("$5.00", "$0.25", "$0", "$4.75")
     assert (rows["nobudget"]["budget"], rows["nobudget"]["left"]) == ("no budget", "—")
     assert "Budgets and spend" in html
 
@@ -399,8 +399,8 @@ def test_admin_lists_budgets_with_no_request_yet_this_month(admin_client, token,
         for row in re.findall(r"<tr>(<td.*?)</tr>", unused, re.S)
     ]
     assert {(r["scope"], r["owner"], r["budget"], r["spent"], r["reserved"], r["left"]) for r in listed} == {
-        ("token", idle_token.display_prefix, "2.5", "0", "0", "2.5"),
-        ("user", "idle", "3", "0", "0", "3"),
+        ("token", idle_token.display_prefix, "$2.50", "$0", "$0", "$2.50"),
+        ("user", "idle", "$3.00", "$0", "$0", "$3.00"),
     }
 
 
