@@ -38,6 +38,7 @@ from llm.models import (
     ModelPrice,
     ModelRoute,
     PromptTemplate,
+    PromptTemplateVersion,
     SpendCounter,
     UsageRecord,
     UsageStatus,
@@ -555,11 +556,21 @@ class ModelRouteAdmin(AuditedAdminTable, admin.ModelAdmin):
 
 @admin.register(PromptTemplate)
 class PromptTemplateAdmin(RefreshesProcessCaches, admin.ModelAdmin):
+    """Built-ins (a `type`, shared) and users' templates. Text is `string.Template`: `$prompt`, `$language`,
+    `$topic`, and `$$` for a dollar sign. Each save that changes the text is a new version."""
+
     cache_changed = staticmethod(templates_store.templates_changed)
 
-    list_display = ["type", "source_or_default", "system_start", "user_template"]
-    list_filter = ["type", "source"]
-    search_fields = ["type", "source", "system"]
+    list_display = ["name", "type", "source_or_default", "owner", "system_start", "user_template", "version"]
+    list_filter = ["type", "source", ("owner", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "type", "source", "system"]
+    list_select_related = ["owner", "current_version"]
+    fields = [
+        "name", "description", "owner", "type", "source", "system", "user_template", "default_model", "parameters",
+        "versions",
+    ]  # fmt: skip
+    raw_id_fields = ["owner"]
+    readonly_fields = ["versions"]
 
     @admin.display(description="source", ordering="source")
     def source_or_default(self, obj):
@@ -570,6 +581,33 @@ class PromptTemplateAdmin(RefreshesProcessCaches, admin.ModelAdmin):
         if not obj.system:
             return "(none: the user's prompt alone)"
         return obj.system if len(obj.system) <= 120 else obj.system[:119] + "…"
+
+    @admin.display(description="versions (newest first; usage records keep the one they used)")
+    def versions(self, obj):
+        rows = PromptTemplateVersion.objects.filter(template=obj).select_related("created_by")[:20] if obj.pk else []
+        return (
+            format_html_join(
+                "\n",
+                "<p>v{} · {} · {}<br><code>{}</code><br><code>{}</code></p>",
+                (
+                    (v.number, v.created_at, v.created_by or "migration", v.system[:200], v.user_template[:200])
+                    for v in rows
+                ),
+            )
+            or "-"
+        )
+
+    @admin.display(description="version")
+    def version(self, obj):
+        return obj.current_version.number if obj.current_version else "-"
+
+    def save_model(self, request, obj, form, change):
+        edited = not change or bool(set(form.changed_data) & set(services.TEMPLATE_VERSIONED))
+        if edited:
+            obj.updated_at = timezone.now()
+        super().save_model(request, obj, form, change)
+        if edited:
+            services.prompt_template_version_create(template=obj, created_by_id=request.user.pk)
 
 
 # --- SpendCounter --------------------------------------------------------------------------------

@@ -74,19 +74,106 @@ class ModelPrice(models.Model):
 
 
 class PromptTemplate(models.Model):
-    """The instruction for a webhook `type`, tailored by `source`. Seeded by a data migration."""
+    """A prompt template: an instruction (`system`) and the user message (`user_template`) with `$name` variables
+    (`string.Template`: `$$` is a dollar sign; nothing else is evaluated).
 
-    type = models.CharField(max_length=40)
+    Built-in templates answer the webhook's `type`, tailored by `source` (seeded by a data migration, shared, edited
+    by admins; their variables are `$prompt` and `$language`). User templates have a `name` and an owner; a shared
+    one (no owner) is readable by every user and written only by admins. Every edit is a new
+    PromptTemplateVersion; `current_version` is the one requests use, and usage records keep the one they used."""
+
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="Blank: shared with every user (read only to them).",
+    )
+    type = models.CharField(max_length=40, blank=True, help_text="Built-ins: the webhook `type` this answers.")
     source = models.CharField(max_length=40, blank=True, help_text="Blank: any source.")
-    system = models.TextField(help_text="System instruction. {language} is replaced by the output language.")
-    user_template = models.TextField(default="{prompt}", help_text="{prompt} is replaced by the user's text.")
+    system = models.TextField(blank=True, help_text="System instruction; $language is the output language.")
+    user_template = models.TextField(default="$prompt", help_text="$prompt is the user's text; $$ is a dollar sign.")
+    default_model = models.CharField(max_length=200, blank=True, help_text="Used when a request names no model.")
+    parameters = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Defaults for temperature, max_tokens, top_p, stop, used when a request does not set them.",
+    )
+    current_version = models.ForeignKey(
+        "PromptTemplateVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["type", "source"], name="uniq_template_type_source")]
-        ordering = ["type", "source"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["type", "source"],
+                condition=~models.Q(type=""),
+                name="uniq_template_type_source",
+                violation_error_message="There is already a built-in template for this type and source.",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=models.Q(owner__isnull=False),
+                name="uniq_template_owner_name",
+                violation_error_message="You already have a template with this name.",
+            ),
+            models.UniqueConstraint(  # built-ins are named by their type and source (unique above)
+                fields=["name"],
+                condition=models.Q(owner__isnull=True, type=""),
+                name="uniq_template_shared_name",
+                violation_error_message="There is already a shared template with this name.",
+            ),
+        ]
+        ordering = ["type", "source", "name"]
 
     def __str__(self) -> str:
-        return f"{self.type}/{self.source or '*'}"
+        return self.name or f"{self.type}/{self.source or '*'}"
+
+    def clean(self) -> None:
+        from llm.template_text import BUILTIN_VARIABLES, PARAMETERS, template_problem, template_variables
+
+        errors = {}
+        for name in ("system", "user_template"):
+            problem = template_problem(getattr(self, name))
+            if problem:
+                errors[name] = problem
+        if not errors and self.type:
+            unknown = [v for v in template_variables(self.system, self.user_template) if v not in BUILTIN_VARIABLES]
+            if unknown:
+                errors["user_template"] = f"A built-in template has only $prompt and $language, not ${unknown[0]}."
+        if not isinstance(self.parameters, dict) or any(key not in PARAMETERS for key in self.parameters):
+            errors["parameters"] = f"An object with any of: {', '.join(PARAMETERS)}."
+        if errors:
+            raise ValidationError(errors)
+
+
+class PromptTemplateVersion(models.Model):
+    """One edit of a template, never changed afterwards."""
+
+    template = models.ForeignKey(PromptTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    system = models.TextField(blank=True)
+    user_template = models.TextField()
+    default_model = models.CharField(max_length=200, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="uniq_template_version")]
+        ordering = ["template", "-number"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.number}"
 
 
 class UsageStatus(models.TextChoices):
@@ -113,6 +200,9 @@ class UsageRecord(models.Model):
     type = models.CharField(max_length=40, blank=True)
     source = models.CharField(max_length=40, blank=True)
     batch_id = models.CharField(max_length=64, blank=True, db_index=True)
+    template_version = models.ForeignKey(
+        PromptTemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     status = models.CharField(max_length=20, choices=UsageStatus.choices)
     http_status = models.PositiveSmallIntegerField()

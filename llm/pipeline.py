@@ -58,6 +58,7 @@ class GatewayCall:
     type: str = ""
     source: str = ""
     batch_id: str = ""
+    template_version_id: int | None = None  # the prompt template version the messages were built from
     # Batch and job items: the batch/job request was counted once against RATE_LIMIT (see docs/jobs.md); budgets,
     # cache and usage records still apply to every item.
     skip_rate_limit: bool = False
@@ -221,6 +222,7 @@ def _draft(call: GatewayCall, *, stream: bool) -> UsageDraft:
         type=call.type,
         source=call.source,
         batch_id=call.batch_id,
+        template_version_id=call.template_version_id,
         stream=stream,
         conversation_id=call.conversation_id,
     )

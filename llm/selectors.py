@@ -15,6 +15,8 @@ from llm.models import (
     ConversationMessage,
     ModelPrice,
     ModelRoute,
+    PromptTemplate,
+    PromptTemplateVersion,
     SpendCounter,
     StoredResponse,
     UsageRecord,
@@ -282,3 +284,15 @@ async def aconversation_history(*, conversation: Conversation) -> list[Conversat
 def stored_response_for_user(*, response_id: str, user_id: int) -> StoredResponse | None:
     """One of the user's stored responses; None for an unknown id or another user's."""
     return StoredResponse.objects.filter(id=response_id, user_id=user_id).first()
+
+
+# --- Prompt templates ----------------------------------------------------------------------------
+
+
+def prompt_templates_for_user(*, user_id: int) -> QuerySet[PromptTemplate]:
+    """The user's own templates and the shared ones (built-ins included); another user's private ones are not."""
+    return PromptTemplate.objects.filter(Q(owner_id=user_id) | Q(owner__isnull=True)).select_related("current_version")
+
+
+def prompt_template_versions(*, template: PromptTemplate) -> QuerySet[PromptTemplateVersion]:
+    return PromptTemplateVersion.objects.filter(template=template)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
@@ -19,6 +20,8 @@ from llm.models import (
     ConversationMessage,
     ModelPrice,
     ModelRoute,
+    PromptTemplate,
+    PromptTemplateVersion,
     SpendCounter,
     StoredResponse,
     UsageRecord,
@@ -26,6 +29,7 @@ from llm.models import (
 )
 from llm.providers.base import Usage
 from llm.selectors import spend_counter_amounts
+from llm.templates_store import templates_changed
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class UsageDraft:
     type: str = ""
     source: str = ""
     batch_id: str = ""
+    template_version_id: int | None = None
     status: str = UsageStatus.OK
     http_status: int = 200
     error_code: str = ""
@@ -126,7 +131,8 @@ def _add_spend(scope: str, key: int, month, amount: Decimal, release: Decimal = 
 
 # Draft fields stored as they are, and the token counts of its Usage.
 _COPIED = (
-    "request_id", "user_id", "token_id", "endpoint", "provider", "type", "source", "batch_id", "status",
+    "request_id", "user_id", "token_id", "endpoint", "provider", "type", "source", "batch_id", "template_version_id",
+    "status",
     "http_status", "usage_estimated", "priced", "cost_usd", "saved_usd", "latency_ms", "upstream_latency_ms",
     "time_to_first_token_ms", "stream", "attempts", "conversation_id",
 )  # fmt: skip
@@ -458,3 +464,56 @@ def stored_response_delete(*, response_id: str, user_id: int) -> bool:
     """Delete one of the user's stored responses; False when they have none by that id."""
     deleted, _ = StoredResponse.objects.filter(id=response_id, user_id=user_id).delete()
     return deleted > 0
+
+
+# --- Prompt templates ----------------------------------------------------------------------------
+
+# A template's fields that each version keeps.
+TEMPLATE_VERSIONED = ("name", "description", "system", "user_template", "default_model", "parameters")
+
+
+def prompt_template_version_create(*, template: PromptTemplate, created_by_id: int | None) -> PromptTemplateVersion:
+    """A new version with the template's current text, made its current version (every save of a template)."""
+    with transaction.atomic():
+        last = PromptTemplateVersion.objects.filter(template=template).order_by("-number").first()
+        version = PromptTemplateVersion.objects.create(
+            template=template,
+            number=(last.number if last else 0) + 1,
+            created_by_id=created_by_id,
+            **{name: getattr(template, name) for name in TEMPLATE_VERSIONED},
+        )
+        template.current_version = version
+        template.save(update_fields=["current_version"])
+    if template.type:
+        transaction.on_commit(templates_changed)
+    return version
+
+
+def prompt_template_create(*, owner_id: int | None, created_by_id: int, **fields: Any) -> PromptTemplate:
+    template = PromptTemplate(owner_id=owner_id, **fields)
+    template.full_clean()
+    with transaction.atomic():
+        template.save()
+        prompt_template_version_create(template=template, created_by_id=created_by_id)
+    return template
+
+
+def prompt_template_update(*, template: PromptTemplate, changed_by_id: int, **changes: Any) -> PromptTemplate:
+    """Changed text is a new version; the same text again changes nothing."""
+    if all(getattr(template, name) == value for name, value in changes.items()):
+        return template
+    for name, value in changes.items():
+        setattr(template, name, value)
+    template.updated_at = timezone.now()
+    template.full_clean()
+    with transaction.atomic():
+        template.save()
+        prompt_template_version_create(template=template, created_by_id=changed_by_id)
+    return template
+
+
+def prompt_template_delete(*, template: PromptTemplate) -> None:
+    """Its versions go with it; usage records that used one keep their row (without the link)."""
+    template.delete()
+    if template.type:
+        transaction.on_commit(templates_changed)

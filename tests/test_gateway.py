@@ -334,7 +334,7 @@ def test_webhook_uses_template_and_reports_cost(client, fake_upstream):
     PromptTemplate.objects.update_or_create(
         type="sentiment",
         source="excel",
-        defaults={"system": "Classify the sentiment. Answer in {language}.", "user_template": "Cell: {prompt}"},
+        defaults={"system": "Classify the sentiment. Answer in $language.", "user_template": "Cell: $prompt"},
     )
     fake_upstream.configure(reply="positive", usage=FakeUsage(input_tokens=100, output_tokens=10))
     response = client.post(

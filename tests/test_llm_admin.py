@@ -464,18 +464,25 @@ def test_price_save_and_delete_refresh_this_process(admin_client, django_capture
 def test_template_save_refreshes_this_process(admin_client, django_capture_on_commit_callbacks):
     arender = async_to_sync(templates_store.arender)
     template = PromptTemplate.objects.update_or_create(
-        type="summary", source="chat", defaults={"system": "Old, in {language}."}
+        type="summary", source="chat", defaults={"system": "Old, in $language."}
     )[0]
     templates_store.templates_changed()
     assert arender(type="summary", source="chat", prompt="x", language="German", system_override=None).system == (
         "Old, in German."
     )
     listing = admin_client.get("/admin/llm/prompttemplate/?type=summary").content.decode()
-    assert "Old, in {language}." in listing
+    assert "Old, in $language." in listing
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
             f"/admin/llm/prompttemplate/{template.pk}/change/",
-            {"type": "summary", "source": "chat", "system": "New, in {language}.", "user_template": "{prompt}"},
+            {
+                "name": "summary/chat",
+                "type": "summary",
+                "source": "chat",
+                "system": "New, in $language.",
+                "user_template": "$prompt",
+                "parameters": "{}",
+            },
         )
     assert response.status_code == 302
     assert arender(type="summary", source="chat", prompt="x", language="German", system_override=None).system == (
