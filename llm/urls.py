@@ -8,6 +8,7 @@ from llm.apis import (
     conversations,
     messages,
     responses,
+    templates,
     usage,
     usage_records,
     webhook,
@@ -28,6 +29,7 @@ router.register("models", catalog.ModelCatalogViewSet, basename="model-catalog")
 router.register("prices", catalog.ModelPriceViewSet, basename="price")
 router.register("routes", catalog.ModelRouteViewSet, basename="route")
 router.register("conversations", conversations.ConversationViewSet, basename="conversation")
+router.register("templates", templates.TemplateViewSet, basename="template")
 
 api_urlpatterns = [
     path("webhook", webhook.webhook, name="webhook"),

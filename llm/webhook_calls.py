@@ -8,11 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.errors import InvalidRequest
 from common.openapi import UsageOut
+from common.validation import invalid_request
 from llm import pipeline
 from llm.prompt_limits import check_prompt_length
 from llm.providers import ChatRequest, Message, Usage
 from llm.providers.registry import provider_literal
-from llm.templates_store import arender
+from llm.template_text import PARAMETERS
+from llm.templates_store import aget_template, arender, render_template
 
 TYPES = ("summary", "keywords", "sentiment", "entities", "translation", "custom", "calendar_event")
 SOURCES = ("excel", "email", "meeting", "chat", "document", "other")
@@ -20,8 +22,21 @@ SOURCES = ("excel", "email", "meeting", "chat", "document", "other")
 
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    prompt: str = Field(min_length=1, description="The text to work on.")
+    prompt: str | None = Field(
+        default=None, min_length=1, description="The text to work on (`$prompt`). Required unless `template` is set."
+    )
     type: Literal[TYPES] = Field(default="custom", description="What to do with the text.")  # type: ignore[valid-type]
+    template: str | int | None = Field(
+        default=None,
+        description="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id; it replaces "
+        "`type`'s built-in template, and its default model and parameters apply unless this request sets them. A "
+        "built-in type's name (`summary`, ...) means that `type`.",
+    )
+    variables: dict[str, str] | None = Field(
+        default=None,
+        description='The template\'s variables, e.g. `{"topic": "tides"}` for `$topic` (`$prompt` is `prompt`, '
+        "`$language` the output language). A missing or unknown variable is a 400 naming it.",
+    )
     source: Literal[SOURCES] = Field(default="other", description="Where the text comes from.")  # type: ignore[valid-type]
     language: str | None = Field(default=None, max_length=50, description="Output language; default: preferences.")
     provider: provider_literal() | None = None  # type: ignore[valid-type]
@@ -67,11 +82,17 @@ def register_type_handler(type_name: str, handler) -> None:
     TYPE_HANDLERS[type_name] = handler
 
 
+def require_prompt(body: WebhookIn) -> None:
+    if not body.prompt:
+        raise invalid_request({"prompt": ["Field required (unless `template` names a template)."]})
+
+
 async def build_call(
     cached_token, body: WebhookIn, *, request_id: str, endpoint: str, no_cache: bool = False, batch_id: str = ""
 ) -> pipeline.GatewayCall:
     """Shared by the webhook and the batch API: the template turns type/source/language into messages."""
-    if body.type == "calendar_event":
+    kind = body.template if body.template in TYPES else body.type  # a built-in type's name means that type
+    if kind == "calendar_event":
         raise InvalidRequest(
             "type `calendar_event` is served by POST /api/v1/webhook (one text at a time) and "
             "/api/v1/calendar/process-text, not here."
@@ -80,11 +101,26 @@ async def build_call(
             code="type_not_available",
             param="type",
         )
-    check_prompt_length(len(body.prompt) + len(body.system or ""))  # `system` replaces the template's instruction
+    variables = body.variables or {}
+    # `system` replaces the template's instruction
+    check_prompt_length(len(body.prompt or "") + sum(map(len, variables.values())) + len(body.system or ""))
     language = body.language or (cached_token.preferences.language if cached_token.preferences else "")
-    rendered = await arender(
-        type=body.type, source=body.source, prompt=body.prompt, language=language, system_override=body.system
-    )
+    model, parameters = body.model, {}
+    if body.template is not None and body.template not in TYPES:
+        snapshot = await aget_template(user_id=cached_token.token.user_id, ref=body.template)
+        rendered = render_template(
+            snapshot, variables=variables, prompt=body.prompt, language=language, system_override=body.system
+        )
+        model, parameters = model or snapshot.default_model or None, snapshot.parameters
+    else:
+        require_prompt(body)
+        if variables:
+            raise invalid_request({"variables": ["Only with `template`: the built-in types take `prompt` alone."]})
+        rendered = await arender(
+            type=kind, source=body.source, prompt=body.prompt, language=language, system_override=body.system
+        )
+    chosen = {name: getattr(body, name) for name in PARAMETERS}
+    chosen = {name: parameters.get(name) if value is None else value for name, value in chosen.items()}
     messages = ([Message(role="system", content=rendered.system)] if rendered.system else []) + [
         Message(role="user", content=rendered.user)
     ]
@@ -95,16 +131,14 @@ async def build_call(
         chat=ChatRequest(
             model="",
             messages=messages,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            max_tokens=body.max_tokens,
-            stop=body.stop,
+            **chosen,
         ),
-        requested_model=body.model,
+        requested_model=model,
         provider_hint=body.provider,
         cache_flag=body.cache,
         no_cache_header=no_cache,
-        type=body.type,
+        type=kind,
         source=body.source,
         batch_id=batch_id,
+        template_version_id=rendered.version_id,
     )

@@ -68,6 +68,12 @@ class UsageRecordSerializer(serializers.ModelSerializer):
     cost_usd = MoneyField(allow_null=True, help_text="Decimal string, USD; null when the model had no price.")
     saved_usd = MoneyField(help_text="Decimal string, USD: what djllm's response cache saved.")
     cached = serializers.SerializerMethodField(help_text="Answered from djllm's response cache.")
+    template_version = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        allow_null=True,
+        help_text="The id of the prompt template version the request used (GET /api/v1/templates/{id}/versions); "
+        "null: none, or a deleted template.",
+    )
 
     class Meta:
         model = UsageRecord
@@ -84,6 +90,7 @@ class UsageRecordSerializer(serializers.ModelSerializer):
             "type",
             "source",
             "batch_id",
+            "template_version",
             "status",
             "http_status",
             "error_code",

@@ -15,7 +15,7 @@ from llm.conversation_calls import aconversation_or_404, store_exchange, stored_
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import Usage
 from llm.schema import WebhookDelta, WebhookDone, WebhookEventOut, WebhookOut
-from llm.webhook_calls import TYPE_HANDLERS, WebhookIn, build_call, usage_model
+from llm.webhook_calls import TYPE_HANDLERS, WebhookIn, build_call, require_prompt, usage_model
 
 
 def result_payload(result: pipeline.GatewayResult, request_id: str) -> WebhookOut:
@@ -38,6 +38,7 @@ async def webhook(request: HttpRequest, cached_token, body: WebhookIn) -> HttpRe
     request_id = current_request_id()
     handler = TYPE_HANDLERS.get(body.type)
     if handler is not None:
+        require_prompt(body)
         return json_response(WebhookEventOut.model_validate(await handler(cached_token, body, request_id)))
     conversation = None
     if body.conversation_id is not None:
