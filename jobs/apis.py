@@ -139,6 +139,7 @@ class JobViewSet(viewsets.GenericViewSet):
                     ref=i if item.get("id") is None else item["id"],
                     prompt=prompt_text(item["prompt"]),
                     model=item.get("model") or "",
+                    variables=item.get("variables"),
                 )
                 for i, item in enumerate(body.validated_data["items"])
             ]

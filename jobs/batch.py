@@ -137,6 +137,7 @@ async def run_batch(ctx: ItemContext, body: BatchIn, request_id: str) -> dict[st
                 prompt=item.text(),
                 model=item.model,
                 request_id=request_id,
+                variables=item.variables,
                 record_if_cancelled=True,
                 on_left_behind=left_behind,
             )

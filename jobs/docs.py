@@ -24,7 +24,11 @@ _UPLOAD_FORM = inline_serializer(
         "sheet": serializers.CharField(required=False, help_text="Workbook sheet; default: the first."),
         "header": serializers.BooleanField(required=False, default=True, help_text="Row 1 holds headers."),
         "type": serializers.CharField(required=False, help_text="summary, keywords, sentiment, ... (default custom)"),
-        "template": serializers.CharField(required=False, help_text="Alias of type."),
+        "template": serializers.CharField(
+            required=False,
+            help_text="A prompt template by name or id (a built-in type's name is an alias of type). Its variables "
+            "are read from the columns with their names as headers; `$prompt` is `column`.",
+        ),
         "source": serializers.CharField(required=False, default="excel"),
         "language": serializers.CharField(required=False),
         "provider": serializers.CharField(required=False),

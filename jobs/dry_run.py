@@ -25,7 +25,9 @@ from llm.selectors import budgets_left
 
 async def _estimate(ctx: ItemContext, item: ItemIn, request_id: str) -> CallEstimate | AppError:
     try:
-        call = await item_call(ctx, prompt=item.text(), model=item.model, request_id=request_id)
+        call = await item_call(
+            ctx, prompt=item.text(), model=item.model, request_id=request_id, variables=item.variables
+        )
         return await call_estimate(call)
     except AppError as error:  # refused as the real run would refuse it: an error row, not a failed request
         return error

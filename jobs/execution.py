@@ -20,6 +20,7 @@ from llm import pipeline
 from llm.models import UsageRecord, UsageStatus
 from llm.providers import Completion
 from llm.services import UsageDraft, usage_record_create
+from llm.templates_store import aget_template
 from llm.webhook_calls import build_call
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,10 @@ class ItemContext:
 
 async def check_options(cached_token: CachedToken, options: BatchOptions, *, request_id: str, endpoint: str) -> None:
     """Problems of the request itself (a type that is not available here) fail the request, not every row: the
-    webhook's own checks, run once on a stand-in row."""
+    webhook's own checks, run once on a stand-in row; a named template is looked up (its variables are the rows')."""
+    if options.user_template is not None:
+        await aget_template(user_id=cached_token.token.user_id, ref=options.user_template)
+        return
     await build_call(cached_token, webhook_body(options, prompt="probe"), request_id=request_id, endpoint=endpoint)
 
 
@@ -102,14 +106,16 @@ def _write_refusal(draft: UsageDraft, hook: RecordHook | None) -> None:
             hook(record, None)
 
 
-async def item_call(ctx: ItemContext, *, prompt: str, model: str | None, request_id: str) -> pipeline.GatewayCall:
+async def item_call(
+    ctx: ItemContext, *, prompt: str, model: str | None, request_id: str, variables: dict[str, str] | None = None
+) -> pipeline.GatewayCall:
     """The gateway call for one item (the webhook's template and checks); an item refused before the gateway (an
     empty cell, a prompt over MAX_PROMPT_LENGTH) raises its AppError. Shared by the real run and the dry run."""
-    if not prompt.strip():
+    if not prompt.strip() and ctx.options.user_template is None:  # a named template may need no prompt
         raise InvalidRequest("The prompt is empty.", code="empty_prompt", param="prompt")
     call = await build_call(
         ctx.cached_token,
-        webhook_body(ctx.options, prompt=prompt, model=model),
+        webhook_body(ctx.options, prompt=prompt, model=model, variables=variables),
         request_id=request_id,
         endpoint=ctx.endpoint,
         no_cache=ctx.no_cache,
@@ -127,6 +133,7 @@ async def run_item(
     prompt: str,
     model: str | None,
     request_id: str,
+    variables: dict[str, str] | None = None,
     on_record: RecordHook | None = None,
     record_if_cancelled: bool = False,
     on_left_behind: Callable[[asyncio.Task], None] | None = None,
@@ -141,6 +148,7 @@ async def run_item(
             prompt=prompt,
             model=model,
             request_id=request_id,
+            variables=variables,
             on_record=on_record,
             record_if_cancelled=record_if_cancelled,
             on_left_behind=on_left_behind,
@@ -156,12 +164,13 @@ async def _run_item(
     prompt: str,
     model: str | None,
     request_id: str,
+    variables: dict[str, str] | None,
     on_record: RecordHook | None,
     record_if_cancelled: bool,
     on_left_behind: Callable[[asyncio.Task], None] | None,
 ) -> ItemOutcome:
     try:
-        call = await item_call(ctx, prompt=prompt, model=model, request_id=request_id)
+        call = await item_call(ctx, prompt=prompt, model=model, request_id=request_id, variables=variables)
     except AppError as error:  # refused before the gateway (empty cell, over MAX_PROMPT_LENGTH): recorded here
         await shielded(sync_to_async(_write_refusal)(_refusal_draft(ctx, request_id, error), on_record))
         return ItemOutcome.failed(error)

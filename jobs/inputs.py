@@ -27,6 +27,9 @@ class ItemIn(BaseModel):
     # Excel cells may hold numbers or nothing: they are taken as text, and an empty one fails only its own row.
     prompt: str | int | float | bool | None = Field(description="The text to work on (one cell).")
     model: str | None = Field(default=None, max_length=200, description="Overrides the batch's model for this item.")
+    variables: dict[str, str] | None = Field(
+        default=None, description="This item's template variables (over the batch's `variables`)."
+    )
 
     def text(self) -> str:
         return prompt_text(self.prompt)
@@ -44,9 +47,16 @@ class BatchOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal[TYPES] | None = Field(default=None, description="What to do with each text (default: custom).")  # type: ignore[valid-type]
-    template: Literal[TYPES] | None = Field(  # type: ignore[valid-type]
+    template: str | int | None = Field(
         default=None,
-        description="Alias of `type` for now; prompt templates become user-editable (and nameable here) later.",
+        description="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id; its default "
+        "model and parameters apply unless this request sets them. A built-in type's name (`summary`, ...) is an "
+        "alias of `type`.",
+    )
+    variables: dict[str, str] | None = Field(
+        default=None,
+        description="The template's variables for every item (an item's own `variables` win). `$prompt` is the "
+        "item's prompt. A missing or unknown variable fails the item, naming it.",
     )
     source: Literal[SOURCES] = Field(default="excel", description="Where the texts come from.")  # type: ignore[valid-type]
     language: str | None = Field(default=None, max_length=50, description="Output language; default: preferences.")
@@ -72,7 +82,12 @@ class BatchOptions(BaseModel):
 
     @property
     def kind(self) -> str:
-        return self.type or self.template or "custom"
+        return self.type or (self.template if self.template in TYPES else None) or "custom"
+
+    @property
+    def user_template(self) -> str | int | None:
+        """The template named by name or id (not a built-in type's name), if any."""
+        return None if self.template in TYPES else self.template
 
     def options(self) -> dict:
         """The shared options as stored on a job (`items` excluded)."""
@@ -91,12 +106,16 @@ class JobIn(BatchOptions):
     items: list[ItemIn] = Field(min_length=1, description="At most JOB_MAX_ITEMS (default 50,000).")
 
 
-def webhook_body(options: BatchOptions, *, prompt: str, model: str | None = None) -> WebhookIn:
+def webhook_body(
+    options: BatchOptions, *, prompt: str, model: str | None = None, variables: dict[str, str] | None = None
+) -> WebhookIn:
     """One item as the webhook's input, so batches and jobs share its templates and checks."""
     p = options.parameters
     return WebhookIn.model_construct(
         prompt=prompt,
         type=options.kind,
+        template=options.user_template,
+        variables={**(options.variables or {}), **(variables or {})} or None,
         source=options.source,
         language=options.language,
         provider=options.provider,

@@ -81,6 +81,7 @@ class JobItem(models.Model):
     ref = models.JSONField(help_text="The client's item id, or the row number of an upload.")
     prompt = models.TextField(blank=True)
     model = models.CharField(max_length=200, blank=True, help_text="Per-item model; blank: the job's.")
+    variables = models.JSONField(default=dict, blank=True, help_text="Per-item template variables.")
     status = models.CharField(max_length=12, choices=ItemStatus.choices, default=ItemStatus.PENDING)
     result = models.TextField(blank=True)
     error_code = models.CharField(max_length=60, blank=True)

@@ -5,6 +5,7 @@ from typing import Any
 
 from common.formatting import money
 from jobs import selectors
+from jobs.inputs import BatchOptions
 from jobs.models import ItemStatus, Job, SourceKind
 from jobs.spreadsheets import csv_bytes, new_workbook_bytes, workbook_with_results
 
@@ -74,7 +75,7 @@ def results_xlsx(job: Job) -> bytes:
     upload = selectors.job_upload(job=job) if job.source_kind == SourceKind.XLSX else None
     if upload is None:
         return new_workbook_bytes(TABLE_HEADER, _table_rows(job))
-    kind = job.options.get("type") or job.options.get("template") or "custom"
+    kind = BatchOptions.model_construct(**job.options).kind
     return workbook_with_results(
         upload,
         sheet=job.upload_sheet,

@@ -77,6 +77,7 @@ class _Run:
             prompt=item.prompt,
             model=item.model or None,
             request_id=item.request_id,
+            variables=item.variables or None,
             on_record=claims.item_record_hook(item_id=item.pk, claim=self.claim, labels=self.ctx.options.labels),
         )
         if outcome.ok:

@@ -45,6 +45,27 @@ def _text(**kwargs) -> serializers.CharField:
     return serializers.CharField(required=False, allow_null=True, allow_blank=True, trim_whitespace=False, **kwargs)
 
 
+def _variables(**kwargs) -> serializers.DictField:
+    return serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, allow_null=True, **kwargs
+    )
+
+
+@extend_schema_field({"type": ["string", "integer"]})
+class _TemplateRefField(serializers.Field):
+    """A template's name or id; form fields are text, so digits there are an id."""
+
+    default_error_messages = {"invalid": "Must be a template's name (a string) or id (an integer)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, str | int) or data == "":
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
 class ParametersSerializer(_JobInputSerializer):
     """Sampling parameters sent with every item."""
 
@@ -70,7 +91,13 @@ class JobOptionsSerializer(_JobInputSerializer):
     type = serializers.ChoiceField(
         choices=TYPES, required=False, allow_null=True, help_text="What to do with each text (default: custom)."
     )
-    template = serializers.ChoiceField(choices=TYPES, required=False, allow_null=True, help_text="Alias of `type`.")
+    template = _TemplateRefField(
+        required=False,
+        allow_null=True,
+        help_text="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id; a built-in "
+        "type's name is an alias of `type`.",
+    )
+    variables = _variables(help_text="The template's variables for every row (a row's own win).")
     source = serializers.ChoiceField(choices=SOURCES, default="excel", help_text="Where the texts come from.")
     language = _text(max_length=50, help_text="Output language; default: preferences.")
     provider = serializers.ChoiceField(choices=provider_choices(), required=False, allow_null=True)
@@ -92,7 +119,7 @@ class JobOptionsSerializer(_JobInputSerializer):
 
     def validate(self, attrs):
         kind, template = attrs.get("type"), attrs.get("template")
-        if kind is not None and template is not None and kind != template:
+        if kind is not None and template is not None and kind != template and template in TYPES:
             raise serializers.ValidationError("send `type` or `template`, not both")
         return attrs
 
@@ -131,6 +158,7 @@ class JobItemSerializer(_JobInputSerializer):
     id = _ItemIdField(required=False, allow_null=True, help_text="Echoed in the result; default: the item's index.")
     prompt = _PromptField(allow_null=True, help_text="The text to work on (one cell).")
     model = _text(max_length=200, help_text="Overrides the job's model for this item.")
+    variables = _variables(help_text="This row's template variables (over the job's `variables`).")
 
 
 class JobInputSerializer(JobOptionsSerializer):

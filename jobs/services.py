@@ -2,8 +2,9 @@
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -14,6 +15,8 @@ from common.errors import InvalidRequest
 from jobs.inputs import BatchOptions
 from jobs.models import FINISHED_JOB_STATUSES, ItemStatus, Job, JobItem, JobStatus, SourceKind
 from jobs.spreadsheets import read_rows
+from llm.template_text import template_variables
+from llm.templates_store import aget_template
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,7 @@ class NewItem:
     ref: object  # the client's id or the row number
     prompt: str
     model: str = ""
+    variables: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,12 @@ def job_create(
         for start in range(0, len(items), _BULK):
             JobItem.objects.bulk_create(
                 JobItem(
-                    job=job, position=position, ref=_storable(item.ref), prompt=_storable(item.prompt), model=item.model
+                    job=job,
+                    position=position,
+                    ref=_storable(item.ref),
+                    prompt=_storable(item.prompt),
+                    model=item.model,
+                    variables={name: _storable(value) for name, value in (item.variables or {}).items()},
                 )
                 for position, item in enumerate(items[start : start + _BULK], start=start)
             )
@@ -116,6 +125,8 @@ def job_create_from_upload(*, cached_token: CachedToken, options: BatchOptions, 
         max_items=settings.JOB_MAX_ITEMS,
     )
     items = [NewItem(ref=row, prompt=text) for row, text in found.rows]
+    if options.user_template is not None:
+        items = _with_column_variables(cached_token, options, upload, items)
     _check_count(len(items))
     return job_create(
         cached_token=cached_token,
@@ -126,6 +137,38 @@ def job_create_from_upload(*, cached_token: CachedToken, options: BatchOptions, 
         upload_sheet=found.sheet,
         upload_column=found.column,
     )
+
+
+def _with_column_variables(
+    cached_token: CachedToken, options: BatchOptions, upload: Upload, items: list[NewItem]
+) -> list[NewItem]:
+    """A named template over a workbook: each of its variables is read from the column with that header (unless
+    the job's `variables` set it); `$prompt` is the chosen column. An empty cell is an empty value."""
+    snapshot = async_to_sync(aget_template)(user_id=cached_token.token.user_id, ref=options.user_template)
+    names = template_variables(snapshot.system, snapshot.user_template)
+    given = options.variables or {}
+    columns = {}
+    for name in names:
+        if name in ("prompt", "language") or name in given:
+            continue
+        found = read_rows(
+            upload.kind,
+            upload.data,
+            column=name,
+            sheet=upload.sheet,
+            has_header=True,
+            max_items=settings.JOB_MAX_ITEMS,
+        )
+        columns[name] = dict(found.rows)
+    uses_prompt = "prompt" in names
+    return [
+        replace(
+            item,
+            prompt=item.prompt if uses_prompt else "",
+            variables={name: column.get(item.ref, "") for name, column in columns.items()},
+        )
+        for item in items
+    ]
 
 
 def job_enqueue(*, job_id: uuid.UUID) -> None:
