@@ -68,6 +68,8 @@ JOBS_AND_USAGE = r"^/api/v1/(jobs|usage)"
 RESOURCES = r"^/api/v1/(tokens|models|prices|routes)(/|$)"
 # And the conversations.
 CONVERSATIONS = r"^/api/v1/conversations"
+# Prompt templates: a run of their own, so each run stays within the suite's timeout.
+TEMPLATES = r"^/api/v1/templates"
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_every_operation_conforms_to_the_schema(schemathesis_run, user):
         "--exclude-path",
         CALENDAR_REVOKE,
         "--exclude-path-regex",
-        rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}|{RESOURCES}|{CONVERSATIONS}",
+        rf"{TOKEN_CHANGES}|^/v1/|{JOBS_AND_USAGE}|{RESOURCES}|{CONVERSATIONS}|{TEMPLATES}",
     )
 
 
@@ -117,6 +119,10 @@ def test_the_resource_operations_conform_to_the_schema(schemathesis_run, user):
 
 def test_the_conversations_conform_to_the_schema(schemathesis_run, user):
     schemathesis_run(user, "--include-path-regex", CONVERSATIONS)
+
+
+def test_prompt_templates_conform_to_the_schema(schemathesis_run, user):
+    schemathesis_run(user, "--include-path-regex", TEMPLATES)
 
 
 def test_revoking_the_calendar_conforms_to_the_schema(schemathesis_run, user):

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from accounts.permissions import HasTokenScope
 from common.errors import PermissionDenied
+from common.serializers import StrictInputSerializer
 from llm import selectors, services
 from llm.models import PromptTemplate
 from llm.template_text import template_variables
@@ -21,7 +22,7 @@ _SYNTAX = (
 )
 
 
-class TemplateParametersSerializer(serializers.Serializer):
+class TemplateParametersSerializer(StrictInputSerializer):
     """Defaults for a request that does not set them."""
 
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
@@ -78,7 +79,7 @@ def _not_a_type(name: str) -> str:
     return name
 
 
-class TemplateInputSerializer(serializers.Serializer):
+class TemplateInputSerializer(StrictInputSerializer):
     name = serializers.CharField(max_length=100, validators=[_not_a_type])
     description = serializers.CharField(allow_blank=True, required=False, default="")
     system = serializers.CharField(
@@ -94,13 +95,18 @@ class TemplateInputSerializer(serializers.Serializer):
 
 class TemplateFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains", help_text="Part of the name, in any case.")
-    shared = django_filters.BooleanFilter(
-        field_name="owner", lookup_expr="isnull", help_text="`true`: shared ones only; `false`: yours only."
+    shared = django_filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="filter_shared",
+        help_text="`true`: shared ones only; `false`: yours only.",
     )
 
     class Meta:
         model = PromptTemplate
         fields = ["name", "shared"]
+
+    def filter_shared(self, queryset, name, value: str):
+        return queryset.filter(owner__isnull=value == "true")
 
 
 _NOT_YOURS = OpenApiResponse(description="No template of yours or shared one has this id (`not_found`).")
