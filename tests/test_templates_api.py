@@ -173,11 +173,11 @@ def test_webhook_renders_the_template_with_its_defaults(client, fake_upstream, u
     answer = webhook(client, template="explain", variables={"topic": "tides", "audience": "children"})
     assert answer.status_code == 200, answer.content
     sent = fake_upstream.last_request
-    assert sent.json()["messages"] == [
+    assert sent.body["messages"] == [
         {"role": "system", "content": "You explain tides in the same language as the input. Prices in $."},
         {"role": "user", "content": "Tell me about tides, for children."},
     ]
-    assert (sent.model, sent.json()["temperature"], sent.json()["max_tokens"]) == ("gpt-4o", 0.3, 50)
+    assert (sent.model, sent.body["temperature"], sent.body["max_tokens"]) == ("gpt-4o", 0.3, 50)
     record = UsageRecord.objects.get()
     assert record.template_version_id == template.current_version_id
     rows = Client(HTTP_AUTHORIZATION=f"Bearer {token[1]}").get("/api/v1/usage/records").json()["results"]
@@ -194,8 +194,8 @@ def test_webhook_renders_the_template_with_its_defaults(client, fake_upstream, u
     )
     assert answer.status_code == 200, answer.content
     sent = fake_upstream.last_request
-    assert (sent.model, sent.json()["temperature"], sent.json()["max_tokens"]) == ("gpt-4o-mini", 1.0, 50)
-    assert sent.json()["messages"][0]["content"] == "You explain tides in French. Prices in $."
+    assert (sent.model, sent.body["temperature"], sent.body["max_tokens"]) == ("gpt-4o-mini", 1.0, 50)
+    assert sent.body["messages"][0]["content"] == "You explain tides in French. Prices in $."
 
 
 def test_missing_or_unknown_variable_is_a_400_naming_it(client, fake_upstream, user):
@@ -216,7 +216,7 @@ def test_values_are_inserted_as_text_never_evaluated(client, fake_upstream, user
     fake_upstream.configure(reply="ok")
     answer = webhook(client, template="raw", variables={"topic": "${x.__class__} $audience $$"})
     assert answer.status_code == 200, answer.content
-    assert fake_upstream.last_request.json()["messages"] == [
+    assert fake_upstream.last_request.body["messages"] == [
         {"role": "user", "content": "Say: ${x.__class__} $audience $$"}
     ]
 
@@ -237,7 +237,7 @@ def test_editing_makes_a_new_version_and_old_records_keep_theirs(client, fake_up
     assert webhook(client, template="raw", variables={"topic": "a"}).status_code == 200
     services.prompt_template_update(template=template, changed_by_id=user.pk, user_template="Two: $topic")
     assert webhook(client, template="raw", variables={"topic": "b"}).status_code == 200
-    assert fake_upstream.last_request.json()["messages"][-1]["content"] == "Two: b"
+    assert fake_upstream.last_request.body["messages"][-1]["content"] == "Two: b"
     versions = list(UsageRecord.objects.order_by("id").values_list("template_version__number", flat=True))
     assert versions == [1, 2]
     assert UsageRecord.objects.order_by("id").first().template_version_id == first
@@ -251,7 +251,7 @@ def test_preferences_apply_when_neither_request_nor_template_says(client, fake_u
     mine(user, name="pinned", default_model="gpt-4o-mini", system="", user_template="$prompt")
     assert webhook(client, template="plain", prompt="Hello").status_code == 200
     sent = fake_upstream.last_request
-    assert sent.model == "gpt-4o" and sent.json()["messages"][0]["content"] == "Answer in Dutch."
+    assert sent.model == "gpt-4o" and sent.body["messages"][0]["content"] == "Answer in Dutch."
     assert webhook(client, template="pinned", prompt="Hello").status_code == 200
     assert fake_upstream.last_request.model == "gpt-4o-mini"
 
@@ -263,7 +263,7 @@ def test_builtins_use_dollar_placeholders_and_keep_working(client, fake_upstream
     fake_upstream.configure(reply="Short.")
     answer = webhook(client, prompt="A long text", type="summary", language="German")
     assert answer.status_code == 200, answer.content
-    messages = fake_upstream.last_request.json()["messages"]
+    messages = fake_upstream.last_request.body["messages"]
     assert "in German" in messages[0]["content"] and messages[1] == {"role": "user", "content": "A long text"}
     assert UsageRecord.objects.get().template_version_id == summary.current_version_id
     # `template` naming a built-in type means that type (the batch's old alias keeps working on the webhook too)
