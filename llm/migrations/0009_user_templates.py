@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('llm', '0007_usagerecord_user_id_index'),
+        ('llm', '0008_conversations'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
