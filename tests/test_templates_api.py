@@ -17,7 +17,7 @@ from tests.api_clients import with_query
 from tests.factories import UserFactory
 
 seed_migration = importlib.import_module("llm.migrations.0002_seed_prices_and_templates")
-dollar_migration = importlib.import_module("llm.migrations.0010_templates_dollar_placeholders")
+dollar_migration = importlib.import_module("llm.migrations.0011_templates_dollar_placeholders")
 
 URL = "/api/v1/templates"
 WEBHOOK = "/api/v1/webhook"
@@ -272,23 +272,23 @@ def test_builtins_use_dollar_placeholders_and_keep_working(client, fake_upstream
 
 def test_the_placeholder_migration_forward_and_backward(transactional_db):
     executor = MigrationExecutor(connection)
-    executor.migrate([("llm", "0009_user_templates")])
+    executor.migrate([("llm", "0010_user_templates")])
     executor.loader.build_graph()
-    old = executor.loader.project_state([("llm", "0009_user_templates")]).apps.get_model("llm", "PromptTemplate")
+    old = executor.loader.project_state([("llm", "0010_user_templates")]).apps.get_model("llm", "PromptTemplate")
     old.objects.update_or_create(
         type="summary", source="", defaults={"system": "Costs $5 in {language}.", "user_template": "{prompt}"}
     )
 
     executor = MigrationExecutor(connection)
-    executor.migrate([("llm", "0010_templates_dollar_placeholders")])
+    executor.migrate([("llm", "0011_templates_dollar_placeholders")])
     row = PromptTemplate.objects.get(type="summary", source="")
     assert (row.system, row.user_template, row.name) == ("Costs $$5 in $language.", "$prompt", "summary")
     assert row.current_version.number == 1 and row.current_version.system == row.system
 
     executor = MigrationExecutor(connection)
-    executor.migrate([("llm", "0009_user_templates")])
+    executor.migrate([("llm", "0010_user_templates")])
     executor.loader.build_graph()
-    old = executor.loader.project_state([("llm", "0009_user_templates")]).apps.get_model("llm", "PromptTemplate")
+    old = executor.loader.project_state([("llm", "0010_user_templates")]).apps.get_model("llm", "PromptTemplate")
     row = old.objects.get(type="summary", source="")
     assert (row.system, row.user_template) == ("Costs $5 in {language}.", "{prompt}")
 

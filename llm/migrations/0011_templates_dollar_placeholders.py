@@ -57,6 +57,6 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("llm", "0009_user_templates")]
+    dependencies = [("llm", "0010_user_templates")]
 
     operations = [migrations.RunPython(forward, backward)]

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('llm', '0008_conversations'),
+        ('llm', '0009_stored_response'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
