@@ -216,3 +216,13 @@ admin.site.unregister(User)
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
     inlines = [PreferencesInline]
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not UserPreferences or not change:
+            return super().save_formset(request, form, formset, change)
+        before = services.user_preferences_settings(user=form.instance)
+        super().save_formset(request, form, formset, change)
+        # Budgets and limits set here go to the audit log (as do changes made through the services).
+        services.user_preferences_change_record(
+            user=form.instance, before=before, by=actor_from_request(request, via=VIA_ADMIN)
+        )

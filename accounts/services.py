@@ -250,6 +250,18 @@ def _preferences_settings(preferences: UserPreferences) -> dict:
     return {f.attname: getattr(preferences, f.attname) for f in preferences._meta.concrete_fields if f.name != "id"}
 
 
+def user_preferences_settings(*, user) -> dict:
+    """The stored preferences of `user` (empty when none are stored yet)."""
+    preferences = UserPreferences.objects.filter(user=user).first()
+    return _preferences_settings(preferences) if preferences is not None else {}
+
+
+def user_preferences_change_record(*, user, before: dict, by: Actor | None = None) -> None:
+    """After the admin's inline saved `user`'s preferences: one audit event with what changed, if anything."""
+    after = user_preferences_settings(user=user)
+    _audit_changes(by=by, noun="user", target=user, before=before, after=after)
+
+
 def user_preferences_update(*, user, by: Actor | None = None, **fields) -> UserPreferences:
     preferences = user_preferences_get(user=user)
     before = _preferences_settings(preferences)

@@ -324,3 +324,33 @@ def test_calendar_revoked_from_the_account_page(connected, fake_google, google_s
     assert response.status_code == 302 and response["Location"] == "/account/"
     assert_by(only_event("calendar.revoked"), user, "account")
     assert_no_secrets(*secrets)
+
+
+def test_admin_token_page_buttons_and_user_budget(admin_client, root, alice):
+    token, _ = services.api_token_create(user=root, name="mine")
+    assert admin_client.post(f"{TOKENS_ADMIN}{token.pk}/rotate/").status_code == 200
+    assert_by(only_event("token.rotated", target_id=str(token.pk)), root, "admin")
+    new = APIToken.objects.get(rotated_from=token)
+    assert admin_client.post(f"{TOKENS_ADMIN}{new.pk}/revoke/").status_code == 302
+    assert_by(only_event("token.revoked", target_id=str(new.pk)), root, "admin")
+
+    # The user page as the admin fills it in, with only the preferences' monthly budget changed.
+    page = admin_client.get(f"/admin/auth/user/{alice.pk}/change/")
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None and name != "password"}
+    data.update({"username": "alice", "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"})
+    inline = page.context["inline_admin_formsets"][0].formset
+    data.update({f"{inline.prefix}-{k}": v for k, v in inline.management_form.initial.items()})
+    prefs = inline.forms[0]
+    for name, field in prefs.fields.items():
+        value = prefs.initial.get(name, field.initial)
+        if value is None or value == "":
+            continue
+        data[f"{prefs.prefix}-{name}"] = value
+    data[f"{prefs.prefix}-monthly_budget_usd"] = "25"
+    data[f"{prefs.prefix}-user"] = alice.pk
+    response = admin_client.post(f"/admin/auth/user/{alice.pk}/change/", data)
+    assert response.status_code == 302, [f.errors for f in response.context["inline_admin_formsets"][0].formset]
+    event = only_event("user.budget_changed", target_id=str(alice.pk))
+    assert_by(event, root, "admin")
+    assert Decimal(event.details["changes"]["monthly_budget_usd"][1]) == 25
