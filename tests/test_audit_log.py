@@ -354,3 +354,14 @@ def test_admin_token_page_buttons_and_user_budget(admin_client, root, alice):
     event = only_event("user.budget_changed", target_id=str(alice.pk))
     assert_by(event, root, "admin")
     assert Decimal(event.details["changes"]["monthly_budget_usd"][1]) == 25
+
+
+def test_a_lockout_is_one_event_and_each_failed_try_another(root, settings):
+    limit = settings.AXES_FAILURE_LIMIT
+    client = Client(REMOTE_ADDR=IP)
+    answers = [client.post("/account/login/", {"username": "root", "password": f"guess-{n}"}) for n in range(limit)]
+    assert answers[-1].status_code == 429
+    locked = only_event("login.locked_out")
+    assert (locked.actor_description, locked.via, locked.ip) == ("root", "account", IP)
+    assert AuditEvent.objects.filter(action="login.failed", ip=IP).count() == limit
+    assert_no_secrets(*[f"guess-{n}" for n in range(limit)])
