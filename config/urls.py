@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from common import exceptions
 from common.apis import HealthApi, ReadinessApi
+from common.docs_pages import RedocPage, SwaggerPage
 from llm import urls as llm_urls
 from monitoring.views import metrics
 
@@ -24,8 +25,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("v1/", include(llm_urls.openai_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/docs/", SwaggerPage.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocPage.as_view(url_name="schema"), name="redoc"),
     # Anything else under the API answers JSON in the documented shape, never an HTML page or a redirect.
     re_path(r"^(?:api|v1)/", exceptions.api_not_found),
 ]
