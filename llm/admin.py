@@ -459,16 +459,32 @@ class ModelPriceAdmin(AuditedAdminTable, admin.ModelAdmin):
     list_display = [
         "model",
         "provider",
-        "input_per_mtok",
-        "output_per_mtok",
-        "cached_input_per_mtok",
-        "cache_write_per_mtok",
+        "input_price",
+        "output_price",
+        "cached_input_price",
+        "cache_write_price",
         "max_output_tokens",
         "effective_from",
     ]
     list_filter = ["provider", "effective_from"]
     search_fields = ["model"]
     ordering = ["provider", "model", "-effective_from"]
+
+    @admin.display(description="input / 1M tokens", ordering="input_per_mtok")
+    def input_price(self, obj):
+        return usd(obj.input_per_mtok, exact=True)
+
+    @admin.display(description="output / 1M tokens", ordering="output_per_mtok")
+    def output_price(self, obj):
+        return usd(obj.output_per_mtok, exact=True)
+
+    @admin.display(description="cached input / 1M", ordering="cached_input_per_mtok")
+    def cached_input_price(self, obj):
+        return usd(obj.cached_input_per_mtok, exact=True)
+
+    @admin.display(description="cache write / 1M", ordering="cache_write_per_mtok")
+    def cache_write_price(self, obj):
+        return usd(obj.cache_write_per_mtok, exact=True)
 
 
 # --- ModelRoute ----------------------------------------------------------------------------------

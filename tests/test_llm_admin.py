@@ -204,6 +204,19 @@ def test_usd_shows_amounts_with_sensible_precision(amount, shown):
     assert usd(None if amount is None else Decimal(amount)) == shown
 
 
+@pytest.mark.parametrize(
+    ("price", "shown"), [("2.500000", "$2.50"), ("1.125000", "$1.125"), ("0.075000", "$0.075"), ("15", "$15.00")]
+)
+def test_usd_keeps_every_digit_of_a_price(price, shown):
+    assert usd(Decimal(price), exact=True) == shown
+
+
+def test_price_list_shows_dollars_per_million_tokens(admin_client):
+    ModelPrice.objects.create(provider="openai", model="gpt-x", input_per_mtok="0.075", output_per_mtok="1.125")
+    html = admin_client.get("/admin/llm/modelprice/").content.decode()
+    assert "$0.075" in html and "$1.125" in html and "0.075000" not in html
+
+
 def test_list_shows_money_rounded_and_the_record_page_the_exact_value(admin_client, records):
     html = admin_client.get(USAGE_URL).content.decode()
     assert "$0.000123" in html and "0.000123456789" not in html
