@@ -108,8 +108,11 @@ def _make_dry_run(*args: str) -> list[str]:
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
+    # Run from `make test`, the tests inherit MAKELEVEL and MAKEFLAGS: a make started from them would act as a sub-make
+    # (and print "Entering directory" lines). This one starts afresh, as a deployment's make does.
+    env = {k: v for k, v in _scrubbed_env().items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     result = subprocess.run(
-        [make, "-n", *args], cwd=BASE_DIR, env=_scrubbed_env(), capture_output=True, text=True, timeout=60
+        [make, "--no-print-directory", "-n", *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return [" ".join(line.split()) for line in result.stdout.replace("\\\n", " ").splitlines() if line.strip()]
