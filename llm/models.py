@@ -330,3 +330,65 @@ class StoredResponse(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class UsageDaily(models.Model):
+    """Exact daily totals of the usage records, one row per (UTC day, user, token, provider, model, status), kept in
+    the same transaction that writes the records and rebuildable from them (`manage.py rebuild_usage_rollups`).
+    The dashboard and the spend summaries read these instead of the raw rows. `user_key`/`token_key` are the ids
+    (0 for none), not foreign keys, so a row's key never changes; `model` is the upstream model, or the requested
+    one when the request never reached an upstream."""
+
+    day = models.DateField()
+    user_key = models.BigIntegerField(default=0)
+    token_key = models.BigIntegerField(default=0)
+    provider = models.CharField(max_length=20, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=20, choices=UsageStatus.choices)
+    requests = models.BigIntegerField(default=0)
+    unpriced = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
+    latency_ms_sum = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "user_key", "token_key", "provider", "model", "status"], name="uniq_usage_daily"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["user_key", "day"], name="usage_daily_user"),
+            models.Index(fields=["token_key", "day"], name="usage_daily_token"),
+            models.Index(fields=["model", "day"], name="usage_daily_model"),
+        ]
+        verbose_name = "daily usage total"
+
+    def __str__(self) -> str:
+        return f"{self.day} user {self.user_key} token {self.token_key} {self.model} {self.status}: {self.requests}"
+
+
+class UsageLatencyDaily(models.Model):
+    """Per UTC day and provider, how many requests fell in each latency bucket (`metric` "latency": the whole
+    request; "ttft": time to first token of streamed ones). Percentiles over any range of days are read from these
+    counts, exact to the bucket (bounds in llm/rollups.py)."""
+
+    day = models.DateField()
+    provider = models.CharField(max_length=20, blank=True)
+    metric = models.CharField(max_length=10)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "provider", "metric", "bucket"], name="uniq_usage_latency_daily")
+        ]
+        verbose_name = "daily latency histogram"
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider} {self.metric}[{self.bucket}] = {self.count}"
