@@ -329,16 +329,20 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         if not obj.error_code:
             return obj.status
         return format_html(
-            '{}<br><small title="{}">{}</small>', obj.status, error_description(obj.error_code), obj.error_code
+            '{}<br><small title="{}">{}</small>',
+            obj.status,
+            obj.error_message or error_description(obj.error_code),
+            obj.error_code,
         )
 
     @admin.display(description="error")
     def error(self, obj):
-        """Usage records keep the error's code, not its message: the code and what it means."""
+        """The error's code and the message the client was told (records written before it was kept: what the code
+        means)."""
         if not obj.error_code:
             return "—"
-        description = error_description(obj.error_code)
-        return f"{obj.error_code}: {description}" if description else obj.error_code
+        message = obj.error_message or error_description(obj.error_code)
+        return f"{obj.error_code}: {message}" if message else obj.error_code
 
     @admin.display(description="tokens in / out")
     def tokens(self, obj):

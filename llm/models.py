@@ -207,6 +207,9 @@ class UsageRecord(models.Model):
     status = models.CharField(max_length=20, choices=UsageStatus.choices)
     http_status = models.PositiveSmallIntegerField()
     error_code = models.CharField(max_length=60, blank=True)
+    error_message = models.CharField(
+        max_length=500, blank=True, help_text="What the client was told, secrets redacted."
+    )
 
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)

@@ -238,11 +238,15 @@ def _fail(draft: UsageDraft, error: AppError) -> None:
     else:
         draft.status = UsageStatus.CLIENT_ERROR
     draft.http_status = error.status
-    draft.error_code = error.code
+    draft.error_code, draft.error_message = error.code, error.message
+
+
+DISCONNECTED = "The client disconnected before the answer was complete."
 
 
 def _cancelled(draft: UsageDraft) -> None:
     draft.status, draft.http_status, draft.error_code = UsageStatus.CANCELLED, 499, "client_disconnected"
+    draft.error_message = DISCONNECTED
 
 
 def _estimate_aborted(draft: UsageDraft, request: ChatRequest, price: "Price | None") -> None:
@@ -434,6 +438,7 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
         # reservation), marked as djllm's own failure; the caller gets the 500 as before.
         if not recording:
             draft.status, draft.http_status, draft.error_code = UsageStatus.UPSTREAM_ERROR, 500, "internal_error"
+            draft.error_message = "An internal error occurred."
             if sent and draft.usage is None and prepared is not None:
                 _estimate_aborted(draft, prepared.request, prepared.price)
             draft.latency_ms = _elapsed_ms(start)
@@ -502,7 +507,7 @@ class StreamSession:
             _fail(draft, self.error)
             draft.http_status = 200  # the 200 and the first bytes were already sent
         except (asyncio.CancelledError, GeneratorExit):
-            draft.status, draft.error_code, draft.http_status = UsageStatus.CANCELLED, "client_disconnected", 499
+            _cancelled(draft)
             raise
         finally:
             if self._rest is not None:

@@ -60,6 +60,7 @@ class UsageDraft:
     status: str = UsageStatus.OK
     http_status: int = 200
     error_code: str = ""
+    error_message: str = ""  # as the client was told (already mapped and redacted)
     usage: Usage | None = None
     usage_estimated: bool = False
     cost_usd: Decimal | None = Decimal("0")  # None: the model has no price (flagged in the admin)
@@ -146,6 +147,7 @@ def _record_from(draft: UsageDraft, now) -> UsageRecord:
         requested_model=draft.requested_model[:100],
         upstream_model=draft.upstream_model[:100],
         error_code=draft.error_code[:60],
+        error_message=draft.error_message[:500],
         **{name: getattr(draft, name) for name in _COPIED},
         **{name: getattr(usage, name) for name in _TOKENS},
     )

@@ -73,6 +73,7 @@ def test_hang_up_on_a_slow_call_records_it_cancelled_with_its_real_usage(
 
     [row] = wait_for_rows(1)
     assert (row.status, row.http_status, row.error_code) == ("cancelled", 499, "client_disconnected")
+    assert row.error_message == "The client disconnected before the answer was complete."
     assert (row.input_tokens, row.output_tokens, row.usage_estimated) == (1000, 200, False)
     assert row.cost_usd == COST
     assert (row.provider, row.upstream_model, row.stream) == ("openai", "gpt-4o-mini", False)

@@ -128,6 +128,7 @@ def test_upstream_failures_are_mapped_and_recorded(client, fake_upstream, settin
     assert body["type"] == "api_error" and body["message"]
     record = only_record()
     assert (record.status, record.http_status, record.error_code) == ("upstream_error", expected[0], expected[1])
+    assert record.error_message == body["message"]  # the record says what the client was told
     assert record.cost_usd == 0 and record.input_tokens == 0  # nothing was billed upstream
     retryable = kind != "malformed"
     assert len(fake_upstream.requests_for(path="/v1/chat/completions")) == (3 if retryable else 1)
@@ -174,6 +175,7 @@ def test_unknown_model_is_400_and_recorded(client):
     assert response.json()["error"]["param"] == "model"
     record = only_record()
     assert (record.status, record.error_code) == ("client_error", "unknown_model")
+    assert record.error_message == response.json()["error"]["message"] and "mystery-model" in record.error_message
 
 
 def test_missing_provider_key_is_503_naming_the_variable(client, settings):

@@ -51,6 +51,7 @@ def add_record(
     cost=None,
     saved="0",
     error_code="",
+    error_message="",
 ):
     return usage_record_create(
         draft=UsageDraft(
@@ -67,6 +68,7 @@ def add_record(
             cost_usd=Decimal(cost) if cost is not None else None,
             saved_usd=Decimal(saved),
             error_code=error_code,
+            error_message=error_message,
         )
     )
 
@@ -232,6 +234,22 @@ def test_an_error_record_shows_what_its_code_means(admin_client, records):
     record = UsageRecord.objects.get(request_id="req-b2")
     page = admin_client.get(f"{USAGE_URL}{record.pk}/change/").content.decode()
     assert "upstream_timeout: The provider did not answer in time, or stopped answering mid-response." in page
+
+
+def test_an_error_record_shows_the_message_the_client_was_told(admin_client, records):
+    message = "The provider refused the request: model 'gpt-9' does not exist."
+    add_record(
+        "req-msg",
+        user=records["alice"],
+        status="upstream_error",
+        error_code="upstream_bad_request",
+        error_message=message,
+    )
+    record = UsageRecord.objects.get(request_id="req-msg")
+    page = admin_client.get(f"{USAGE_URL}{record.pk}/change/").content.decode()
+    assert "upstream_bad_request: The provider refused the request: model &#x27;gpt-9&#x27; does not exist." in page
+    html = admin_client.get(f"{USAGE_URL}?status__exact=upstream_error").content.decode()
+    assert 'title="The provider refused the request: model &#x27;gpt-9&#x27; does not exist."' in html
 
 
 def test_price_missing_is_flagged_in_the_list(admin_client, records):

@@ -94,6 +94,7 @@ class UsageRecordSerializer(serializers.ModelSerializer):
             "status",
             "http_status",
             "error_code",
+            "error_message",
             *selectors.TOKEN_FIELDS,
             "usage_estimated",
             "priced",
