@@ -8,7 +8,7 @@ WEB_CONCURRENCY ?= 2
 # `make worker` name the production ones).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: run prepare serve worker test lint schema-check bench soak deps dev-deps browser nginx migrate clean
+.PHONY: run prepare serve worker beat test lint schema-check bench soak deps dev-deps browser nginx migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ run: migrate
 worker: deps
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(BIN)/python manage.py migrate --noinput -v 0
 	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(CELERY_WORKER)
+
+# Celery beat: sends the periodic tasks of CELERY_BEAT_SCHEDULE (the alert checks, every ALERT_CHECK_SECONDS) to the
+# workers. Run exactly one, on one machine (two send every task twice); its schedule state lives under var/.
+CELERY_BEAT = $(BIN)/celery -A config beat --loglevel INFO --schedule var/celerybeat-schedule
+beat: deps
+	@mkdir -p var
+	DJANGO_SETTINGS_MODULE=$(SERVE_SETTINGS) $(CELERY_BEAT)
 
 # Production ASGI server: gunicorn with uvicorn workers, on production settings (DJANGO_SECRET_KEY and
 # FIELD_ENCRYPTION_KEYS required) unless SERVE_SETTINGS names others. Static files are collected so WhiteNoise serves

@@ -169,6 +169,20 @@ def test_the_worker_container_runs_make_worker_s_celery_command():
     assert worker == "exec " + expected.removeprefix("DJANGO_SETTINGS_MODULE=config.settings.production ")
 
 
+def test_the_beat_container_runs_make_beat_s_celery_command_and_the_unit_the_same():
+    beat = _shell_command(_compose()["services"]["beat"]["command"])
+    make_beat = _make_dry_run("beat")
+    assert make_beat[-2] == "mkdir -p var"
+    expected = make_beat[-1].removeprefix("DJANGO_SETTINGS_MODULE=config.settings.production ")
+    assert beat == "mkdir -p var && exec " + expected
+    assert "celery -A config beat" in expected
+    unit = (BASE_DIR / "deploy/systemd/djllm-beat.service").read_text()
+    [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, re.M)
+    assert exec_start == expected.replace(".venv/", "/srv/djllm/.venv/").replace("var/", "/srv/djllm/var/")
+    # What beat sends is the alert check: without a beat, no alert would ever go out.
+    assert "monitoring.alerts_evaluate" in {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+
+
 def test_the_dockerfile_builds_the_venv_the_make_targets_use():
     dockerfile = (BASE_DIR / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
