@@ -1,6 +1,8 @@
 from django.contrib import admin
 
+from calendars.connections import google_credential_revoke
 from calendars.models import GoogleCredential
+from common.audit import VIA_ADMIN, actor_from_request
 
 
 @admin.register(GoogleCredential)
@@ -23,3 +25,13 @@ class GoogleCredentialAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    # Deleting a connection in the admin disconnects it as the account page does: revoked at Google first (a failure
+    # there still deletes the local row), then deleted, and recorded in the audit log with the admin as actor.
+    def delete_model(self, request, obj):
+        google_credential_revoke(user=obj.user, by=actor_from_request(request, via=VIA_ADMIN))
+
+    def delete_queryset(self, request, queryset):
+        by = actor_from_request(request, via=VIA_ADMIN)
+        for credential in queryset.select_related("user"):
+            google_credential_revoke(user=credential.user, by=by)

@@ -326,6 +326,20 @@ def test_calendar_revoked_from_the_account_page(connected, fake_google, google_s
     assert_no_secrets(*secrets)
 
 
+def test_calendar_deleted_in_the_admin_is_revoked_at_google_and_audited(
+    connected, fake_google, google_settings, admin_client, root, user
+):
+    secrets = _google_secrets(fake_google, google_settings)
+    url = f"/admin/calendars/googlecredential/{connected.pk}/delete/"
+    assert admin_client.post(url, {"post": "yes"}, REMOTE_ADDR=IP).status_code == 302
+    assert not GoogleCredential.objects.filter(user=user).exists()
+    assert fake_google.revoked, "the admin's delete left the grant alive at Google"
+    revoked = only_event("calendar.revoked")
+    assert_by(revoked, root, "admin")
+    assert (revoked.target_id, revoked.details["google_revoked"]) == (str(connected.pk), True)
+    assert_no_secrets(*secrets)
+
+
 def test_admin_token_page_buttons_and_user_budget(admin_client, root, alice):
     token, _ = services.api_token_create(user=root, name="mine")
     assert admin_client.post(f"{TOKENS_ADMIN}{token.pk}/rotate/").status_code == 200
