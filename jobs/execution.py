@@ -53,10 +53,19 @@ class ItemContext:
     no_cache: bool = False
 
 
-async def check_options(cached_token: CachedToken, options: BatchOptions, *, request_id: str, endpoint: str) -> None:
+async def check_options(
+    cached_token: CachedToken,
+    options: BatchOptions,
+    *,
+    request_id: str,
+    endpoint: str,
+    rows_have_variables: bool = True,
+) -> None:
     """Problems of the request itself (a type that is not available here) fail the request, not every row: the
-    webhook's own checks, run once on a stand-in row; a named template is looked up (its variables are the rows')."""
-    if options.user_template is not None:
+    webhook's own checks, run once on a stand-in row; a named template is looked up (its variables are the rows').
+    Without `rows_have_variables` (a document: its rows are chunks of text), the template's variables are all in
+    `options` and are checked here too, a missing or unknown one a 400 naming it."""
+    if options.user_template is not None and rows_have_variables:
         await aget_template(user_id=cached_token.token.user_id, ref=options.user_template)
         return
     await build_call(cached_token, webhook_body(options, prompt="probe"), request_id=request_id, endpoint=endpoint)

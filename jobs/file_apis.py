@@ -15,8 +15,7 @@ from common.request_id import current_request_id
 from jobs import docs
 from jobs.apis import job_response
 from jobs.documents import file_format
-from jobs.execution import check_options
-from jobs.file_process import FileJob, FileSummary, file_process
+from jobs.file_process import FileJob, FileSummary, file_options_check, file_process
 from jobs.inputs import BatchOptions, Parameters
 from jobs.schema import FileCallOut, FileOut, FileProcessOut
 from jobs.serializers import FileProcessSerializer
@@ -53,9 +52,11 @@ class FileProcessApi(APIView):
         file_format(name)  # an unsupported type is refused before the file is read
         if upload.size > settings.FILE_UPLOAD_MAX_BYTES:
             raise _too_large(upload.size)
+        template = data.get("template")
         options = BatchOptions.model_construct(
-            type=data["type"],
-            template=None,
+            type=data.get("type") or (None if template is not None else "summary"),
+            template=template,
+            variables=data.get("variables"),
             source="document",
             language=data.get("language") or None,
             provider=data.get("provider") or None,
@@ -65,13 +66,13 @@ class FileProcessApi(APIView):
             cache=None,
         )
         request_id = current_request_id()
-        async_to_sync(check_options)(request.auth, options, request_id=request_id, endpoint="file")
+        async_to_sync(file_options_check)(request.auth, options, request_id=request_id)
         outcome = file_process(
             cached_token=request.auth, options=options, name=name, data=upload.read(), request_id=request_id
         )
         if isinstance(outcome, FileJob):
             return job_response(request, outcome.job, status=202)
-        return Response(_summary_body(outcome, name=name, size=upload.size, kind=data["type"]).model_dump(mode="json"))
+        return Response(_summary_body(outcome, name=name, size=upload.size, kind=options.kind).model_dump(mode="json"))
 
 
 def _summary_body(summary: FileSummary, *, name: str, size: int, kind: str) -> FileProcessOut:

@@ -2,8 +2,10 @@
 (the map), then reduce calls combining the answers until one is left. Up to FILE_SYNC_MAX_CHUNKS chunks this is
 done while the client waits; above it, as a background job whose rows are the calls (see `file_job_next_level`).
 
-Every call goes through the gateway like a webhook call of the same `type` (its template, the user's preferences,
-routing, budget reservation, cache) and leaves one usage record; all records of one document share its batch id.
+Every call goes through the gateway like a webhook call of the same `type` or `template` (its template, the user's
+preferences, routing, budget reservation, cache) and leaves one usage record; all records of one document share its
+batch id. With a named template, the document's text is `$prompt`: a chunk's text in a map call, the parts' answers
+(`reduce_prompt`) in a reduce call; the form's `variables` fill the rest, the same for every call.
 While the client waits, each call also counts against the token's rate limit; a job counts once, as jobs do."""
 
 import asyncio
@@ -21,15 +23,18 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from accounts.token_cache import CachedToken
+from common.validation import invalid_request
 from jobs import claims, services
 from jobs.chunking import reduce_groups, reduce_prompt, split_sections
 from jobs.documents import Document, document_read
-from jobs.execution import ItemContext, item_call
+from jobs.execution import ItemContext, check_options, item_call
 from jobs.inputs import BatchOptions
 from jobs.models import FINISHED_ITEM_STATUSES, ItemStatus, Job, JobItem, JobStatus
 from llm import pipeline
 from llm.limits import rate_limit_hit
 from llm.providers import Usage
+from llm.template_text import template_variables
+from llm.templates_store import aget_template
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +80,23 @@ class FileJob:
     job: Job
     document: Document
     chunks: int
+
+
+async def file_options_check(cached_token: CachedToken, options: BatchOptions, *, request_id: str) -> None:
+    """The form's options checked before the document is read, any call made or a job created: the webhook's checks
+    on a stand-in text, the template's variables included; a named template must take the text as `$prompt`."""
+    if options.user_template is not None:
+        snapshot = await aget_template(user_id=cached_token.token.user_id, ref=options.user_template)
+        details: dict[str, list[str]] = {}
+        if "prompt" not in template_variables(snapshot.system, snapshot.user_template):
+            details["template"] = [
+                f"The template `{snapshot.name}` has no `$prompt`: the document's text is sent as `$prompt`."
+            ]
+        if "prompt" in (options.variables or {}):
+            details["variables.prompt"] = ["`$prompt` is the document's text: it cannot be set in `variables`."]
+        if details:
+            raise invalid_request(details)
+    await check_options(cached_token, options, request_id=request_id, endpoint="file", rows_have_variables=False)
 
 
 def file_process(

@@ -140,7 +140,7 @@ class FileCallOut(BaseModel):
 class FileProcessOut(BaseModel):
     batch_id: str = Field(description="On the usage record of every call: `GET /api/v1/usage-records?batch_id=`.")
     request_id: str
-    type: str
+    type: str = Field(description="The built-in type the calls used; `custom` when a `template` made them.")
     result: str = Field(description="The answer for the whole document.")
     file: FileOut
     calls: list[FileCallOut] = Field(description="Every call in order: the chunks' (map), then the reduce calls.")

@@ -4,6 +4,7 @@ A JSON body is taken at its declared types and refuses unknown keys, like the ba
 a job accepts exactly what a batch accepts; form fields are text by nature and are coerced. The validated input
 becomes the `BatchOptions` the services and the worker share."""
 
+import json
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
@@ -49,6 +50,25 @@ def _variables(**kwargs) -> serializers.DictField:
     return serializers.DictField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, allow_null=True, **kwargs
     )
+
+
+@extend_schema_field({"type": "string", "description": "A JSON object of strings."})
+class _JSONObjectField(serializers.Field):
+    """A form field holding a JSON object of strings (a template's variables)."""
+
+    default_error_messages = {"invalid": 'Must be a JSON object of strings, e.g. {{"topic": "tides"}}.'}
+
+    def to_internal_value(self, data):
+        try:
+            value = json.loads(data) if isinstance(data, str) else None
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            self.fail("invalid")
+        return value
+
+    def to_representation(self, value):
+        return json.dumps(value)
 
 
 @extend_schema_field({"type": ["string", "integer"]})
@@ -189,9 +209,32 @@ class FileProcessSerializer(_JobInputSerializer):
     file = serializers.FileField(allow_empty_file=True, help_text="A .txt, .md, .csv, .pdf, .docx or .xlsx document.")
     type = serializers.ChoiceField(
         choices=[t for t in TYPES if t != "calendar_event"],
-        default="summary",
-        help_text="What to do with the document, as the webhook's `type` (default: summary).",
+        required=False,
+        help_text="What to do with the document, as the webhook's `type` (default: summary). Give `type` or "
+        "`template`, not both.",
+    )
+    template = _TemplateRefField(
+        required=False,
+        help_text="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id, instead of "
+        "`type`: its system prompt and user text (with `variables`) make every call, map and reduce alike, and its "
+        "default model and parameters apply unless the form sets them. The document's text is `$prompt`: each "
+        "chunk's text in a map call, the parts' answers in a reduce call; a template without `$prompt` is a 400.",
+    )
+    variables = _JSONObjectField(
+        required=False,
+        help_text='With `template`: its variables as a JSON object of strings, e.g. `{"audience": "board"}` for '
+        "`$audience` (`$prompt` is the document's text and cannot be set; `$language` defaults to `language`). A "
+        "missing or unknown variable is a 400 naming it, before any call.",
     )
     language = _text(max_length=50, help_text="Output language; default: preferences.")
     provider = serializers.ChoiceField(choices=provider_choices(), required=False, allow_null=True)
-    model = _text(max_length=200, help_text="Default: preferences, then the provider's default model.")
+    model = _text(
+        max_length=200, help_text="Default: the template's default model, then preferences, then the provider's."
+    )
+
+    def validate(self, attrs):
+        if attrs.get("type") is not None and attrs.get("template") is not None:
+            raise serializers.ValidationError({"type": ["Give one of `type` or `template`, not both."]})
+        if attrs.get("variables") is not None and attrs.get("template") is None:
+            raise serializers.ValidationError({"variables": ["Only with `template`: the built-in types take none."]})
+        return attrs

@@ -373,7 +373,12 @@ def test_admin_shows_budget_spent_reserved_and_left_for_tokens_and_users(admin_c
         "$1.00", "$0.25", "$0.10", "$0.65",
     )  # fmt: skip
     user_row = rows[user.username]
-    assert (user_row["budget"], user_row["spent"], user_row["reserved"], user_row["left"]) == ("$5.00", "$0.25", "$0", "$4.75")
+    assert (user_row["budget"], user_row["spent"], user_row["reserved"], user_row["left"]) == (
+        "$5.00",
+        "$0.25",
+        "$0",
+        "$4.75",
+    )
     assert (rows["nobudget"]["budget"], rows["nobudget"]["left"]) == ("no budget", "—")
     assert "Budgets and spend" in html
 

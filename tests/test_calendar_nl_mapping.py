@@ -235,7 +235,11 @@ def test_a_partial_failure_is_resumed_by_the_retry(connected, berlin, fake_googl
         (extraction({**event(), "colour": "red"}), "events[0].colour", "Extra inputs are not permitted"),
         (extraction(event(all_day="yes")), "events[0].all_day", "Input should be a valid boolean"),
         (extraction(event(recurrence=weekly(count=0))), "events[0].recurrence.count", "greater than or equal to 1"),
-        (extraction(event(recurrence=weekly(by_weekday=["TU", "TUE"]))), "events[0].recurrence.by_weekday[1]", "'MO', 'TU'"),
+        (
+            extraction(event(recurrence=weekly(by_weekday=["TU", "TUE"]))),
+            "events[0].recurrence.by_weekday[1]",
+            "'MO', 'TU'",
+        ),
         (extraction(event(recurrence=weekly(count=3, until="2025-06-30"))), "events[0].recurrence", "not both"),
         (extraction(event(), event(start="next tuesday")), "events[1].start", "Use a date-time"),
         (extraction(event(timezone="Berlin")), "events[0].timezone", "not an IANA timezone"),

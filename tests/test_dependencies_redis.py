@@ -139,9 +139,7 @@ def test_redis_stopped_mid_test_fails_open_logged_once_and_counted(
     assert readiness_counter(api_client) == 3
 
 
-def test_redis_back_again_limits_and_caches_again_without_a_restart(
-    client, token, settings, own_redis, fake_upstream
-):
+def test_redis_back_again_limits_and_caches_again_without_a_restart(client, token, settings, own_redis, fake_upstream):
     settings.CACHES = redis_cache(own_redis.url)
     settings.RATE_LIMIT_FAIL_OPEN = True
     row = token[0]

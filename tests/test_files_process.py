@@ -254,11 +254,11 @@ def test_each_limit_names_its_setting(client, upstream, settings, setting, value
 
 
 @pytest.mark.django_db
-def test_unknown_fields_such_as_template_are_a_400_naming_them(client, upstream):
-    response = post(client, b"text SEC-1", "a.txt", template="summary", variables="{}")
+def test_unknown_fields_are_a_400_naming_them(client, upstream):
+    response = post(client, b"text SEC-1", "a.txt", prompt="hello", system="be brief")
     assert response.status_code == 400
     error = response.json()["error"]
-    assert set(error["details"]) == {"template", "variables"} and "template" in error["message"]
+    assert set(error["details"]) == {"prompt", "system"} and "prompt" in error["message"]
     missing = client.post(URL, {"type": "summary"})
     assert missing.status_code == 400 and "file" in missing.json()["error"]["details"]
     assert UsageRecord.objects.count() == 0

@@ -211,9 +211,7 @@ def test_sdk_streamed_tool_call_replayed_from_cache(live_djllm, token, prices, f
     assert len(fake_upstream.requests) == 1
 
 
-def test_an_answer_from_a_fallback_route_is_not_cached_as_the_requested_routes(
-    client, gateway_settings, fake_upstream
-):
+def test_an_answer_from_a_fallback_route_is_not_cached_as_the_requested_routes(client, gateway_settings, fake_upstream):
     backup = ModelRoute.objects.create(alias="backup", provider="anthropic", upstream_model="claude-haiku-4-5")
     ModelRoute.objects.create(alias="smart", provider="openai", upstream_model="gpt-4o", fallback=backup)
     routing.routes_changed()
