@@ -103,6 +103,9 @@ schema-check: dev-deps
 
 # Then the peak memory of reading hostile workbooks (bench/workbook.py, no network; BENCH_WORKBOOKS=0 skips it).
 BENCH_WORKBOOKS ?= 1
+# Then the usage pages at 1M and 10M usage records on PostgreSQL (bench/scale.py; BENCH_SCALE=0 skips it;
+# BENCH_SCALE_ROWS sets the sizes, BENCH_DATABASE_URL the server and the database names' stem).
+BENCH_SCALE ?= 1
 # Load tool: Debian's wrk (installed here when missing, as root). Options: make bench BENCH_ARGS="--only plain".
 bench: dev-deps
 	@command -v wrk >/dev/null 2>&1 || { \
@@ -111,6 +114,7 @@ bench: dev-deps
 	  else echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	@if [ "$(BENCH_WORKBOOKS)" = "1" ]; then $(BIN)/python -m bench.workbook; fi
+	@BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python -m bench.scale
 
 # Soak test (bench/soak.py): SOAK_SECONDS of mixed traffic with upstream faults against `make serve` (2 workers) on
 # PostgreSQL and Redis, then requests vs usage rows, recorded vs billed cost, unmapped 5xx and worker RSS; fails on a
