@@ -1,0 +1,42 @@
+"""bench/scale.py at a tiny size: its seeding fills the usage table as described and every page it times answers
+200 over real HTTP (the admin dashboard may not exist yet: then it is reported missing, not timed). PostgreSQL only
+(the seeding is PostgreSQL SQL); figures are not asserted."""
+
+import pytest
+from django.db import connection
+
+from bench import scale
+from bench.seed_usage import MODELS
+from llm.models import UsageRecord
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the scale bench seeds with PostgreSQL SQL (set DATABASE_URL)"
+)
+
+ROWS = 5000  # page 50 of the change list (100 a page) exists
+
+
+def test_seeding_fills_the_table_and_every_timed_page_answers(live_djllm):
+    info = scale.prepare(ROWS)
+
+    assert info["rows"] == ROWS == UsageRecord.objects.count()
+    assert info["seeded"] == ROWS
+    assert set(UsageRecord.objects.values_list("upstream_model", flat=True)) <= {m[0] for m in MODELS} | {""}
+    assert UsageRecord.objects.filter(status="ok").count() > ROWS * 0.8
+    assert UsageRecord.objects.exclude(status__in=["ok", "cached"]).exists()
+    assert UsageRecord.objects.filter(priced=False, cost_usd__isnull=True).exists()
+    assert UsageRecord.objects.filter(user_id=info["heavy_user_id"]).count() > ROWS / 50
+    info = scale.prepare(ROWS)  # a second run reuses the rows (and gives the staff user a new password)
+    assert info["seeded"] == 0 and info["rows"] == ROWS
+
+    results = scale.time_pages(live_djllm.url, info, runs=2)
+
+    assert [r["page"] for r in results] == [label for label, _, _ in scale.pages(info)]
+    for result in results:
+        if result["page"] == "admin dashboard" and result["status"] == 404:
+            assert result["outcome"] == "missing" and result["median_ms"] is None
+            continue
+        assert result["status"] == 200, result
+        assert result["runs"] == 2 and result["median_ms"] > 0
+    assert "changelist, page 50" in scale.table([{**info, "database": "test", "database_action": "reused",
+                                                  "pages": results}], runs=2)  # fmt: skip
