@@ -4,7 +4,7 @@ prices and model routes an administrator keeps."""
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from common.audit import Actor, audit_event_record
 from common.errors import BudgetExceeded
-from llm import pricing, routing
+from llm import pricing, rollups, routing
 from llm.limits import month_start
 from llm.models import (
     Conversation,
@@ -179,7 +179,8 @@ def _insert(records: list[UsageRecord]) -> None:
 def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
     """Write the records in one transaction, add their costs to the tokens' and users' monthly totals and release
     their budget reservations: one INSERT for all of them and one UPDATE per (token or user, month), summed exactly
-    in Decimal. All or none, so spend and reservations never drift apart."""
+    in Decimal; and add them to the daily rollups (one upsert per rollup table). All or none, so spend,
+    reservations and rollups never drift apart from the records."""
     now = timezone.now()
     month = month_start(now.date())
     records = [_record_from(draft, now) for draft in drafts]
@@ -201,6 +202,7 @@ def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
             amount, released = spend.get((scope, key, month_), Decimal("0")), release.get((scope, key, month_))
             if amount or released:
                 _add_spend(scope, key, month_, amount, released or Decimal("0"))
+        rollups.rollups_add(records)  # after the counters, in key order: the same lock order in every writer
     return records
 
 
@@ -386,10 +388,12 @@ class PruneReport:
 def usage_records_prune(
     *, older_than: timedelta, dry_run: bool = False, batch_size: int = 5000, by: Actor | None = None
 ) -> PruneReport:
-    """Delete usage records created before now - `older_than`, `batch_size` at a time (short transactions, no
-    table-wide lock). The monthly spend totals (`SpendCounter`) stay as they are; there is no daily rollup table
-    yet, so only raw rows go. A dry run counts and deletes nothing (and is not audited)."""
-    cutoff = timezone.now() - older_than
+    """Delete usage records created before now - `older_than`, rounded down to midnight UTC, `batch_size` at a time
+    (short transactions, no table-wide lock). Only raw rows go: the monthly spend totals (`SpendCounter`) and the
+    daily rollups (`UsageDaily`, `UsageLatencyDaily`) stay as they are. Whole UTC days only, so the oldest day
+    left keeps all its records and a rebuild of the rollups (which starts there) stays exact. A dry run counts and
+    deletes nothing (and is not audited)."""
+    cutoff = (timezone.now() - older_than).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     old = UsageRecord.objects.filter(created_at__lt=cutoff)
     if dry_run:
         return PruneReport(cutoff=cutoff, matched=old.count(), deleted=0)

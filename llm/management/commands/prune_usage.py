@@ -16,9 +16,11 @@ def _age(value: str) -> timedelta:
 
 class Command(BaseCommand):
     help = (
-        "Delete usage records older than --older-than (e.g. 400d), in batches, and print how many. The monthly spend "
-        "totals that budgets read are kept; there is no daily rollup table yet, so only raw usage records are "
-        "deleted and nothing else is touched. Jobs' rows that pointed at a deleted record keep their results. "
+        "Delete usage records older than --older-than (e.g. 400d), whole UTC days (the cutoff is rounded down to "
+        "midnight UTC), in batches, and print how many. Only raw usage records are deleted: the monthly spend totals "
+        "that budgets read and the daily rollups that the dashboard and /api/v1/usage read are kept (and a later "
+        "rebuild_usage_rollups leaves the pruned days alone). Jobs' rows that pointed at a deleted record keep their "
+        "results. "
         "--dry-run counts and deletes nothing. Each real run is recorded in the audit log."
     )
 
