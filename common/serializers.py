@@ -5,6 +5,7 @@ the OpenAPI description forbids and hides client bugs. A JSON body has real type
 type is a 400 naming the field. (Query strings and form fields are text by nature and keep DRF's coercion.)"""
 
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 # Field class -> the JSON types (Python types after parsing) it accepts. Checked in order: BooleanField before
@@ -49,6 +50,21 @@ class StrictInputSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": ["string", "integer"]})
+class TemplateRefField(serializers.Field):
+    """A template's name or id; form fields are text, so digits there are an id."""
+
+    default_error_messages = {"invalid": "Must be a template's name (a string) or id (an integer)."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, str | int) or data == "":
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 def query_values(query: QueryDict) -> dict[str, str]:

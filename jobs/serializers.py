@@ -11,7 +11,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from common.serializers import StrictInputSerializer
+from common.serializers import StrictInputSerializer, TemplateRefField
 from jobs.inputs import BatchOptions, Parameters
 from llm.providers.registry import provider_choices
 from llm.webhook_calls import SOURCES, TYPES
@@ -71,21 +71,6 @@ class _JSONObjectField(serializers.Field):
         return json.dumps(value)
 
 
-@extend_schema_field({"type": ["string", "integer"]})
-class _TemplateRefField(serializers.Field):
-    """A template's name or id; form fields are text, so digits there are an id."""
-
-    default_error_messages = {"invalid": "Must be a template's name (a string) or id (an integer)."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, str | int) or data == "":
-            self.fail("invalid")
-        return data
-
-    def to_representation(self, value):
-        return value
-
-
 class ParametersSerializer(_JobInputSerializer):
     """Sampling parameters sent with every item."""
 
@@ -111,7 +96,7 @@ class JobOptionsSerializer(_JobInputSerializer):
     type = serializers.ChoiceField(
         choices=TYPES, required=False, allow_null=True, help_text="What to do with each text (default: custom)."
     )
-    template = _TemplateRefField(
+    template = TemplateRefField(
         required=False,
         allow_null=True,
         help_text="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id; a built-in "
@@ -213,7 +198,7 @@ class FileProcessSerializer(_JobInputSerializer):
         help_text="What to do with the document, as the webhook's `type` (default: summary). Give `type` or "
         "`template`, not both.",
     )
-    template = _TemplateRefField(
+    template = TemplateRefField(
         required=False,
         help_text="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id, instead of "
         "`type`: its system prompt and user text (with `variables`) make every call, map and reduce alike, and its "

@@ -19,6 +19,8 @@ from llm import pipeline, selectors, services
 from llm.context import trim_history
 from llm.providers import Message, Usage
 from llm.routing import aresolve
+from llm.template_text import PARAMETERS
+from llm.templates_store import render_message
 
 
 async def aconversation_or_404(cached_token, conversation_id: int):
@@ -36,6 +38,14 @@ async def with_history(call: pipeline.GatewayCall, conversation) -> int:
     left out. A message that cannot fit is refused with its usage record."""
     call.conversation_id = conversation.pk
     call.requested_model = call.requested_model or conversation.model or None
+    call.template_version_id = call.template_version_id or conversation.template_version_id
+    defaults = {
+        name: conversation.parameters[name]
+        for name in PARAMETERS
+        if conversation.parameters.get(name) is not None and getattr(call.chat, name) is None
+    }
+    if defaults:  # the template's parameters, where the request sets none
+        call.chat = replace(call.chat, **defaults)
     *system, new = call.chat.messages
     if conversation.system:
         system = [Message(role="system", content=conversation.system), *system]
@@ -58,6 +68,13 @@ async def with_history(call: pipeline.GatewayCall, conversation) -> int:
         raise
     call.chat = replace(call.chat, messages=messages)
     return dropped
+
+
+def message_text(conversation, content: str) -> str:
+    """The user's message as sent and stored: in the conversation's template's user text, if it has one."""
+    if not conversation.user_template:
+        return content
+    return render_message(conversation.user_template, variables=conversation.variables, content=content)
 
 
 async def store_exchange(

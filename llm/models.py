@@ -280,6 +280,18 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     model = models.CharField(max_length=200, blank=True, help_text="Blank: the user's default model.")
     system = models.TextField(blank=True, help_text="The system prompt, always sent first.")
+    # Started from a prompt template: the version it was made from (its usage records keep it too) and what of the
+    # template the conversation keeps, so later edits or a deleted template do not change it.
+    template_version = models.ForeignKey(
+        PromptTemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user_template = models.TextField(
+        blank=True, help_text="The template's user text: each message is sent as `$prompt` in it (blank: as typed)."
+    )
+    variables = models.JSONField(default=dict, blank=True, help_text="The template's variables besides `$prompt`.")
+    parameters = models.JSONField(
+        default=dict, blank=True, help_text="The template's default parameters, used when a message does not set them."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -8,11 +8,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from common.audit import Actor, audit_event_record
 from common.errors import BudgetExceeded
+from common.validation import invalid_request
 from llm import pricing, rollups, routing
 from llm.limits import month_start
 from llm.models import (
@@ -29,7 +31,7 @@ from llm.models import (
 )
 from llm.providers.base import Usage
 from llm.selectors import spend_counter_amounts
-from llm.templates_store import templates_changed
+from llm.templates_store import aget_template, conversation_template, templates_changed
 
 
 @dataclass(frozen=True)
@@ -418,8 +420,35 @@ def usage_records_prune(
 # --- Conversations -------------------------------------------------------------------------------
 
 
-def conversation_create(*, user, title: str = "", model: str = "", system: str = "") -> Conversation:
-    return Conversation.objects.create(user=user, title=title, model=model, system=system)
+def conversation_create(
+    *,
+    user,
+    title: str = "",
+    model: str = "",
+    system: str | None = None,
+    template: str | int | None = None,
+    variables: dict[str, str] | None = None,
+    language: str = "",
+) -> Conversation:
+    """A new conversation; from a prompt template (yours or a shared one, by name or id), it keeps the template's
+    version, its system prompt (unless `system` is given), default model (unless `model` is) and parameters, and
+    sends each message in its user text (llm/templates_store.py `conversation_template`)."""
+    if template is None:
+        if variables:
+            raise invalid_request({"variables": ["Only with `template`."]})
+        return Conversation.objects.create(user=user, title=title, model=model, system=system or "")
+    snapshot = async_to_sync(aget_template)(user_id=user.pk, ref=template)
+    kept = conversation_template(snapshot, variables=variables or {}, language=language, system_override=system)
+    return Conversation.objects.create(
+        user=user,
+        title=title,
+        model=model or kept.default_model,
+        system=kept.system,
+        template_version_id=kept.version_id,
+        user_template=kept.user_template,
+        variables=kept.variables,
+        parameters=kept.parameters,
+    )
 
 
 def conversation_delete(*, conversation: Conversation) -> None:

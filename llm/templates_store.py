@@ -123,3 +123,57 @@ def render_template(
         user=Template(snapshot.user_template).substitute(values),
         version_id=snapshot.version_id,
     )
+
+
+@dataclass(frozen=True)
+class ConversationTemplate:
+    """What a conversation keeps of the template it starts from."""
+
+    version_id: int | None
+    system: str  # rendered with the variables
+    user_template: str  # as written: `$prompt` is each message
+    variables: dict[str, str]  # besides `$prompt`, `$language` pinned when the template uses it
+    default_model: str
+    parameters: dict[str, Any]
+
+
+def conversation_template(
+    snapshot: TemplateSnapshot, *, variables: dict[str, str], language: str, system_override: str | None
+) -> ConversationTemplate:
+    """Check a template and its variables for a conversation: each message is the template's user text with the
+    message as `$prompt` (so the user text must have `$prompt` and the system prompt must not); every other variable
+    is given now, in `variables` (`$language`: the output language unless set), a missing or unknown one a 400
+    naming it."""
+    details: dict[str, list[str]] = {}
+    if "prompt" not in template_variables(snapshot.user_template):
+        details["template"] = [
+            f"The template `{snapshot.name}` has no `$prompt` in its user text: each message of a conversation is sent "
+            "as `$prompt`."
+        ]
+    elif system_override is None and "prompt" in template_variables(snapshot.system):
+        details["template"] = [
+            f"The template `{snapshot.name}` uses `$prompt` in its system prompt: in a conversation `$prompt` is each "
+            "message, so it belongs in the user text (or give `system`)."
+        ]
+    if "prompt" in variables:
+        details["variables.prompt"] = ["`$prompt` is each message's content: it cannot be set in `variables`."]
+    if details:
+        raise invalid_request(details)
+    rendered = render_template(
+        snapshot, variables=variables, prompt="-", language=language, system_override=system_override
+    )
+    pinned = {"language": language or NO_LANGUAGE} if "language" in template_variables(snapshot.user_template) else {}
+    return ConversationTemplate(
+        version_id=snapshot.version_id,
+        system=rendered.system,
+        user_template=snapshot.user_template,
+        variables={**pinned, **variables},
+        default_model=snapshot.default_model,
+        parameters=snapshot.parameters,
+    )
+
+
+def render_message(user_template: str, *, variables: dict[str, str], content: str) -> str:
+    """A conversation's message as sent: its template's user text with the message as `$prompt` (checked when the
+    conversation was started)."""
+    return Template(user_template).safe_substitute({**variables, "prompt": content})

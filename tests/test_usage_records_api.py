@@ -95,7 +95,11 @@ def test_a_record_as_the_user_sees_it(call, alice, user):
     )
     assert row["cost_usd"] == "0.000021" and row["priced"] is True and row["usage_estimated"] is True
     assert (row["latency_ms"], row["time_to_first_token_ms"], row["attempts"], row["batch_id"]) == (120, 40, 2, "b1")
-    assert row["cached"] is False and (row["error_code"], row["error_message"]) == ("", "") and row["created_at"].startswith("2025-03-10T12:00:00")
+    assert (
+        row["cached"] is False
+        and (row["error_code"], row["error_message"]) == ("", "")
+        and row["created_at"].startswith("2025-03-10T12:00:00")
+    )
     assert "digest" not in answer.text and alice["plaintext"] not in answer.text
     assert body["next"] is None
 

@@ -17,7 +17,7 @@ from common.responses import api_error_body, json_response
 from llm import pipeline
 from llm.apis import streaming
 from llm.apis.common import money, no_cache_requested, sse
-from llm.conversation_calls import aconversation_or_404, store_exchange, store_session, with_history
+from llm.conversation_calls import aconversation_or_404, message_text, store_exchange, store_session, with_history
 from llm.endpoints import fast_endpoint, rate_headers
 from llm.providers import ChatRequest, Message, Usage
 from llm.schema import LLM_ERRORS, WebhookDelta
@@ -28,7 +28,11 @@ PATH = "/api/v1/conversations/{id}/messages"
 
 class ConversationMessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    content: str = Field(min_length=1, description="The user's message.")
+    content: str = Field(
+        min_length=1,
+        description="The user's message (sent and stored as `$prompt` in the template's user text, for a "
+        "conversation started from a template).",
+    )
     model: str | None = Field(
         default=None, max_length=200, description="Default: the conversation's model, else your default model."
     )
@@ -149,13 +153,14 @@ async def conversation_messages(request: HttpRequest, cached_token, body: Conver
     pk = int(pk)
     request_id = current_request_id()
     conversation = await aconversation_or_404(cached_token, pk)
+    content = message_text(conversation, body.content)
     call = pipeline.GatewayCall(
         cached=cached_token,
         endpoint="conversation",
         request_id=request_id,
         chat=ChatRequest(
             model="",
-            messages=[Message(role="user", content=body.content)],
+            messages=[Message(role="user", content=content)],
             temperature=body.temperature,
             max_tokens=body.max_tokens,
         ),
@@ -166,11 +171,11 @@ async def conversation_messages(request: HttpRequest, cached_token, body: Conver
     dropped = await with_history(call, conversation)
     if body.stream:
         session = await streaming.open_stream(request, call)
-        events = _events(session, conversation.pk, body.content, request_id, dropped)
+        events = _events(session, conversation.pk, content, request_id, dropped)
         return rate_headers(streaming.event_stream_response(request, events), session.rate)
     result = await pipeline.complete(call)
     model = result.completion.model or result.route.model
-    answered = await store_exchange(pk, body.content, result.completion.text, model, result.usage, result.cost_usd)
+    answered = await store_exchange(pk, content, result.completion.text, model, result.usage, result.cost_usd)
     payload = ConversationReplyOut(
         conversation_id=pk,
         request_id=request_id,

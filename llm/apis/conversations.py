@@ -7,7 +7,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
 from accounts.permissions import HasTokenScope
-from common.serializers import StrictInputSerializer
+from common.serializers import StrictInputSerializer, TemplateRefField
 from llm import selectors, services
 from llm.apis.usage import MoneyField
 from llm.models import Conversation, ConversationMessage
@@ -18,7 +18,24 @@ class ConversationInputSerializer(StrictInputSerializer):
     model = serializers.CharField(
         max_length=200, required=False, allow_blank=True, default="", help_text="Blank: your default model."
     )
-    system = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    system = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="Sent first with every message. With `template`: replaces the template's system prompt (even blank).",
+    )
+    template = TemplateRefField(
+        required=False,
+        help_text="A prompt template of yours or a shared one (GET /api/v1/templates), by name or id. The "
+        "conversation keeps its version: its system prompt (unless `system`), its default model (unless `model`) "
+        "and parameters (unless a message sets them); each message is sent as `$prompt` in its user text.",
+    )
+    variables = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False),
+        required=False,
+        help_text="With `template`: every variable it uses besides `$prompt` (`$language` defaults to your "
+        "language), fixed for the conversation. A missing or unknown one is a 400 naming it.",
+    )
 
 
 class ConversationMessageSerializer(serializers.ModelSerializer):
@@ -47,7 +64,17 @@ class ConversationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Conversation
-        fields = ["id", "title", "model", "system", "created_at", "updated_at", "total_cost_usd"]
+        fields = [
+            "id",
+            "title",
+            "model",
+            "system",
+            "template_version",
+            "variables",
+            "created_at",
+            "updated_at",
+            "total_cost_usd",
+        ]
         read_only_fields = fields
 
     def to_representation(self, instance):
@@ -88,7 +115,9 @@ _TAGS = ["conversations"]
         operation_id="conversations_create",
         summary="Start a conversation",
         description="`model` blank: your default model (preferences) when a message is sent. `system` is sent first "
-        "with every message. Send messages with `POST /api/v1/conversations/{id}/messages`.",
+        "with every message. `template` starts it from a prompt template (with its `variables`): the template's "
+        "version is kept and recorded on every message's usage record. Send messages with "
+        "`POST /api/v1/conversations/{id}/messages`.",
         tags=_TAGS,
         request=ConversationInputSerializer,
         responses={201: ConversationSerializer},
@@ -122,7 +151,10 @@ class ConversationViewSet(
     def create(self, request):
         data = ConversationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        conversation = services.conversation_create(user=request.user, **data.validated_data)
+        preferences = request.auth.preferences
+        conversation = services.conversation_create(
+            user=request.user, language=preferences.language if preferences else "", **data.validated_data
+        )
         conversation.total_cost_usd = None  # nothing spent yet
         return Response(ConversationSerializer(conversation).data, status=status.HTTP_201_CREATED)
 
