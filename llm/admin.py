@@ -493,6 +493,10 @@ class ModelPriceAdmin(AuditedAdminTable, admin.ModelAdmin):
 
 # --- ModelRoute ----------------------------------------------------------------------------------
 
+# A route's fields, in the order the form and the list show them, around its API key (or the key's status).
+_ROUTE_HEAD = ["alias", "provider", "upstream_model", "base_url"]
+_ROUTE_TAIL = ["fallback", "responses_api", "is_active"]
+
 
 class ModelRouteForm(forms.ModelForm):
     """The API key is write-only: the input never shows the stored key, and a blank input keeps it."""
@@ -517,7 +521,7 @@ class ModelRouteForm(forms.ModelForm):
 
     class Meta:
         model = ModelRoute
-        fields = ["alias", "provider", "upstream_model", "base_url", "api_key", "fallback", "is_active"]
+        fields = [*_ROUTE_HEAD, "api_key", *_ROUTE_TAIL]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -540,8 +544,8 @@ class ModelRouteAdmin(AuditedAdminTable, admin.ModelAdmin):
     cache_changed = staticmethod(routing.routes_changed)
 
     form = ModelRouteForm
-    list_display = ["alias", "provider", "upstream_model", "base_url", "api_key_status", "fallback", "is_active"]
-    list_filter = ["provider", "is_active"]
+    list_display = [*_ROUTE_HEAD, "api_key_status", *_ROUTE_TAIL]
+    list_filter = ["provider", "responses_api", "is_active"]
     search_fields = ["alias", "upstream_model"]
     list_select_related = ["fallback"]
 
@@ -563,9 +567,9 @@ class ModelRouteAdmin(AuditedAdminTable, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):
             # View-only users would get every field rendered as text: show the key's status instead.
-            return ["alias", "provider", "upstream_model", "base_url", "api_key_status", "fallback", "is_active"]
+            return [*_ROUTE_HEAD, "api_key_status", *_ROUTE_TAIL]
         key_fields = ["api_key"] if obj is None else ["api_key", "clear_api_key"]
-        return ["alias", "provider", "upstream_model", "base_url", *key_fields, "fallback", "is_active"]
+        return [*_ROUTE_HEAD, *key_fields, *_ROUTE_TAIL]
 
     def get_readonly_fields(self, request, obj=None):
         return ["api_key_status"] if obj is not None and not self.has_change_permission(request, obj) else []

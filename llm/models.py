@@ -6,7 +6,7 @@ from django.db import models
 from django.utils import timezone
 
 from common.fields import EncryptedTextField
-from llm.providers.registry import provider_choices
+from llm.providers.registry import provider_choices, provider_class
 
 # Output tokens a request may produce when it sets no `max_tokens`, for a price row that names no limit of its own:
 # budgets reserve this many output tokens at the output price (see ModelPrice.max_output_tokens).
@@ -31,6 +31,13 @@ class ModelRoute(models.Model):
     fallback = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, help_text="Tried when this route keeps failing."
     )
+    responses_api = models.BooleanField(
+        "Responses API",
+        default=False,
+        help_text="This OpenAI-compatible server has a /v1/responses endpoint (vLLM and recent Ollama do); otherwise "
+        "djllm translates through Chat Completions. Local routes only: OpenAI routes always use it, Anthropic routes "
+        "cannot.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:
@@ -42,9 +49,22 @@ class ModelRoute(models.Model):
     def clean(self) -> None:
         from llm.upstream_urls import base_url_problem
 
+        errors = {}
         problem = base_url_problem(self.base_url) if self.base_url else None
         if problem:
-            raise ValidationError({"base_url": problem})
+            errors["base_url"] = problem
+        declared = provider_class(self.provider)
+        if (
+            self.responses_api
+            and declared is not None
+            and not (declared.responses_api or declared.responses_api_by_route)
+        ):
+            errors["responses_api"] = (
+                f"The {declared.label} provider has no Responses API: djllm translates /v1/responses requests for it. "
+                "Only an OpenAI-compatible (local) server can have one."
+            )
+        if errors:
+            raise ValidationError(errors)
 
 
 class ModelPrice(models.Model):

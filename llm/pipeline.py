@@ -171,7 +171,9 @@ async def _over_routes(route: Route, request: ChatRequest, operation, draft: Usa
 
     current, last_error = route, None
     while current is not None:
-        provider = provider_for(current.provider, base_url=current.base_url, api_key=current.api_key)
+        provider = provider_for(
+            current.provider, base_url=current.base_url, api_key=current.api_key, responses_api=current.responses_api
+        )
         routed = replace(request, model=current.model)
         try:
             return current, await _with_retries(lambda p=provider, r=routed: attempt(p, r), flight)

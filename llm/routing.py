@@ -50,6 +50,7 @@ class Route:
     base_url: str | None
     api_key: str = field(repr=False)
     fallback: "Route | None" = None
+    responses_api: bool = False  # the alias says its OpenAI-compatible server has a Responses endpoint
 
 
 def _load_table() -> dict[str, ModelRoute]:
@@ -124,7 +125,7 @@ def _from_alias(route: ModelRoute, table: dict[str, ModelRoute], depth: int = 0)
             except AppError:
                 fallback = None  # an unconfigured fallback is skipped, not fatal
     primary = _direct(route.alias, route.provider, route.upstream_model, route.base_url, _route_key(route))
-    return replace(primary, fallback=fallback)
+    return replace(primary, fallback=fallback, responses_api=route.responses_api)
 
 
 def default_model(provider: str) -> str:

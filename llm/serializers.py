@@ -3,6 +3,7 @@ is ever shown."""
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from common.crypto import UnreadableSecret
 from common.serializers import StrictInputSerializer
@@ -11,6 +12,11 @@ from llm.providers.registry import provider_choices
 
 _PER_MTOK = {"max_digits": 12, "decimal_places": 6}
 _MAX_INT = 2**31 - 1
+RESPONSES_API_HELP = (
+    "This OpenAI-compatible server has a /v1/responses endpoint: `POST /v1/responses` is sent there as it is "
+    "(vLLM and recent Ollama have one); false: translated through Chat Completions. Local routes only: OpenAI "
+    "routes always use their Responses endpoint, Anthropic routes refuse true."
+)
 
 
 class PriceRatesSerializer(serializers.Serializer):
@@ -53,6 +59,7 @@ class ModelRouteSerializer(serializers.Serializer):
     base_url = serializers.CharField(help_text="Blank: the provider's configured base URL.")
     api_key = serializers.SerializerMethodField(help_text="Whether the route has a key of its own; never the key.")
     fallback = serializers.CharField(source="fallback.alias", allow_null=True, help_text="Tried when this fails.")
+    responses_api = serializers.BooleanField(help_text=RESPONSES_API_HELP)
     is_active = serializers.BooleanField()
 
     @extend_schema_field(serializers.ChoiceField(choices=["set", "not set", "unreadable"]))
@@ -60,6 +67,16 @@ class ModelRouteSerializer(serializers.Serializer):
         if isinstance(route.api_key, UnreadableSecret):
             return "unreadable"  # stored, and not decryptable with FIELD_ENCRYPTION_KEYS
         return "set" if route.api_key else "not set"
+
+
+class _RouteAlias(serializers.SlugRelatedField):
+    """A route by its alias, or null. DRF reads a blank string as null on a nullable relation; the schema (and an
+    honest API) says an alias is never blank, so "" is refused rather than silently clearing the fallback."""
+
+    def run_validation(self, data=empty):
+        if data == "":
+            raise serializers.ValidationError("Send a route's alias, or null for no fallback.")
+        return super().run_validation(data)
 
 
 class ModelRouteInputSerializer(StrictInputSerializer):
@@ -78,13 +95,14 @@ class ModelRouteInputSerializer(StrictInputSerializer):
         write_only=True,
         help_text="Write-only. Omitted: the stored key stays. Blank: no key of its own.",
     )
-    fallback = serializers.SlugRelatedField(
+    fallback = _RouteAlias(
         slug_field="alias",
         queryset=ModelRoute.objects.all(),
         required=False,
         allow_null=True,
         help_text="The alias of the route tried when this one keeps failing.",
     )
+    responses_api = serializers.BooleanField(required=False, help_text=f"{RESPONSES_API_HELP} Omitted: false.")
     is_active = serializers.BooleanField(required=False)
 
 

@@ -461,6 +461,31 @@ def test_route_save_refreshes_this_process(admin_client, django_capture_on_commi
     assert aroutes()["fast"].upstream_model == "gpt-4o-mini"
 
 
+def test_route_responses_api_flag_is_for_openai_compatible_servers(admin_client):
+    """On for a local route (its server's /v1/responses is used), accepted and without effect on an OpenAI route (which
+    always uses it), refused with the reason on an Anthropic route."""
+    refused = admin_client.post(
+        "/admin/llm/modelroute/add/",
+        route_form(alias="claude", provider="anthropic", upstream_model="claude-haiku-4-5", responses_api="on"),
+    )
+    assert refused.status_code == 200 and not ModelRoute.objects.filter(alias="claude").exists()
+    page = unescape(refused.content.decode())
+    assert "The Anthropic provider has no Responses API" in page
+    assert "Only an OpenAI-compatible (local) server can have one." in page
+
+    for alias, provider in (("vllm", "local"), ("gpt", "openai")):
+        saved = admin_client.post(
+            "/admin/llm/modelroute/add/", route_form(alias=alias, provider=provider, responses_api="on")
+        )
+        assert saved.status_code == 302, saved.content.decode()[:2000]
+        assert ModelRoute.objects.get(alias=alias).responses_api is True
+    change = admin_client.get(f"/admin/llm/modelroute/{ModelRoute.objects.get(alias='vllm').pk}/change/")
+    assert re.search(r'<input type="checkbox" name="responses_api"[^>]*checked', change.content.decode())
+    assert "has a /v1/responses endpoint" in unescape(change.content.decode())  # its help text
+    listing = admin_client.get("/admin/llm/modelroute/?responses_api__exact=1").content.decode()
+    assert "Responses API" in listing and "vllm" in listing
+
+
 # --- prices, templates, spend ---------------------------------------------------------------------
 
 

@@ -210,6 +210,11 @@ def test_route_writes_keep_the_key_write_only(call, tokens, settings):
     linked = call("PATCH", f"{ROUTES_URL}/{route.pk}", tokens["root"], {"fallback": "backup"})
     assert linked.status == 200 and linked.body["fallback"] == "backup"
     _error(call("PATCH", f"{ROUTES_URL}/{route.pk}", tokens["root"], {"fallback": "nowhere"}), 400, "invalid_request")
+    blank = call(
+        "PATCH", f"{ROUTES_URL}/{route.pk}", tokens["root"], {"fallback": ""}
+    )  # null removes it; "" is no alias
+    _error(blank, 400, "invalid_request")
+    assert "fallback" in blank.body["error"]["details"]
     # As in the admin: a base URL must be a host LLM_BASE_URL_ALLOWLIST allows; an alias is unique.
     settings.LLM_BASE_URL_ALLOWLIST = ["api.openai.com"]
     outside = call("PATCH", f"{ROUTES_URL}/{route.pk}", tokens["root"], {"base_url": "https://evil.example.com/v1"})
@@ -224,6 +229,33 @@ def test_route_writes_keep_the_key_write_only(call, tokens, settings):
     assert call("DELETE", f"{ROUTES_URL}/{backup.body['id']}", tokens["root"]).status == 204
     route.refresh_from_db()
     assert route.fallback is None and route.base_url == ""
+
+
+def test_route_responses_api_flag_is_shown_and_written(call, tokens):
+    local = call(
+        "POST",
+        ROUTES_URL,
+        tokens["root"],
+        {"alias": "vllm", "provider": "local", "upstream_model": "qwen3", "responses_api": True},
+    )
+    assert local.status == 201, local.text
+    assert local.body["responses_api"] is True and ModelRoute.objects.get(alias="vllm").responses_api is True
+    plain = call("POST", ROUTES_URL, tokens["root"], {"alias": "ollama", "provider": "local", "upstream_model": "q"})
+    assert plain.status == 201 and plain.body["responses_api"] is False  # omitted: the chat translation
+    listed = call("GET", ROUTES_URL, tokens["reader"]).body["results"]
+    assert {r["alias"]: r["responses_api"] for r in listed} == {"vllm": True, "ollama": False}
+    # As in the admin: an Anthropic route cannot claim a Responses endpoint.
+    claude = call(
+        "POST",
+        ROUTES_URL,
+        tokens["root"],
+        {"alias": "claude", "provider": "anthropic", "upstream_model": "claude-x", "responses_api": True},
+    )
+    _error(claude, 400, "invalid_request")
+    assert "Only an OpenAI-compatible (local) server" in str(claude.body["error"]["details"]["responses_api"])
+    assert not ModelRoute.objects.filter(alias="claude").exists()
+    off = call("PATCH", f"{ROUTES_URL}/{local.body['id']}", tokens["root"], {"responses_api": False})
+    assert off.status == 200 and off.body["responses_api"] is False
 
 
 # --- the gateway sees a write at once ----------------------------------------------------------------------------------

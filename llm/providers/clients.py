@@ -74,11 +74,18 @@ class SDKProvider:
     model_hint: ClassVar[str] = ""  # those names in short, for the unknown-model message ("claude-*")
     lists_default_model: ClassVar[bool] = True  # `GET /v1/models` lists its default model when it is configured
     default_max_tokens_setting: ClassVar[str | None] = None  # the `max_tokens` sent when a request sets none
+    # `POST /v1/responses` goes to the upstream's own Responses endpoint: always (`responses_api`), or when the
+    # route says its server has one (`responses_api_by_route`: OpenAI-compatible servers differ by version).
+    # Neither: the chat translation, and a route cannot claim the endpoint (its form refuses the flag).
+    responses_api: ClassVar[bool] = False
+    responses_api_by_route: ClassVar[bool] = False
 
-    def __init__(self, *, name: str, base_url: str | None, api_key: str) -> None:
+    def __init__(self, *, name: str, base_url: str | None, api_key: str, responses_api: bool = False) -> None:
         self.name = name
         self.base_url = base_url
         self.api_key = api_key
+        # This route's server: a Responses request is sent to its Responses endpoint as it is.
+        self.serves_responses = type(self).responses_api or (type(self).responses_api_by_route and responses_api)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} base_url={self.base_url!r}>"  # never the key

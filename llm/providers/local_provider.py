@@ -14,4 +14,7 @@ class LocalProvider(OpenAIProvider):
     model_pattern = None  # only by the `local/` prefix, an alias, or `provider: local`
     model_hint = ""
     lists_default_model = False
-    responses_api = False  # local servers differ by version: the chat translation, which they all serve
+    # Servers differ by version (vLLM and recent Ollama serve `/v1/responses`, others only chat completions): the
+    # route says (`ModelRoute.responses_api`); without a route, the chat translation, which they all serve.
+    responses_api = False
+    responses_api_by_route = True

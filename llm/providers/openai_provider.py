@@ -174,7 +174,7 @@ class OpenAIProvider(SDKProvider):
         )
 
     def _responses_params(self, request: ChatRequest) -> dict[str, Any] | None:
-        if request.responses_native is None or not self.responses_api:
+        if request.responses_native is None or not self.serves_responses:
             return None
         return {**request.responses_native, "model": request.model}
 
