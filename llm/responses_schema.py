@@ -318,8 +318,9 @@ RESPONSES = {
     "description": (
         "OpenAI's Responses API for every routed model: point any OpenAI SDK at `base_url=<host>/v1` with a djllm "
         "token and call `client.responses.create(...)`. OpenAI models are sent to the upstream's own Responses "
-        "endpoint (statelessly: the whole conversation, `store` false, other Responses fields as sent); Claude "
-        "and local models through the chat gateway, translated: the input items, instructions, function tools, "
+        "endpoint (statelessly: the whole conversation, `store` false, other Responses fields as sent), and so are "
+        "local models whose route has `responses_api` on (the server's own `/v1/responses`); Claude models and "
+        "other local models through the chat gateway, translated: the input items, instructions, function tools, "
         "tool choice, `text.format` (JSON schema), `max_output_tokens`, `temperature` and `top_p`. Every answer "
         "comes back as output items (`message` with `output_text`, `function_call`). Other tool types "
         "(web search, file search...) and `item_reference` items are refused (400). `store` (default true) "
