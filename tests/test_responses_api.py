@@ -2,7 +2,8 @@
 djllm (uvicorn + the lean ASGI stack) and the fake upstream: OpenAI and Claude models translated both ways, the
 Responses stream events, function tools, structured output, stored responses and their continuation, errors as the
 SDK's own classes, and the one usage row per request. OpenAI models go to the upstream's own Responses endpoint
-(statelessly: the whole conversation, `store` false); Claude and local models through the chat translation."""
+(statelessly: the whole conversation, `store` false); Claude models and local ones without a Responses route
+(tests/test_responses_local_routes.py) through the chat translation."""
 
 import json
 import time
