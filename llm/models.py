@@ -390,6 +390,12 @@ class UsageDaily(models.Model):
     cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
     saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=Decimal("0"))
     latency_ms_sum = models.BigIntegerField(default=0)
+    no_cost = models.BigIntegerField(default=0, help_text="Requests with no cost recorded (`cost_usd` empty).")
+    price_missing = models.BigIntegerField(
+        default=0,
+        help_text="Requests that used tokens and have no cost: their model has no price (what `/api/v1/usage` calls "
+        "`unpriced`).",
+    )
 
     class Meta:
         constraints = [

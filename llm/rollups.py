@@ -32,7 +32,7 @@ TTFT = "ttft"
 
 DAILY_KEY = ("day", "user_key", "token_key", "provider", "model", "status")
 DAILY_SUMS = ("requests", "unpriced", "input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
-              "reasoning_tokens", "cost_usd", "saved_usd", "latency_ms_sum")  # fmt: skip
+              "reasoning_tokens", "cost_usd", "saved_usd", "latency_ms_sum", "no_cost", "price_missing")  # fmt: skip
 LATENCY_KEY = ("day", "provider", "metric", "bucket")
 LATENCY_SUMS = ("count",)
 _TOKENS = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
@@ -82,7 +82,7 @@ def _deltas(records: Iterable[Any]) -> tuple[dict[tuple, list], dict[tuple, int]
                record.upstream_model or record.requested_model, record.status)  # fmt: skip
         sums = daily.get(key)
         if sums is None:
-            sums = daily[key] = [0, 0, 0, 0, 0, 0, 0, Decimal("0"), Decimal("0"), 0]
+            sums = daily[key] = [0, 0, 0, 0, 0, 0, 0, Decimal("0"), Decimal("0"), 0, 0, 0]
         sums[0] += 1
         sums[1] += not record.priced
         for index, name in enumerate(_TOKENS, start=2):
@@ -90,6 +90,9 @@ def _deltas(records: Iterable[Any]) -> tuple[dict[tuple, list], dict[tuple, int]
         sums[7] += record.cost_usd or 0
         sums[8] += record.saved_usd or 0
         sums[9] += record.latency_ms
+        if record.cost_usd is None:
+            sums[10] += 1
+            sums[11] += bool(record.input_tokens or record.output_tokens)
         if record.status == "ok":
             bucket = (day, record.provider, LATENCY, bisect.bisect_left(LATENCY_BUCKETS_MS, record.latency_ms))
             latency[bucket] = latency.get(bucket, 0) + 1
@@ -174,6 +177,10 @@ def _daily_query(records: models.QuerySet) -> models.QuerySet:
             r_cost_usd=Coalesce(Sum("cost_usd"), zero, output_field=money),
             r_saved_usd=Coalesce(Sum("saved_usd"), zero, output_field=money),
             r_latency_ms_sum=Coalesce(Sum("latency_ms"), 0, output_field=models.BigIntegerField()),
+            r_no_cost=Count("pk", filter=Q(cost_usd__isnull=True)),
+            r_price_missing=Count(
+                "pk", filter=Q(cost_usd__isnull=True) & (Q(input_tokens__gt=0) | Q(output_tokens__gt=0))
+            ),
         )
     )
 

@@ -2,11 +2,14 @@
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
-from django.db.models import Case, Count, F, Q, QuerySet, Sum, When
-from django.db.models.functions import TruncDate
+from django.db import connections, router
+from django.db.models import Case, Count, F, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Coalesce, TruncDate
 
+from accounts.selectors import api_tokens_for_user
 from accounts.token_cache import CachedToken
 from llm import pricing, routing
 from llm.limits import budgets_for
@@ -19,6 +22,7 @@ from llm.models import (
     PromptTemplateVersion,
     SpendCounter,
     StoredResponse,
+    UsageDaily,
     UsageRecord,
     UsageStatus,
 )
@@ -107,12 +111,116 @@ def usage_summary_for_user(*, user, date_from: date, date_to: date, group_by: st
     """The user's requests, tokens, cost and cache savings between two dates (inclusive, in `tz`), per day, per
     model or per token.
 
-    One aggregate query, filtered on (user, created_at) so it walks the `usage_user_time` index; the database
+    Days in UTC: read from the daily rollups (`UsageDaily`, one row per day, token, provider, model and status), a
+    few rows per day whatever the number of records, with the same figures and order as the raw rows give. Days in
+    another timezone do not line up with the rollups' UTC days, so they are summed from the raw records: one
+    aggregate query, filtered on (user, created_at) so it walks the `usage_user_time` index. Either way the database
     groups and sums, Python only shapes the few resulting groups. Cost sums are exact on PostgreSQL (numeric); on
     SQLite, which stores decimals as floating point, they are exact to 15 significant digits.
     """
     if group_by not in GROUP_BY_CHOICES:
         raise ValueError(f"group_by must be one of {GROUP_BY_CHOICES}, not {group_by!r}")
+    if _is_utc(tz):
+        groups = usage_rollup_groups(user=user, date_from=date_from, date_to=date_to, group_by=group_by)
+    else:
+        groups = _raw_groups(user, date_from, date_to, group_by, tz)
+    totals = UsageGroup(key=None)
+    for group in groups:  # a handful of groups, not table rows
+        for name in (*COUNT_FIELDS, *MONEY_FIELDS):
+            setattr(totals, name, getattr(totals, name) + getattr(group, name))
+    return UsageSummary(
+        date_from=date_from,
+        date_to=date_to,
+        group_by=group_by,
+        timezone=str(getattr(tz, "key", tz)),
+        totals=totals,
+        groups=groups,
+    )
+
+
+# Zones whose days are UTC days, always (the rollups' days).
+_UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu", "GMT", "Etc/GMT",
+     "Greenwich", "Etc/Greenwich", "GMT0", "Etc/GMT0", "GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0"}
+)  # fmt: skip
+
+
+def _is_utc(tz: tzinfo) -> bool:
+    if isinstance(tz, dt_timezone):
+        return tz.utcoffset(None) == timedelta(0)
+    return getattr(tz, "key", None) in _UTC_NAMES
+
+
+def usage_rollup_groups(*, user, date_from: date, date_to: date, group_by: str) -> list[UsageGroup]:
+    """The user's usage per UTC day, per model or per token from the daily rollups: the same groups, figures and
+    order as `_raw_groups` gives from the raw records in UTC. Where the raw query's SUM(cost_usd) is NULL (every
+    record of the group without a cost), the rollups know it from `no_cost`, and order that group as the database
+    orders a NULL sum (last, by `nulls_last`)."""
+    rows = UsageDaily.objects.filter(user_key=user.pk, day__gte=date_from, day__lte=date_to).order_by()
+    completed = [UsageStatus.OK, UsageStatus.CACHED]
+    aggregates = {
+        "n_requests": Sum("requests"),
+        **{f"sum_{name}": Sum(name) for name in (*TOKEN_FIELDS, *MONEY_FIELDS)},
+        "n_cached": Coalesce(Sum("requests", filter=Q(status=UsageStatus.CACHED)), 0),
+        "n_errors": Coalesce(Sum("requests", filter=~Q(status__in=completed)), 0),
+        "n_unpriced": Sum("price_missing"),
+        "n_unpriced_requests": Sum("unpriced"),
+        "n_no_cost": Sum("no_cost"),
+    }
+    # The raw query's SUM(cost_usd): NULL when no record of the group has a cost.
+    cost = Case(When(n_no_cost=F("n_requests"), then=Value(None)), default=F("sum_cost_usd"))
+    if group_by == "day":
+        found = rows.values("day").annotate(**aggregates).order_by("day")
+        return [_group_from_rollup(row["day"].isoformat(), row) for row in found]
+    if group_by == "model":
+        found = (
+            rows.values("provider", "model")
+            .annotate(**aggregates, cost_or_null=cost)
+            .order_by(F("cost_or_null").desc(nulls_last=True), "-n_requests", "model", "provider")
+        )
+        return [_group_from_rollup(row["model"], row, provider=row["provider"]) for row in found]
+    # Per token: rows of a deleted token (its id kept in the rollups) and rows without a token are one group, as
+    # the raw records' NULL token is; ordered here as the database orders the raw groups (numbers only, no text).
+    tokens = {
+        pk: (prefix, name) for pk, prefix, name in api_tokens_for_user(user=user).values_list("pk", "prefix", "name")
+    }
+    merged: dict[int | None, dict] = {}
+    for row in rows.values("token_key").annotate(**aggregates):
+        pk = row["token_key"] if row["token_key"] in tokens else None
+        into = merged.get(pk)
+        if into is None:
+            merged[pk] = dict(row)
+            continue
+        for name, value in row.items():
+            if name != "token_key":
+                into[name] = (into[name] or 0) + (value or 0)
+    nulls_first = connections[router.db_for_read(UsageDaily)].features.nulls_order_largest is False
+
+    def order(item):
+        pk, row = item
+        null_cost = row["n_no_cost"] == row["n_requests"]
+        return (null_cost, -(row["sum_cost_usd"] or 0), -row["n_requests"], (pk is None) != nulls_first, pk or 0)
+
+    return [
+        _group_from_rollup(
+            f"djl_{tokens[pk][0]}" if pk is not None else None, row, token_name=tokens[pk][1] if pk else None
+        )
+        for pk, row in sorted(merged.items(), key=order)
+    ]
+
+
+def _group_from_rollup(key, row: dict, **labels) -> UsageGroup:
+    counts = {name: row[f"n_{name}"] or 0 for name in ("requests", "cached", "errors", "unpriced", "unpriced_requests")}
+    return UsageGroup(
+        key=key,
+        **counts,
+        **{name: row[f"sum_{name}"] or 0 for name in TOKEN_FIELDS},
+        **{name: row[f"sum_{name}"] or Decimal("0") for name in MONEY_FIELDS},
+        **labels,
+    )
+
+
+def _raw_groups(user, date_from: date, date_to: date, group_by: str, tz: tzinfo) -> list[UsageGroup]:
     start, end = _range(date_from, date_to, tz)
     records = UsageRecord.objects.filter(user=user, created_at__gte=start, created_at__lt=end).order_by()
     aggregates = usage_aggregates()
@@ -141,19 +249,7 @@ def usage_summary_for_user(*, user, date_from: date, date_to: date, group_by: st
             )
             for row in rows
         ]
-
-    totals = UsageGroup(key=None)
-    for group in groups:  # a handful of groups, not table rows
-        for name in (*COUNT_FIELDS, *MONEY_FIELDS):
-            setattr(totals, name, getattr(totals, name) + getattr(group, name))
-    return UsageSummary(
-        date_from=date_from,
-        date_to=date_to,
-        group_by=group_by,
-        timezone=str(getattr(tz, "key", tz)),
-        totals=totals,
-        groups=groups,
-    )
+    return groups
 
 
 def usage_records_for_user(*, user) -> QuerySet[UsageRecord]:

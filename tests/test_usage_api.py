@@ -337,11 +337,18 @@ def test_needs_the_llm_scope(user, make_token):
     assert response.status_code == 403 and response.json()["error"]["code"] == "insufficient_scope"
 
 
-def test_one_query_for_the_summary(auth_client, alice_data, django_assert_max_num_queries):
-    """The summary is one aggregate query whatever the number of rows (plus the token lookup)."""
-    for group_by in ("day", "model", "token"):
-        with django_assert_max_num_queries(4) as captured:
-            get(auth_client, group_by=group_by, **MARCH)
-        summary = [q["sql"] for q in captured.captured_queries if "llm_usagerecord" in q["sql"]]
-        assert len(summary) == 1
-        assert "GROUP BY" in summary[0]
+def test_one_query_for_the_summary(auth_client, alice_data, user, django_assert_max_num_queries):
+    """The summary is one aggregate query whatever the number of rows (plus the token lookup): on the daily rollups
+    for UTC days, on the raw records for days in another timezone (they do not line up with the rollups' days)."""
+    for table, other, tz in (
+        ("llm_usagedaily", "llm_usagerecord", "UTC"),
+        ("llm_usagerecord", "llm_usagedaily", "Europe/Paris"),
+    ):
+        account_services.user_preferences_update(user=user, timezone=tz)
+        for group_by in ("day", "model", "token"):
+            with django_assert_max_num_queries(4) as captured:
+                get(auth_client, group_by=group_by, **MARCH)
+            summary = [q["sql"] for q in captured.captured_queries if table in q["sql"]]
+            assert len(summary) == 1
+            assert "GROUP BY" in summary[0]
+            assert not [q for q in captured.captured_queries if other in q["sql"]]

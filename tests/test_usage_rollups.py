@@ -6,7 +6,7 @@ import importlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -295,7 +295,7 @@ def test_the_data_migration_fills_the_rollups_of_existing_records(user):
     assert [key[4] for key in written] == ["gpt-4o-mini"]  # the requested model when no upstream answered
     UsageDaily.objects.all().delete()
     UsageLatencyDaily.objects.all().delete()
-    migration = importlib.import_module("llm.migrations.0014_fill_usage_rollups")
+    migration = importlib.import_module("llm.migrations.0017_usage_daily_cost_counts")
 
     class SchemaEditor:
         connection = connection
@@ -310,3 +310,55 @@ def test_a_past_day_is_rebuilt_alongside_today(user):
     usage_record_create(draft=draft(2, user_id=user.pk))
     written, latency = assert_rollups_equal_a_rebuild()
     assert {key[0] for key in written} == {date(2026, 1, 5), timezone.now().date()}
+
+
+def test_the_usage_summary_from_the_rollups_equals_the_one_from_the_raw_records(user, make_token):
+    """`/api/v1/usage` reads the rollups for UTC days: the same groups, figures and order as the raw records give,
+    deleted tokens, requests without a cost (unpriced models), errors and ties included."""
+    from llm.selectors import _raw_groups, usage_rollup_groups
+
+    main, _ = make_token(user=user, name="main")
+    twin, _ = make_token(user=user, name="twin")  # the same figures as `main`: the order falls to the id
+    extra, _ = make_token(user=user, name="extra")
+    gone, _ = make_token(user=user, name="gone")
+    other = UserFactory(username="carol")
+    n = iter(range(10_000))
+
+    def add(day, token, **fields):
+        with freeze_time(f"2026-03-{day:02d} 12:00:00"):
+            usage_record_create(draft=draft(next(n), user_id=user.pk, token_id=token.pk if token else None, **fields))
+
+    for token in (main, twin):
+        add(1, token, cost_usd=Decimal("0.5"))
+        add(2, token, upstream_model="", requested_model="nope", status="client_error", cost_usd=Decimal("0"))
+    add(2, gone, provider="anthropic", upstream_model="claude-haiku-4-5", cost_usd=Decimal("0.25"))
+    add(4, None, provider="anthropic", upstream_model="claude-haiku-4-5", cost_usd=Decimal("0.25"))
+    add(3, extra, upstream_model="mystery", cost_usd=None, priced=False)  # no price: no cost, tokens used
+    add(3, extra, upstream_model="mystery", cost_usd=None, priced=False, usage=Usage())  # no price, no tokens
+    add(3, extra, upstream_model="free", cost_usd=Decimal("0"), status="cached", saved_usd=Decimal("0.5"))
+    add(4, extra, upstream_model="fallback", cost_usd=Decimal("0.01"), priced=False)  # UNPRICED_* price
+    add(4, extra, status="upstream_error", cost_usd=None, usage=Usage())
+    with freeze_time("2026-03-02 12:00:00"):
+        usage_record_create(draft=draft(next(n), user_id=other.pk, cost_usd=Decimal("7")))  # never counted
+    gone.delete()  # its records' token becomes NULL; its rollup rows keep its id
+
+    for since, until in ((1, 31), (2, 3), (3, 3), (4, 4), (5, 9)):
+        for group_by in ("day", "model", "token"):
+            span = {"date_from": date(2026, 3, since), "date_to": date(2026, 3, until), "group_by": group_by}
+            assert usage_rollup_groups(user=user, **span) == _raw_groups(user, tz=UTC, **span), (span, group_by)
+
+    groups = usage_rollup_groups(user=user, date_from=date(2026, 3, 1), date_to=date(2026, 3, 31), group_by="token")
+    figures = {
+        g.token_name: (g.requests, g.cost_usd, g.errors, g.cached, g.unpriced, g.unpriced_requests) for g in groups
+    }
+    assert figures == {
+        "main": (2, Decimal("0.5"), 1, 0, 0, 0),
+        "twin": (2, Decimal("0.5"), 1, 0, 0, 0),
+        None: (2, Decimal("0.5"), 0, 0, 0, 0),  # no token and the deleted one, together
+        "extra": (5, Decimal("0.01"), 1, 1, 1, 3),
+    }
+    nulls_last = connection.features.nulls_order_largest  # as the database orders a NULL token id
+    names = ["main", "twin", None] if nulls_last else [None, "main", "twin"]
+    assert [g.token_name for g in groups] == [*names, "extra"]
+    models = usage_rollup_groups(user=user, date_from=date(2026, 3, 3), date_to=date(2026, 3, 3), group_by="model")
+    assert [(g.key, g.cost_usd) for g in models] == [("free", 0), ("mystery", 0)]  # a NULL cost sum goes last

@@ -1,18 +1,12 @@
 from django.db import migrations
 
 
-def fill(apps, schema_editor):
-    """The rollups of the records written before they existed, computed as `manage.py rebuild_usage_rollups` does."""
-    from llm.rollups import rollups_rebuild
-
-    rollups_rebuild(apps=apps, using=schema_editor.connection.alias)
-
-
 class Migration(migrations.Migration):
+    """Once filled the rollups; 0017 does it now, after adding the columns the rebuild also fills (an install that
+    ran this one already gets them refilled there)."""
+
     dependencies = [
         ("llm", "0013_usage_error_message"),
     ]
 
-    operations = [
-        migrations.RunPython(fill, migrations.RunPython.noop),
-    ]
+    operations = []
