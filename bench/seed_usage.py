@@ -53,8 +53,8 @@ def insert_sql() -> str:
     return f"""
 INSERT INTO {TABLE} (
     created_at, request_id, user_id, token_id, endpoint, provider, requested_model, upstream_model, type, source,
-    batch_id, status, http_status, error_code, input_tokens, output_tokens, cached_input_tokens, cache_write_tokens,
-    reasoning_tokens, usage_estimated, priced, cost_usd, saved_usd, latency_ms, upstream_latency_ms,
+    batch_id, status, http_status, error_code, error_message, input_tokens, output_tokens, cached_input_tokens,
+    cache_write_tokens, reasoning_tokens, usage_estimated, priced, cost_usd, saved_usd, latency_ms, upstream_latency_ms,
     time_to_first_token_ms, stream, attempts)
 SELECT
     created_at, 'bench-' || n, user_id, token_id, endpoint,
@@ -66,6 +66,9 @@ SELECT
     CASE status WHEN 'ok' THEN '' WHEN 'cached' THEN '' WHEN 'upstream_error' THEN 'upstream_unavailable'
         WHEN 'client_error' THEN 'invalid_request' WHEN 'rate_limited' THEN 'rate_limited'
         WHEN 'budget_exceeded' THEN 'budget_exceeded' ELSE 'client_disconnected' END,
+    CASE status WHEN 'ok' THEN '' WHEN 'cached' THEN '' WHEN 'upstream_error' THEN 'The upstream provider is unavailable.'
+        WHEN 'client_error' THEN 'Invalid request.' WHEN 'rate_limited' THEN 'Rate limit exceeded.'
+        WHEN 'budget_exceeded' THEN 'Monthly budget exceeded.' ELSE '' END,
     input_tokens, output_tokens, cached_input_tokens, 0, reasoning_tokens, false,
     price_in IS NOT NULL,
     CASE WHEN price_in IS NULL THEN NULL WHEN status = 'ok' THEN full_cost ELSE 0 END,

@@ -6,12 +6,13 @@ transaction commits); other worker processes re-read them within seconds.
 
 import calendar
 import csv
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.auth import get_user_model
 from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
@@ -20,6 +21,7 @@ from django.http import StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -46,6 +48,7 @@ from llm.models import (
 from llm.paginator import EstimatedCountPaginator
 from llm.providers.registry import provider_choices
 from llm.selectors import PRICE_MISSING, spend_counter_amounts, usage_totals
+from llm.usage_totals import UsageFilter, usage_totals_from_rollups
 
 # --- UsageRecord ---------------------------------------------------------------------------------
 
@@ -64,22 +67,17 @@ class ProviderFilter(admin.SimpleListFilter):
 
 
 class ModelFilter(admin.SimpleListFilter):
-    """The models of the latest requests (an index-ordered peek, not a DISTINCT over millions of rows); any
-    other model works by URL (`?upstream_model=...`)."""
+    """The models of the latest requests (the newest rows read down the created_at index, de-duplicated here: a
+    DISTINCT in the database would be planned over the whole table); any other model works by URL
+    (`?upstream_model=...`)."""
 
     title = "model"
     parameter_name = "upstream_model"
     recent_rows = 5000
 
     def lookups(self, request, model_admin):
-        recent = UsageRecord.objects.order_by("-created_at").values("pk")[: self.recent_rows]
-        models = set(
-            UsageRecord.objects.filter(pk__in=Subquery(recent))
-            .exclude(upstream_model="")
-            .order_by()
-            .values_list("upstream_model", flat=True)
-            .distinct()
-        )
+        recent = UsageRecord.objects.order_by("-created_at").values_list("upstream_model", flat=True)
+        models = {model for model in recent[: self.recent_rows] if model}
         if self.value():
             models.add(self.value())
         return [(model, model) for model in sorted(models)]
@@ -393,16 +391,21 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
         return response
 
     def _totals(self, cl) -> dict:
-        """Totals of the filtered set, one aggregate query. With no filter at all they cover the current month
-        (an index range), so opening the page never sums the whole table."""
-        queryset = cl.queryset.order_by()
-        if queryset.query.has_filters():
+        """Totals of the filtered set. With no filter at all they cover the current month, so opening the page never
+        sums the whole table. Filters the daily rollups can answer (user, token, provider, model, status, cache hits,
+        dates) read them, and the raw rows only for partial days (llm/usage_totals.py); any other filter sums the raw
+        rows in one aggregate query."""
+        spec = _rollup_filter(cl)
+        if cl.queryset.query.has_filters():
             scope = "the records shown by these filters"
         else:
             start = _month_start_utc()
-            queryset = queryset.filter(created_at__gte=start)
+            spec = spec and UsageFilter(start=start)
             scope = f"this month (since {start:%d %B %Y}, UTC); filter or pick a date for other totals"
-        values = usage_totals(queryset)
+        if spec is not None:
+            values = usage_totals_from_rollups(spec)
+        else:
+            values = usage_totals(cl.queryset.order_by())
         return {
             "scope": scope,
             "values": values,
@@ -411,6 +414,69 @@ class UsageRecordAdmin(ReadOnlyAdmin, admin.ModelAdmin):
             "cost_exact": money(values.cost_usd),
             "saved_exact": money(values.saved_usd),
         }
+
+
+# Change-list parameters that do not filter.
+_NOT_FILTERS = {"o", "p", "e", "_to_field", "_popup", "_changelist_filters"}
+_SAME_FIELD = {"user__id__exact": "user_id", "token__id__exact": "token_id", "provider": "provider",
+               "upstream_model": "model", "status__exact": "status"}  # fmt: skip
+
+
+def _moment(value: str) -> datetime | None:
+    moment = parse_datetime(value)
+    if moment is None:
+        day = parse_date(value)
+        moment = datetime.combine(day, datetime.min.time()) if day else None
+    if moment is not None and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+def _hierarchy_range(year: str, month: str | None, day: str | None) -> tuple[datetime, datetime]:
+    """The date drill-down's range, as Django's ChangeList builds it (in the current timezone)."""
+    start = datetime(int(year), int(month or 1), int(day or 1))
+    if day:
+        end = start + timedelta(days=1)
+    elif month:
+        end = (start + timedelta(days=32)).replace(day=1)
+    else:
+        end = start.replace(year=start.year + 1)
+    return timezone.make_aware(start), timezone.make_aware(end)
+
+
+def _rollup_filter(cl) -> UsageFilter | None:
+    """The change list's filters as a `UsageFilter` when the rollups can answer them all exactly; else None."""
+    params = {key: value[-1] if isinstance(value, list) else value for key, value in cl.params.items()}
+    params = {key: value for key, value in params.items() if key not in _NOT_FILTERS}
+    if params.pop(SEARCH_VAR, "").strip():
+        return None
+    spec: dict = {}
+    try:
+        for key, value in params.items():
+            if key in _SAME_FIELD:
+                spec[_SAME_FIELD[key]] = int(value) if key.endswith("__id__exact") else value
+            elif key == "cached" and value in ("yes", "no"):
+                spec["status" if value == "yes" else "exclude_status"] = UsageStatus.CACHED
+            elif key in ("created_at__gte", "created_at__lt"):
+                spec["start" if key.endswith("gte") else "end"] = _moment(value)
+                if spec["start" if key.endswith("gte") else "end"] is None:
+                    return None
+            elif key == "created_at__year" and not {"created_at__gte", "created_at__lt"} & params.keys():
+                spec["start"], spec["end"] = _hierarchy_range(
+                    value, params.get("created_at__month"), params.get("created_at__day")
+                )
+            elif key not in ("created_at__month", "created_at__day"):
+                return None
+        if "cached" in params and params.get("status__exact") and "exclude_status" not in spec:
+            return None  # cache hits and a status: two status filters
+    except (ValueError, OverflowError):
+        return None
+    # A deleted user's or token's records lost their link on the raw side; the rollups still have its id.
+    if "user_id" in spec and not get_user_model().objects.filter(pk=spec["user_id"]).exists():
+        return None
+    if "token_id" in spec and not APIToken.objects.filter(pk=spec["token_id"]).exists():
+        return None
+    return UsageFilter(**spec)
 
 
 # --- ModelPrice ----------------------------------------------------------------------------------
