@@ -196,7 +196,7 @@ def prepare(rows: int) -> dict:
         call_command(command, verbosity=0)
         info["rollups"] = f"rebuilt in {time.monotonic() - started:.1f} s"
     else:
-        info["rollups"] = "kept (no rows added)"
+        info["rollups"] = "already filled (no rows added)"
     with connection.cursor() as cursor:
         started = time.monotonic()
         # VACUUM too: a table that autovacuum has visited (index-only scans need its visibility map).
