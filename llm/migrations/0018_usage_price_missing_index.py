@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ("llm", "0016_modelroute_responses_api"),
+        ("llm", "0017_usage_daily_cost_counts"),
     ]
 
     operations = [
