@@ -1,19 +1,21 @@
 """Reads for the spend dashboard (`/admin/dashboard/` and the one on `/account/`).
 
 Everything comes from the daily rollups (`UsageDaily`, `UsageLatencyDaily`), grouped and summed by the database,
-so the unfiltered dashboard never reads the usage table, however large it is. Names of the top users and tokens
-are one lookup each; budgets read the month's `SpendCounter` rows. The one exception is latency under a user, token
+so the unfiltered dashboard never reads the usage table, however large it is: two GROUP BYs over the range's rollup
+rows, one by (day, provider, model, status) and one by (user, token), from which Python derives every table and
+chart. Names of the top users and tokens are one lookup each; budgets read the month's `SpendCounter` rows. The one exception is latency under a user, token
 or model filter, which the latency rollup cannot split: those percentiles are counted from the matching usage
 records, in the same buckets, through the (user|token|model, created_at) indexes.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, Value, When
-from django.db.models.functions import Coalesce
 
 from accounts.models import APIToken, UserPreferences
 from llm.limits import month_start
@@ -68,30 +70,9 @@ def _rollup(f: DashboardFilter) -> QuerySet[UsageDaily]:
     return rows.order_by()
 
 
-def _sums() -> dict:
-    def total(name, **kw):
-        return Coalesce(Sum(name, **kw), Value(0))
-
-    def money(name, **kw):
-        return Coalesce(Sum(name, **kw), Value(ZERO))
-
-    return {
-        "requests_": total("requests"),
-        "errors": total("requests", filter=Q(status__in=ERROR_STATUSES)),
-        "cache_hits": total("requests", filter=Q(status=UsageStatus.CACHED)),
-        "unpriced_": total("unpriced"),
-        "input": total("input_tokens"),
-        "output": total("output_tokens"),
-        "cached_input": total("cached_input_tokens"),
-        "cost": money("cost_usd"),
-        "saved": money("saved_usd"),
-        "latency_sum": total("latency_ms_sum"),
-    }
-
-
 @dataclass
 class Figures:
-    """One row of sums: the totals, a day, a user, a token or a model."""
+    """Sums over some rollup rows: the totals, a day, a user, a token or a model."""
 
     key: object = None
     label: str = ""
@@ -102,34 +83,21 @@ class Figures:
     unpriced: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_input_tokens: int = 0
     cost_usd: Decimal = ZERO
     saved_usd: Decimal = ZERO
-    latency_ms_sum: int = 0
 
-    @classmethod
-    def from_row(cls, row: dict, **labels) -> "Figures":
-        return cls(
-            requests=row["requests_"],
-            errors=row["errors"],
-            cache_hits=row["cache_hits"],
-            unpriced=row["unpriced_"],
-            input_tokens=row["input"],
-            output_tokens=row["output"],
-            cached_input_tokens=row["cached_input"],
-            cost_usd=Decimal(row["cost"]),
-            saved_usd=Decimal(row["saved"]),
-            latency_ms_sum=row["latency_sum"],
-            **labels,
-        )
-
-    @property
-    def mean_latency_ms(self) -> int | None:
-        return round(self.latency_ms_sum / self.requests) if self.requests else None
-
-
-def dashboard_totals(f: DashboardFilter) -> Figures:
-    return Figures.from_row(_rollup(f).aggregate(**_sums()))
+    def add(self, row: dict) -> "Figures":
+        self.requests += row["n"]
+        self.cost_usd += Decimal(row["cost"] or 0)
+        status = row.get("status")
+        if status is not None:
+            self.errors += row["n"] if status in ERROR_STATUSES else 0
+            self.cache_hits += row["n"] if status == UsageStatus.CACHED else 0
+            self.unpriced += row["unpriced_n"]
+            self.input_tokens += row["input"]
+            self.output_tokens += row["output"]
+            self.saved_usd += Decimal(row["saved"] or 0)
+        return self
 
 
 @dataclass
@@ -145,88 +113,122 @@ class DailySeries:
     errors: list[int]
 
 
-def daily_series(f: DashboardFilter, *, split: str = "provider") -> DailySeries:
+@dataclass
+class Breakdown:
+    """Everything the dashboard shows but latency and budgets, from two GROUP BYs over the rollup rows of the
+    range: one by (day, provider, model, status), one by (user, token)."""
+
+    totals: Figures
+    series: DailySeries
+    top_models: list[Figures]
+    cache_models: list[Figures]
+    unpriced_models: list[Figures]
+    top_users: list[Figures]
+    top_tokens: list[Figures]
+
+
+@contextmanager
+def _hash_aggregates():
+    """On PostgreSQL, room to group a month of rollup rows in a hash table (for this transaction only): with the
+    default 4 MB of work_mem the planner, which overestimates the number of groups, sorts the rows by their text
+    columns instead, two to three times slower at 10M records (160k rollup rows in 30 days)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        yield
+
+
+def _by_model_day(f: DashboardFilter) -> list[dict]:
+    return list(
+        _rollup(f)
+        .values("day", "provider", "model", "status")
+        .annotate(
+            n=Sum("requests"),
+            unpriced_n=Sum("unpriced"),
+            input=Sum("input_tokens"),
+            output=Sum("output_tokens"),
+            cost=Sum("cost_usd"),
+            saved=Sum("saved_usd"),
+        )
+    )
+
+
+def _by_owner(f: DashboardFilter) -> list[dict]:
+    return list(_rollup(f).values("user_key", "token_key").annotate(n=Sum("requests"), cost=Sum("cost_usd")))
+
+
+def _ranked(groups: dict, *, by=lambda g: (-g.cost_usd, -g.requests), limit: int = TOP_ROWS) -> list[Figures]:
+    return sorted(groups.values(), key=lambda g: (*by(g), str(g.label), str(g.provider)))[:limit]
+
+
+def dashboard_breakdown(f: DashboardFilter, *, split: str = "provider") -> Breakdown:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    with _hash_aggregates():
+        rows, owners = _by_model_day(f), _by_owner(f)
     days = f.days
     index = {day: i for i, day in enumerate(days)}
-    rows = _rollup(f).values("day", split).annotate(cost=Coalesce(Sum("cost_usd"), Value(ZERO)))
-    by_name: dict[str, list[Decimal]] = {}
-    for row in rows:
-        by_name.setdefault(row[split], [ZERO] * len(days))[index[row["day"]]] += Decimal(row["cost"])
-    ranked = sorted(by_name, key=lambda name: (-sum(by_name[name]), name))
-    kept, rest = ranked[:STACKED_SERIES], ranked[STACKED_SERIES:]
-    other = [sum((by_name[name][i] for name in rest), ZERO) for i in range(len(days))] if rest else None
-
+    totals = Figures()
+    models: dict[tuple, Figures] = {}
+    cached: dict[tuple, Figures] = {}
+    cost_by: dict[str, list[Decimal]] = {}
     requests, errors = [0] * len(days), [0] * len(days)
-    counts = (
-        _rollup(f)
-        .values("day")
-        .annotate(n=Sum("requests"), e=Coalesce(Sum("requests", filter=Q(status__in=ERROR_STATUSES)), Value(0)))
+    for row in rows:
+        totals.add(row)
+        key = (row["provider"], row["model"])
+        models.setdefault(key, Figures(key=row["model"], label=row["model"], provider=row["provider"])).add(row)
+        if row["status"] == UsageStatus.CACHED:
+            cached.setdefault(key, Figures(key=row["model"], label=row["model"], provider=row["provider"])).add(row)
+        i = index[row["day"]]
+        cost_by.setdefault(row[split], [ZERO] * len(days))[i] += Decimal(row["cost"] or 0)
+        requests[i] += row["n"]
+        errors[i] += row["n"] if row["status"] in ERROR_STATUSES else 0
+    ranked = sorted(cost_by, key=lambda name: (-sum(cost_by[name]), name))
+    kept, rest = ranked[:STACKED_SERIES], ranked[STACKED_SERIES:]
+    other = [sum((cost_by[name][i] for name in rest), ZERO) for i in range(len(days))] if rest else None
+    series = DailySeries(days, split, {name: cost_by[name] for name in kept}, other, requests, errors)
+
+    users: dict[int, Figures] = {}
+    tokens: dict[int, Figures] = {}
+    for row in owners:
+        users.setdefault(row["user_key"], Figures(key=row["user_key"])).add(row)
+        tokens.setdefault(row["token_key"], Figures(key=row["token_key"], label=str(row["user_key"]))).add(row)
+    top_users, top_tokens = _ranked(users), _ranked(tokens)
+    _name_users(top_users)
+    _name_tokens(top_tokens)
+    unpriced = {key: group for key, group in models.items() if group.unpriced}
+    return Breakdown(
+        totals=totals,
+        series=series,
+        top_models=_ranked(models),
+        cache_models=_ranked(cached, by=lambda g: (-g.saved_usd, -g.requests)),
+        unpriced_models=_ranked(unpriced, by=lambda g: (-g.unpriced,)),
+        top_users=top_users,
+        top_tokens=top_tokens,
     )
-    for row in counts:
-        requests[index[row["day"]]], errors[index[row["day"]]] = row["n"], row["e"]
-    return DailySeries(
-        days=days,
-        split=split,
-        cost={name: by_name[name] for name in kept},
-        other=other,
-        requests=requests,
-        errors=errors,
-    )
 
 
-def top_users(f: DashboardFilter, *, limit: int = TOP_ROWS) -> list[Figures]:
-    rows = list(_rollup(f).values("user_key").annotate(**_sums()).order_by("-cost", "-requests_", "user_key")[:limit])
-    names = dict(
-        get_user_model()
-        .objects.filter(pk__in=[row["user_key"] for row in rows if row["user_key"]])
-        .values_list("pk", "username")
-    )
-    return [
-        Figures.from_row(
-            row,
-            key=row["user_key"],
-            label=names.get(row["user_key"], f"user #{row['user_key']} (deleted)") if row["user_key"] else "no user",
-        )
-        for row in rows
-    ]
+def _name_users(rows: list[Figures]) -> None:
+    """One lookup for the usernames of the top users."""
+    names = dict(get_user_model().objects.filter(pk__in=[r.key for r in rows if r.key]).values_list("pk", "username"))
+    for row in rows:
+        row.label = names.get(row.key, f"user #{row.key} (deleted)") if row.key else "no user"
 
 
-def top_tokens(f: DashboardFilter, *, limit: int = TOP_ROWS) -> list[Figures]:
-    rows = list(_rollup(f).values("token_key").annotate(**_sums()).order_by("-cost", "-requests_", "token_key")[:limit])
+def _name_tokens(rows: list[Figures]) -> None:
+    """One lookup for the prefixes, names and owners of the top tokens (`provider` holds the owner)."""
     tokens = {
         pk: (f"djl_{prefix}" + (f" ({name})" if name else ""), username)
-        for pk, prefix, name, username in APIToken.objects.filter(
-            pk__in=[row["token_key"] for row in rows if row["token_key"]]
-        ).values_list("pk", "prefix", "name", "user__username")
+        for pk, prefix, name, username in APIToken.objects.filter(pk__in=[r.key for r in rows if r.key]).values_list(
+            "pk", "prefix", "name", "user__username"
+        )
     }
-    result = []
     for row in rows:
-        key = row["token_key"]
-        label, owner = tokens.get(key, (f"token #{key} (deleted)", "")) if key else ("no token", "")
-        result.append(Figures.from_row(row, key=key, label=label, provider=owner))
-    return result
-
-
-def top_models(f: DashboardFilter, *, limit: int = TOP_ROWS, cached_only: bool = False) -> list[Figures]:
-    rows = _rollup(f)
-    if cached_only:
-        rows = rows.filter(status=UsageStatus.CACHED)
-    order = ("-saved", "-requests_") if cached_only else ("-cost", "-requests_")
-    rows = rows.values("provider", "model").annotate(**_sums()).order_by(*order, "model", "provider")[:limit]
-    return [Figures.from_row(row, key=row["model"], label=row["model"], provider=row["provider"]) for row in rows]
-
-
-def unpriced_models(f: DashboardFilter, *, limit: int = TOP_ROWS) -> list[Figures]:
-    rows = (
-        _rollup(f)
-        .filter(unpriced__gt=0)
-        .values("provider", "model")
-        .annotate(**_sums())
-        .order_by("-unpriced_", "model", "provider")[:limit]
-    )
-    return [Figures.from_row(row, key=row["model"], label=row["model"], provider=row["provider"]) for row in rows]
+        row.label, row.provider = (
+            tokens.get(row.key, (f"token #{row.key} (deleted)", "")) if row.key else ("no token", "")
+        )
 
 
 # --- Latency -------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from decimal import Decimal
 from common.charts import OTHER_COLOUR, Series, StackedBars, stacked_bars
 from common.formatting import money, usd
 from llm import dashboard
-from llm.dashboard import DashboardFilter, Figures
+from llm.dashboard import DailySeries, DashboardFilter, Figures
 from llm.models import UsageStatus
 from llm.rollups import LATENCY_BUCKETS_MS
 
@@ -88,8 +88,7 @@ def _row(figures: Figures, link: str | None) -> dict:
     }
 
 
-def _charts(f: DashboardFilter, split: str, link: Callable[..., str | None]) -> dict:
-    series = dashboard.daily_series(f, split=split)
+def _charts(series: DailySeries, split: str, link: Callable[..., str | None]) -> dict:
     days = [day.isoformat() for day in series.days]
     split_param = "provider" if split == "provider" else "upstream_model"
     cost_series = [
@@ -156,7 +155,8 @@ def dashboard_context(f: DashboardFilter, *, split: str, today: date, records_ur
     def link(*, day: date | None = None, **extra) -> str | None:
         return records_url(records_params(f, day=day, **extra)) if records_url else None
 
-    totals = dashboard.dashboard_totals(f)
+    breakdown = dashboard.dashboard_breakdown(f, split=split)
+    totals = breakdown.totals
     latency, latency_source = dashboard.latency_by_provider(f)
     budgets = dashboard.budget_use(today=today, user_id=f.user_id, token_id=f.token_id)
     month = today.replace(day=1)
@@ -171,17 +171,16 @@ def dashboard_context(f: DashboardFilter, *, split: str, today: date, records_ur
             "hit_rate": f"{totals.cache_hits * 100 / totals.requests:.1f}%" if totals.requests else "—",
             "error_rate": f"{totals.errors * 100 / totals.requests:.1f}%" if totals.requests else "—",
         },
-        "charts": _charts(f, split, link),
-        "top_users": [_row(r, link(**user_param(r.key))) for r in dashboard.top_users(f)],
-        "top_tokens": [_row(r, link(**token_param(r.key))) for r in dashboard.top_tokens(f)],
-        "top_models": [_row(r, link(upstream_model=r.key, provider=r.provider)) for r in dashboard.top_models(f)],
+        "charts": _charts(breakdown.series, split, link),
+        "top_users": [_row(r, link(**user_param(r.key))) for r in breakdown.top_users],
+        "top_tokens": [_row(r, link(**token_param(r.key))) for r in breakdown.top_tokens],
+        "top_models": [_row(r, link(upstream_model=r.key, provider=r.provider)) for r in breakdown.top_models],
         "cache_models": [
-            _row(r, link(upstream_model=r.key, provider=r.provider, **CACHED_PARAM))
-            for r in dashboard.top_models(f, cached_only=True)
+            _row(r, link(upstream_model=r.key, provider=r.provider, **CACHED_PARAM)) for r in breakdown.cache_models
         ],
         "unpriced_models": [
             _row(r, link(upstream_model=r.key, provider=r.provider, **UNPRICED_PARAM))
-            for r in dashboard.unpriced_models(f)
+            for r in breakdown.unpriced_models
         ],
         "latency": [
             {

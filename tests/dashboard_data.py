@@ -26,7 +26,7 @@ class DashboardData:
     bobs: APIToken  # bob's (no budget: bob uses a model without a price)
 
 
-def _chat(plaintext: str, model: str, content: str, **extra):
+def chat(plaintext: str, model: str, content: str, **extra):
     body = {"model": model, "messages": [{"role": "user", "content": content}], **extra}
     return Client(HTTP_AUTHORIZATION=f"Bearer {plaintext}").post(CHAT, body, content_type="application/json")
 
@@ -49,7 +49,7 @@ def send_usage(fake_upstream) -> DashboardData:
 
     def ok(key, model, content, usage, **extra):
         fake_upstream.configure(usage=usage)
-        response = _chat(key, model, content, **extra)
+        response = chat(key, model, content, **extra)
         assert response.status_code == 200, response.content
         return response
 
@@ -58,7 +58,7 @@ def send_usage(fake_upstream) -> DashboardData:
     ok(excel_key, "gpt-4o", "second", FakeUsage(input_tokens=20000, output_tokens=3000))
     ok(laptop_key, "claude-haiku-4-5", "third", FakeUsage(input_tokens=5000, output_tokens=1000))
     fake_upstream.fail_next("500", times=None)
-    assert _chat(laptop_key, "gpt-4o-mini", "fails").status_code == 502
+    assert chat(laptop_key, "gpt-4o-mini", "fails").status_code == 502
     fake_upstream.clear_faults()
     ok(bob_key, "gpt-3.5-turbo", "unpriced", FakeUsage(input_tokens=300, output_tokens=30))
     ok(bob_key, HOSTILE_MODEL, "hostile", FakeUsage(input_tokens=10, output_tokens=10))

@@ -8,15 +8,18 @@ from decimal import Decimal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from django.db import connection
 from django.db.models import Sum
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services as account_services
+from bench.fake_upstream import Usage as FakeUsage
 from common.formatting import usd
 from llm.models import SpendCounter, UsageRecord
 from llm.rollups import LATENCY_BUCKETS_MS
-from tests.dashboard_data import HOSTILE_MODEL, send_usage
+from tests.dashboard_data import HOSTILE_MODEL, chat, send_usage
 
 pytestmark = pytest.mark.django_db
 URL = "/admin/dashboard/"
@@ -250,3 +253,25 @@ def test_account_page_shows_the_users_own_figures_only(data):
     # The user filter is not offered; a `user` parameter changes nothing.
     page = client.get("/account/", {"user": "bob"}).content.decode()
     assert figure(page[page.index('id="dashboard"') :], "requests") == "5"
+
+
+def test_the_unfiltered_dashboard_reads_the_rollups_not_the_usage_records(staff, data):
+    with CaptureQueriesContext(connection) as queries:
+        assert staff.get(URL, {"split": "model"}).status_code == 200
+    tables = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "llm_usagedaily" in tables and "llm_usagelatencydaily" in tables
+    assert "llm_usagerecord" not in tables
+    # Two GROUP BYs over the rollup rows of the range, whatever the number of users, tokens and models.
+    assert sum(sql["sql"].count('FROM "llm_usagedaily"') for sql in queries.captured_queries) == 2
+
+
+def test_cost_by_model_keeps_the_eight_costliest_and_sums_the_rest_as_other(staff, gateway_settings, prices, data):
+    _, key = account_services.api_token_create(user=data.bob, name="many")
+    for index in range(6):  # 6 more models (with those of `data`, 11 in all)
+        gateway_settings.configure(usage=FakeUsage(input_tokens=10, output_tokens=10))
+        assert chat(key, f"gpt-extra-{index}", "hi").status_code == 200
+    page = staff.get(URL, {"split": "model"}).content.decode()
+    chart = page[page.index('id="chart-cost"') : page.index("</figure>", page.index('id="chart-cost"'))]
+    legend = re.findall(r"</span>([^<]*)</li>", chart)
+    assert len(legend) == 9 and legend[-1] == "other"
+    assert legend[:3] == ["gpt-4o", "claude-haiku-4-5", "gpt-4o-mini"]  # the costliest first
