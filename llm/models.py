@@ -3,7 +3,6 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
 
 from common.fields import EncryptedTextField
@@ -265,12 +264,6 @@ class UsageRecord(models.Model):
             models.Index(fields=["token", "created_at"], name="usage_token_time"),
             models.Index(fields=["status", "created_at"], name="usage_status_time"),
             models.Index(fields=["upstream_model", "created_at"], name="usage_model_time"),
-            # Only the records with tokens but no cost (selectors.PRICE_MISSING): the admin counts them in any set.
-            models.Index(
-                fields=["created_at"],
-                condition=Q(cost_usd__isnull=True) & (Q(input_tokens__gt=0) | Q(output_tokens__gt=0)),
-                name="usage_price_missing",
-            ),
         ]
 
     def __str__(self) -> str:

@@ -9,10 +9,10 @@ the caller (`selectors.usage_totals`).
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 
 from llm.models import UsageDaily, UsageRecord, UsageStatus
-from llm.selectors import COUNT_FIELDS, MONEY_FIELDS, PRICE_MISSING, TOKEN_FIELDS, UsageGroup, usage_totals
+from llm.selectors import COUNT_FIELDS, MONEY_FIELDS, TOKEN_FIELDS, UsageGroup, usage_totals
 
 _COMPLETED = (UsageStatus.OK, UsageStatus.CACHED)
 
@@ -72,8 +72,7 @@ def _whole_days(start: datetime | None, end: datetime | None) -> tuple[date | No
 
 def _add(total: UsageGroup, part: UsageGroup, sign: int = 1) -> None:
     for name in (*COUNT_FIELDS, *MONEY_FIELDS):
-        if name != "unpriced":  # counted once over the whole set, see below
-            setattr(total, name, getattr(total, name) + sign * getattr(part, name))
+        setattr(total, name, getattr(total, name) + sign * getattr(part, name))
 
 
 def _rollup_totals(spec: UsageFilter, first: date | None, last: date | None) -> UsageGroup:
@@ -94,6 +93,7 @@ def _rollup_totals(spec: UsageFilter, first: date | None, last: date | None) -> 
         **{f"sum_{name}": Sum(name) for name in ("requests", *TOKEN_FIELDS, *MONEY_FIELDS)},
         sum_cached=Sum("requests", filter=Q(status=UsageStatus.CACHED)),
         sum_errors=Sum("requests", filter=~Q(status__in=_COMPLETED)),
+        sum_unpriced=Sum("price_missing"),
         sum_unpriced_requests=Sum("unpriced"),
     )
     group = UsageGroup(key=None)
@@ -129,7 +129,4 @@ def usage_totals_from_rollups(spec: UsageFilter) -> UsageGroup:
         _add(total, usage_totals(records.filter(created_at__lt=_midnight(first))))
     if spec.end is not None and last is not None and _midnight(last) < spec.end:
         _add(total, usage_totals(records.filter(created_at__gte=_midnight(last))))
-    # Records with tokens but no cost have no rollup column: counted on the raw rows, through the partial index
-    # that holds only them (`usage_price_missing`).
-    total.unpriced = records.filter(PRICE_MISSING).aggregate(n=Count("id"))["n"]
     return total
