@@ -9,8 +9,8 @@ previous bound; bucket `len(LATENCY_BUCKETS_MS)` holds those above the last boun
 
 The write path (`rollups_add`, called by `services.usage_records_create` in the transaction that inserts the
 records) and the rebuild (`rollups_rebuild`, one GROUP BY per table over the raw rows) compute the same figures, so
-the rollups equal a rebuild at any time, with one documented exception: deleting a user or a token sets the raw
-rows' `user`/`token` to NULL, while the rollup rows keep the deleted id (see `rollups_rebuild`).
+the rollups equal a rebuild at any time. Deleting a user or a token sets its records' `user`/`token` to NULL; the
+deleting transaction moves its rollup rows to key 0 the same way (`rollups_unlink`, wired in LlmConfig.ready).
 """
 
 import bisect
@@ -139,6 +139,59 @@ def rollups_add(records: Sequence[Any]) -> None:
         _upsert(connection, UsageLatencyDaily, LATENCY_KEY, LATENCY_SUMS, rows)
 
 
+def rollups_unlink(*, user_ids: Sequence[int] = (), token_ids: Sequence[int] = ()) -> None:
+    """Deleting users or tokens sets their records' `user`/`token` to NULL; move their rollup rows to key 0 the
+    same way, in the deleting transaction, so the rollups still equal a rebuild. Rows that now share a key are
+    added together: one INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE (its targets, with a 0 where an
+    id was, are never among the rows it reads), then one DELETE of the old rows."""
+    from llm.models import UsageDaily
+
+    user_ids, token_ids = [int(pk) for pk in user_ids], [int(pk) for pk in token_ids]
+    if not user_ids and not token_ids:
+        return
+    connection = connections[router.db_for_write(UsageDaily)]
+    ops, meta = connection.ops, UsageDaily._meta
+    q = {name: ops.quote_name(meta.get_field(name).column) for name in (*DAILY_KEY, *DAILY_SUMS)}
+    table = ops.quote_name(meta.db_table)
+
+    def among(column: str, ids: list[int]) -> tuple[str, list[int]]:
+        return (f"{column} IN ({', '.join(['%s'] * len(ids))})", ids) if ids else ("1 = 0", [])
+
+    user_in, user_params = among(q["user_key"], user_ids)
+    token_in, token_params = among(q["token_key"], token_ids)
+    keys = [
+        q["day"],
+        f"CASE WHEN {user_in} THEN 0 ELSE {q['user_key']} END",
+        f"CASE WHEN {token_in} THEN 0 ELSE {q['token_key']} END",
+        q["provider"],
+        q["model"],
+        q["status"],
+    ]
+    columns = ", ".join(q[name] for name in (*DAILY_KEY, *DAILY_SUMS))
+    sums = ", ".join(f"SUM({q[name]})" for name in DAILY_SUMS)
+    where = f"{user_in} OR {token_in}"
+    updates = ", ".join(f"{q[n]} = {table}.{q[n]} + excluded.{q[n]}" for n in DAILY_SUMS)
+    # Only identifiers from the model's metadata go into the text; the ids are parameters.
+    sql = f"INSERT INTO {table} ({columns}) SELECT {', '.join(keys)}, {sums} FROM {table} WHERE {where} "  # noqa: S608
+    sql += f"GROUP BY {', '.join(str(i) for i in range(1, 7))} "
+    # (SQLite parses an upsert after INSERT ... SELECT only when the SELECT has a WHERE: it has one.)
+    sql += f"ON CONFLICT ({', '.join(q[n] for n in DAILY_KEY)}) DO UPDATE SET {updates}"
+    params = [*user_params, *token_params, *user_params, *token_params]
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        cursor.execute(f"DELETE FROM {table} WHERE {where}", [*user_params, *token_params])  # noqa: S608
+
+
+def user_deleted(sender, instance, **kwargs) -> None:
+    """post_delete of a user (wired in LlmConfig.ready): its records' user is now NULL."""
+    rollups_unlink(user_ids=[instance.pk])
+
+
+def token_deleted(sender, instance, **kwargs) -> None:
+    """post_delete of an API token (wired in LlmConfig.ready): its records' token is now NULL."""
+    rollups_unlink(token_ids=[instance.pk])
+
+
 # --- Rebuild from the raw rows -------------------------------------------------------------------------------------
 
 
@@ -162,12 +215,13 @@ def _daily_query(records: models.QuerySet) -> models.QuerySet:
     zero = Value(Decimal("0"), output_field=money)
     return (
         records.order_by()
+        # Numbers first: the GROUP BY sorts (or hashes) in this order, and text compares slowly under a collation.
         .values(
-            "provider",
-            "status",
             r_day=_day(),
             r_user_key=Coalesce("user_id", Value(0), output_field=models.BigIntegerField()),
             r_token_key=Coalesce("token_id", Value(0), output_field=models.BigIntegerField()),
+            r_status=F("status"),
+            r_provider=F("provider"),
             r_model=model,
         )
         .annotate(
@@ -272,9 +326,9 @@ def rollups_rebuild(
     `prune_usage` emptied of raw records, are kept: only an explicit `since` reaches them (and then empties them).
     `prune_usage` deletes whole UTC days only, so the oldest remaining day is complete.
 
-    Deleted users and tokens: their records' `user`/`token` become NULL, while the rows written with them keep the
-    deleted id; a rebuild of those days moves those figures to key 0 (no user/token), and `check` lists them. Every
-    other total (per day, provider, model, status) is the same either way.
+    Where the rollups can differ from the raw rows (and a rebuild puts them right): a user or token deleted by raw
+    SQL, without Django's delete (no post_delete signal to move its rows to key 0); records written or deleted
+    by hand in the database; rows of pruned days after an explicit `since` that reaches them.
 
     PostgreSQL, writers running: the days before yesterday are replaced first (no writer adds to them: a record's
     day is the day it is written); then the rollup tables are locked against writers (readers go on) while
@@ -330,7 +384,7 @@ def _check(report, using, usage_model, daily_model, latency_model, since, until)
     report.records = records.count()
     expected = {}
     for row in _daily_query(records):
-        key = (row["r_day"], row["r_user_key"], row["r_token_key"], row["provider"], row["r_model"], row["status"])
+        key = (row["r_day"], row["r_user_key"], row["r_token_key"], row["r_provider"], row["r_model"], row["r_status"])
         expected[key] = _exact(row[f"r_{name}"] for name in DAILY_SUMS)
     actual = {
         tuple(row[:6]): _exact(row[6:])

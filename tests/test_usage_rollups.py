@@ -340,7 +340,7 @@ def test_the_usage_summary_from_the_rollups_equals_the_one_from_the_raw_records(
     add(4, extra, status="upstream_error", cost_usd=None, usage=Usage())
     with freeze_time("2026-03-02 12:00:00"):
         usage_record_create(draft=draft(next(n), user_id=other.pk, cost_usd=Decimal("7")))  # never counted
-    gone.delete()  # its records' token becomes NULL; its rollup rows keep its id
+    gone.delete()  # its records' token becomes NULL, and its rollup rows' token_key 0
 
     for since, until in ((1, 31), (2, 3), (3, 3), (4, 4), (5, 9)):
         for group_by in ("day", "model", "token"):
@@ -362,3 +362,36 @@ def test_the_usage_summary_from_the_rollups_equals_the_one_from_the_raw_records(
     assert [g.token_name for g in groups] == [*names, "extra"]
     models = usage_rollup_groups(user=user, date_from=date(2026, 3, 3), date_to=date(2026, 3, 3), group_by="model")
     assert [(g.key, g.cost_usd) for g in models] == [("free", 0), ("mystery", 0)]  # a NULL cost sum goes last
+
+
+def test_deleting_a_token_or_a_user_moves_their_rollups_to_no_token_or_user(user, make_token):
+    bob = UserFactory(username="bob")
+    kept, _ = make_token(user=user, name="kept")
+    first, _ = make_token(user=bob, name="first")
+    second, _ = make_token(user=bob, name="second")
+    usage_records_create(
+        drafts=[
+            draft(1, user_id=bob.pk, token_id=first.pk, cost_usd=Decimal("0.1")),
+            draft(2, user_id=bob.pk, token_id=second.pk, cost_usd=Decimal("0.2")),
+            draft(3, user_id=bob.pk, cost_usd=Decimal("0.4")),  # no token: (bob, 0) exists already
+            draft(4, user_id=None, cost_usd=Decimal("0.8")),  # neither: (0, 0) exists already
+            draft(5, user_id=user.pk, token_id=kept.pk, cost_usd=Decimal("1.6")),
+        ]
+    )
+    day = timezone.now().date()
+
+    def costs():
+        return {(u, t): sums[7] for (_, u, t, *_), sums in daily_rows().items()}
+
+    first.delete()
+    assert costs() == {
+        (bob.pk, 0): Decimal("0.5"),
+        (bob.pk, second.pk): Decimal("0.2"),
+        (0, 0): Decimal("0.8"),
+        (user.pk, kept.pk): Decimal("1.6"),
+    }
+    assert_rollups_equal_a_rebuild()
+    bob.delete()  # and, with him, his second token
+    assert costs() == {(0, 0): Decimal("1.5"), (user.pk, kept.pk): Decimal("1.6")}
+    assert daily_rows()[day, 0, 0, "openai", "gpt-4o-mini", "ok"][0] == 4  # requests, summed into one row
+    assert_rollups_equal_a_rebuild()
