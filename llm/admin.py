@@ -808,7 +808,21 @@ class ConversationAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = ["id", "user", "title", "model", "created_at", "updated_at"]
     list_select_related = ["user"]
     search_fields = ["title", "user__username"]
-    readonly_fields = ["user", "title", "model", "system", "created_at", "updated_at"]
+    readonly_fields = [
+        "user",
+        "title",
+        "model",
+        "system",
+        "template_version",
+        "user_template",
+        "variables",
+        "parameters",
+        "summarize_dropped",
+        "summary",
+        "summary_covers",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [ConversationMessageInline]
 
 

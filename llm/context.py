@@ -8,9 +8,10 @@ role and framing.
 
 Policy: the system prompt and the new user message are always sent; then the history from the newest turn
 backwards, as long as the total fits `context window - CONVERSATION_REPLY_TOKENS` (room kept for the answer, or the
-request's `max_tokens`). Older messages are dropped (not summarised); an assistant reply whose user message was
-dropped is dropped with it. When the system prompt and the new message alone do not fit, the request is a 400
-`context_length_exceeded`.
+request's `max_tokens`). Older messages are dropped; an assistant reply whose user message was dropped is dropped
+with it. When the system prompt and the new message alone do not fit, the request is a 400
+`context_length_exceeded`. A conversation created with `summarize_dropped` has the dropped messages summarised
+instead, the summary sent as a system note after the system prompt (llm/conversation_summary.py).
 
 Context window: `LLM_CONTEXT_WINDOWS` (model name prefix -> tokens, the longest prefix wins), else
 `LLM_CONTEXT_WINDOW_DEFAULT`.

@@ -17,6 +17,7 @@ from common.db_thread import run_in_db_thread
 from common.errors import AppError, NotFound
 from llm import pipeline, selectors, services
 from llm.context import trim_history
+from llm.conversation_summary import summary_extend, summary_note
 from llm.providers import Message, Usage
 from llm.routing import aresolve
 from llm.template_text import PARAMETERS
@@ -35,7 +36,9 @@ async def aconversation_or_404(cached_token, conversation_id: int):
 async def with_history(call: pipeline.GatewayCall, conversation) -> int:
     """Put the conversation's system prompt and history before the call's last (user) message, trimmed to the
     model's context window; link the call's usage record to the conversation. Returns how many old messages were
-    left out. A message that cannot fit is refused with its usage record."""
+    left out (summarised ones included). A message that cannot fit is refused with its usage record. A conversation
+    with `summarize_dropped` sends its summary instead of the messages it covers and extends it with those trimming
+    leaves out (llm/conversation_summary.py)."""
     call.conversation_id = conversation.pk
     call.requested_model = call.requested_model or conversation.model or None
     call.template_version_id = call.template_version_id or conversation.template_version_id
@@ -53,21 +56,44 @@ async def with_history(call: pipeline.GatewayCall, conversation) -> int:
         Message(role=m.role, content=m.content)
         for m in await selectors.aconversation_history(conversation=conversation)
     ]
-    try:
-        route = await aresolve(call.requested_model, provider=call.provider_hint, preferences=call.cached.preferences)
-        messages, dropped = trim_history(
-            system=system,
-            history=history,
-            new=new,
-            provider=route.provider,
-            model=route.model,
-            reply_tokens=call.chat.max_tokens or settings.CONVERSATION_REPLY_TOKENS,
+    covered = conversation.summary_covers if conversation.summary else 0  # summarised: sent as the summary only
+    history = history[covered:]
+    route = await _route_or_refusal(call)
+
+    async def fit() -> tuple[list[Message], int]:
+        notes = [summary_note(conversation.summary, conversation.summary_covers)] if conversation.summary else []
+        try:
+            return trim_history(
+                system=[*system, *notes],
+                history=history,
+                new=new,
+                provider=route.provider,
+                model=route.model,
+                reply_tokens=call.chat.max_tokens or settings.CONVERSATION_REPLY_TOKENS,
+            )
+        except AppError as error:
+            await pipeline.record_refusal(call, error)
+            raise
+
+    messages, dropped = await fit()
+    if dropped and conversation.summarize_dropped:
+        # One more call (its own usage record) summarises what was left out; then the rest is fitted again with
+        # the longer summary, which may leave out more (summarised with the next message).
+        await summary_extend(
+            call, conversation, history[:dropped], covered=covered, provider=route.provider, model=route.model
         )
+        covered, history = covered + dropped, history[dropped:]
+        messages, dropped = await fit()
+    call.chat = replace(call.chat, messages=messages)
+    return covered + dropped
+
+
+async def _route_or_refusal(call: pipeline.GatewayCall):
+    try:
+        return await aresolve(call.requested_model, provider=call.provider_hint, preferences=call.cached.preferences)
     except AppError as error:
         await pipeline.record_refusal(call, error)
         raise
-    call.chat = replace(call.chat, messages=messages)
-    return dropped
 
 
 def message_text(conversation, content: str) -> str:

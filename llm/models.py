@@ -312,6 +312,13 @@ class Conversation(models.Model):
     parameters = models.JSONField(
         default=dict, blank=True, help_text="The template's default parameters, used when a message does not set them."
     )
+    # Trimming (llm/context.py): with `summarize_dropped`, the messages left out are summarised by one more call, and
+    # the summary is sent instead of them; it covers the oldest `summary_covers` messages and is only extended.
+    summarize_dropped = models.BooleanField(
+        default=False, help_text="Summarise the messages trimmed to fit the context window instead of leaving them out."
+    )
+    summary = models.TextField(blank=True, help_text="The summary of the oldest `summary_covers` messages.")
+    summary_covers = models.PositiveIntegerField(default=0, help_text="How many of the oldest messages it covers.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 

@@ -429,6 +429,7 @@ def conversation_create(
     template: str | int | None = None,
     variables: dict[str, str] | None = None,
     language: str = "",
+    summarize_dropped: bool = False,
 ) -> Conversation:
     """A new conversation; from a prompt template (yours or a shared one, by name or id), it keeps the template's
     version, its system prompt (unless `system` is given), default model (unless `model` is) and parameters, and
@@ -436,7 +437,9 @@ def conversation_create(
     if template is None:
         if variables:
             raise invalid_request({"variables": ["Only with `template`."]})
-        return Conversation.objects.create(user=user, title=title, model=model, system=system or "")
+        return Conversation.objects.create(
+            user=user, title=title, model=model, system=system or "", summarize_dropped=summarize_dropped
+        )
     snapshot = async_to_sync(aget_template)(user_id=user.pk, ref=template)
     kept = conversation_template(snapshot, variables=variables or {}, language=language, system_override=system)
     return Conversation.objects.create(
@@ -448,7 +451,12 @@ def conversation_create(
         user_template=kept.user_template,
         variables=kept.variables,
         parameters=kept.parameters,
+        summarize_dropped=summarize_dropped,
     )
+
+
+def conversation_summary_store(*, conversation_id: int, summary: str, covers: int) -> None:
+    Conversation.objects.filter(pk=conversation_id).update(summary=summary, summary_covers=covers)
 
 
 def conversation_delete(*, conversation: Conversation) -> None:

@@ -318,6 +318,8 @@ LLM_CONTEXT_WINDOWS = env.json(
 )
 LLM_CONTEXT_WINDOW_DEFAULT = env.int("LLM_CONTEXT_WINDOW_DEFAULT", default=128_000)
 CONVERSATION_REPLY_TOKENS = env.int("CONVERSATION_REPLY_TOKENS", default=4_096)
+# A conversation with `summarize_dropped`: the longest summary of its trimmed messages (the summary call's max_tokens).
+CONVERSATION_SUMMARY_TOKENS = env.int("CONVERSATION_SUMMARY_TOKENS", default=512)
 RATE_LIMIT_ENABLED = env.bool("RATE_LIMIT_ENABLED", default=True)
 RATE_LIMIT = env.str("RATE_LIMIT", default="60/m")
 # When the cache the limiters count in (Redis) cannot be reached: true lets requests through unlimited (logged once a

@@ -64,7 +64,10 @@ class ConversationReplyOut(BaseModel):
     usage_estimated: bool
     cost_usd: str | None = Field(description="Decimal string; null when the model has no price.")
     cached: bool
-    dropped_messages: int = Field(description="Older messages left out to fit the model's context window.")
+    dropped_messages: int = Field(
+        description="Older messages left out to fit the model's context window (summarised ones included, for a "
+        "conversation with `summarize_dropped`)."
+    )
 
 
 class ConversationReplyDone(ConversationReplyOut):
@@ -93,7 +96,8 @@ CONVERSATION_MESSAGES = {
     "description": (
         "Sends the conversation's system prompt, its history and `content` to the model and stores both messages "
         "with the answer. History that outgrows the model's context window is trimmed: the system prompt and the "
-        "newest turns are kept (`dropped_messages` says how many older ones were left out). One usage record, "
+        "newest turns are kept (`dropped_messages` says how many older ones were left out; with `summarize_dropped` "
+        "they are summarised by one more call, its own usage record of type `summary`). One usage record, "
         'linked to the conversation. `stream: true` answers SSE: `{"delta": ...}` events, then one '
         '`{"done": true, ...}` event with the stored message, usage and cost (or an error event). Another user\'s '
         "conversation is not found."

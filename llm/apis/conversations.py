@@ -30,6 +30,12 @@ class ConversationInputSerializer(StrictInputSerializer):
         "conversation keeps its version: its system prompt (unless `system`), its default model (unless `model`) "
         "and parameters (unless a message sets them); each message is sent as `$prompt` in its user text.",
     )
+    summarize_dropped = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="When the history outgrows the model's context window, summarise the messages left out (one more "
+        "call, its own usage record of type `summary`) and send the summary instead of dropping them.",
+    )
     variables = serializers.DictField(
         child=serializers.CharField(allow_blank=True, trim_whitespace=False),
         required=False,
@@ -71,6 +77,9 @@ class ConversationSerializer(serializers.ModelSerializer):
             "system",
             "template_version",
             "variables",
+            "summarize_dropped",
+            "summary",
+            "summary_covers",
             "created_at",
             "updated_at",
             "total_cost_usd",
