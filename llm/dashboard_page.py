@@ -50,6 +50,14 @@ def token_param(key: int) -> dict:
     return {"token__id__exact": str(key)} if key else {"token__isnull": "True"}
 
 
+def model_param(model: str, provider: str) -> dict:
+    """A model's records: by the upstream model, or (no provider: stopped before routing) by the requested one, as
+    the rollups count them. None drops the filter's own `upstream_model`."""
+    if provider:
+        return {"upstream_model": model, "provider": provider}
+    return {"upstream_model": None, "requested_model": model, "upstream_model__exact": ""}
+
+
 ERRORS_PARAM = {"status__in": ",".join(dashboard.ERROR_STATUSES)}
 CACHED_PARAM = {"status__exact": UsageStatus.CACHED}
 UNPRICED_PARAM = {"priced__exact": "0"}
@@ -153,7 +161,9 @@ def dashboard_context(f: DashboardFilter, *, split: str, today: date, records_ur
     """Everything the dashboard template shows, for one filter."""
 
     def link(*, day: date | None = None, **extra) -> str | None:
-        return records_url(records_params(f, day=day, **extra)) if records_url else None
+        if not records_url:
+            return None
+        return records_url({k: v for k, v in records_params(f, day=day, **extra).items() if v is not None})
 
     breakdown = dashboard.dashboard_breakdown(f, split=split)
     totals = breakdown.totals
@@ -174,13 +184,12 @@ def dashboard_context(f: DashboardFilter, *, split: str, today: date, records_ur
         "charts": _charts(breakdown.series, split, link),
         "top_users": [_row(r, link(**user_param(r.key))) for r in breakdown.top_users],
         "top_tokens": [_row(r, link(**token_param(r.key))) for r in breakdown.top_tokens],
-        "top_models": [_row(r, link(upstream_model=r.key, provider=r.provider)) for r in breakdown.top_models],
+        "top_models": [_row(r, link(**model_param(r.key, r.provider))) for r in breakdown.top_models],
         "cache_models": [
-            _row(r, link(upstream_model=r.key, provider=r.provider, **CACHED_PARAM)) for r in breakdown.cache_models
+            _row(r, link(**model_param(r.key, r.provider), **CACHED_PARAM)) for r in breakdown.cache_models
         ],
         "unpriced_models": [
-            _row(r, link(upstream_model=r.key, provider=r.provider, **UNPRICED_PARAM))
-            for r in breakdown.unpriced_models
+            _row(r, link(**model_param(r.key, r.provider), **UNPRICED_PARAM)) for r in breakdown.unpriced_models
         ],
         "latency": [
             {

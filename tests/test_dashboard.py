@@ -275,3 +275,16 @@ def test_cost_by_model_keeps_the_eight_costliest_and_sums_the_rest_as_other(staf
     legend = re.findall(r"</span>([^<]*)</li>", chart)
     assert len(legend) == 9 and legend[-1] == "other"
     assert legend[:3] == ["gpt-4o", "claude-haiku-4-5", "gpt-4o-mini"]  # the costliest first
+
+
+def test_a_model_no_upstream_answered_links_to_the_records_that_asked_for_it(staff, data):
+    _, key = account_services.api_token_create(user=data.bob, name="typo")
+    assert chat(key, "mystery-model", "hi").status_code == 400
+    record = UsageRecord.objects.get(requested_model="mystery-model")
+    assert (record.status, record.provider, record.upstream_model) == ("client_error", "", "")
+
+    models = section(staff.get(URL).content.decode(), "top-models")
+    link = html.unescape(re.search(r'mystery-model</td><td>—</td><td><a href="([^"]+)"', models)[1])
+    query = parse_qs(urlsplit(link).query, keep_blank_values=True)
+    assert query["requested_model"] == ["mystery-model"] and query["upstream_model__exact"] == [""]
+    assert records_total(staff, link) == "1"
