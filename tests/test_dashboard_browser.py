@@ -36,7 +36,8 @@ def test_admin_dashboard_fits_1400_px_and_its_bars_open_the_records(data, browse
         assert box["width"] > 300 and box["height"] > 100, (selector, box)  # drawn at a readable size
     assert_on_screen(page, "#dash-totals dd")
     assert_on_screen(page, ".dash-chart")
-    assert_on_screen(page, "#top-models td, #top-users td, #top-tokens td, #latency td, #budgets td")
+    for table in ("#top-users", "#top-tokens", "#top-models", "#latency", "#cache", "#unpriced", "#budgets"):
+        assert_on_screen(page, f"{table} td", within=table)  # no column cut off or scrolled away
     assert page.locator("#chart-cost .chart-legend li", has_text="openai").is_visible()
 
     # The toggle stacks cost by model instead.
@@ -67,5 +68,7 @@ def test_account_dashboard_fits_1400_px_and_shows_only_the_users_figures(data, b
     for selector in ("#chart-cost svg.chart", "#chart-requests svg.chart"):
         assert page.locator(selector).is_visible(), selector
     assert_on_screen(page, "#dashboard .dash-chart")
-    assert_on_screen(page, "#dash-totals dd, #top-models td, #budgets td")
+    assert_on_screen(page, "#dash-totals dd")
+    for table in ("#top-tokens", "#top-models", "#latency", "#cache", "#unpriced", "#budgets"):
+        assert_on_screen(page, f"{table} td", within=table)
     assert "gpt-3.5-turbo" not in page.inner_text("#dashboard")
