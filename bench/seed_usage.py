@@ -5,7 +5,9 @@ The spread is meant to look like a busy instance: 400 days (more of it recent), 
 4 tokens each, 12 models over 3 providers (about 1% of the records for a model with no price), mostly `ok` with
 some cache hits and errors (rate-limit and budget stops never reach a provider: no provider or upstream model),
 skewed token counts, costs from per-model prices, latencies and (for streamed requests) time to first token.
-Row `n` always gets request id `bench-<n>`, so seeding resumes where it stopped.
+Each million rows is inserted in time order, as a live table fills (a day's rows share pages instead of being
+scattered over the whole table, which would make every index range read one page per row). Row `n` gets request id
+`bench-<n>` (the numbers in insertion order), so seeding resumes where it stopped.
 
 Works on any DB-API connection of psycopg 3 (Django's `connection.connection` included); the caller commits.
 """
@@ -57,7 +59,8 @@ INSERT INTO {TABLE} (
     cache_write_tokens, reasoning_tokens, usage_estimated, priced, cost_usd, saved_usd, latency_ms, upstream_latency_ms,
     time_to_first_token_ms, stream, attempts)
 SELECT
-    created_at, 'bench-' || n, user_id, token_id, endpoint,
+    created_at, 'bench-' || (%(first)s::bigint - 1 + row_number() OVER (ORDER BY created_at)), user_id, token_id,
+    endpoint,
     CASE WHEN routed THEN provider ELSE '' END, model, CASE WHEN routed THEN model ELSE '' END, '', '',
     CASE WHEN endpoint = 'batch' THEN 'bench-batch-' || (n / 5000) ELSE '' END,
     status,
@@ -119,6 +122,7 @@ FROM (
         ) raw
     ) shaped
 ) costed
+ORDER BY created_at
 """
 
 
