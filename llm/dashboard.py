@@ -4,8 +4,8 @@ Everything comes from the daily rollups (`UsageDaily`, `UsageLatencyDaily`), gro
 so the unfiltered dashboard never reads the usage table, however large it is: two GROUP BYs over the range's rollup
 rows, one by (day, provider, model, status) and one by (user, token), from which Python derives every table and
 chart. Names of the top users and tokens are one lookup each; budgets read the month's `SpendCounter` rows. The one exception is latency under a user, token
-or model filter, which the latency rollup cannot split: those percentiles are counted from the matching usage
-records, in the same buckets, through the (user|token|model, created_at) indexes.
+or model filter, which the latency rollup cannot split: those percentiles are counted from the latest (at most
+LATENCY_SAMPLE) matching usage records, in the same buckets, through the (user|token|model, created_at) indexes.
 """
 
 from contextlib import contextmanager
@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, Value, When
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Subquery, Sum, Value, When
 
 from accounts.models import APIToken, UserPreferences
 from llm.limits import month_start
@@ -28,6 +28,7 @@ SPLITS = ("provider", "model")
 STACKED_SERIES = 8  # the costliest providers/models get a colour each; the rest are "other"
 TOP_ROWS = 10
 BUDGET_ROWS = 15
+LATENCY_SAMPLE = 20_000  # filtered latency: at most this many of the latest matching records
 ZERO = Decimal("0")
 
 
@@ -245,40 +246,58 @@ class LatencyRow:
     ttft_p95_ms: float | None = None
 
 
-def _bucket_case(column: str) -> Case:
+def _bucket_case(column: str, *, none_if: Q | None = None) -> Case:
+    """The latency bucket of `column` in SQL (-1 where `none_if` holds)."""
+    skip = [When(none_if, then=Value(-1))] if none_if is not None else []
     return Case(
+        *skip,
         *(When(**{f"{column}__lte": bound}, then=Value(i)) for i, bound in enumerate(LATENCY_BUCKETS_MS)),
         default=Value(len(LATENCY_BUCKETS_MS)),
         output_field=IntegerField(),
     )
 
 
-def _raw_bucket_counts(f: DashboardFilter) -> list[tuple[str, str, int, int]]:
-    """(provider, metric, bucket, count) from the usage records matching a narrowed filter."""
-    records = UsageRecord.objects.filter(created_at__gte=f.start, created_at__lt=f.end)
+def _raw_bucket_counts(f: DashboardFilter) -> tuple[list[tuple[str, str, int, int]], bool]:
+    """(provider, metric, bucket, count) from the latest LATENCY_SAMPLE answered records matching a narrowed filter
+    (newest first through the (user|token|upstream_model, created_at) index: bounded work for a heavy user), and
+    whether there were more."""
+    records = UsageRecord.objects.filter(created_at__gte=f.start, created_at__lt=f.end, status=UsageStatus.OK)
     if f.user_id:
         records = records.filter(user_id=f.user_id)
     if f.token_id:
         records = records.filter(token_id=f.token_id)
-    if f.model:
-        records = records.filter(Q(upstream_model=f.model) | Q(upstream_model="", requested_model=f.model))
-    records = records.filter(status=UsageStatus.OK).order_by()  # as the rollup counts them (llm/rollups.py)
-    counts = []
-    for metric, column, only in (
-        ("latency", "latency_ms", {}),
-        ("ttft", "time_to_first_token_ms", {"stream": True, "time_to_first_token_ms__isnull": False}),
-    ):
-        rows = records.filter(**only).values("provider", b=_bucket_case(column)).annotate(n=Count("id"))
-        counts += [(row["provider"], metric, row["b"], row["n"]) for row in rows]
-    return counts
+    if f.model:  # an answered request always has its upstream model
+        records = records.filter(upstream_model=f.model)
+    latest = records.order_by("-created_at").values("pk")[:LATENCY_SAMPLE]
+    rows = (
+        UsageRecord.objects.filter(pk__in=Subquery(latest))
+        .values(
+            "provider",
+            latency=_bucket_case("latency_ms"),
+            ttft=_bucket_case(
+                "time_to_first_token_ms", none_if=Q(stream=False) | Q(time_to_first_token_ms__isnull=True)
+            ),
+        )
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts, seen = [], 0
+    for row in rows:
+        seen += row["n"]
+        counts.append((row["provider"], "latency", row["latency"], row["n"]))
+        if row["ttft"] >= 0:
+            counts.append((row["provider"], "ttft", row["ttft"], row["n"]))
+    return counts, seen >= LATENCY_SAMPLE
 
 
 def latency_by_provider(f: DashboardFilter) -> tuple[list[LatencyRow], str]:
     """p50 and p95 of request latency and of time to first token (streams) per provider, of the requests answered
     ("ok"; errors and cache hits would skew them), exact to the bucket; and where they were read from ("rollup":
-    every request of the range; "records": the records matching the filter)."""
+    every request of the range; "records": the records matching the filter; "sample": the latest LATENCY_SAMPLE
+    of them)."""
     if f.narrowed:
-        counts, source = _raw_bucket_counts(f), "records"
+        counts, more = _raw_bucket_counts(f)
+        source = "sample" if more else "records"
     else:
         rows = (
             UsageLatencyDaily.objects.filter(day__gte=f.date_from, day__lte=f.date_to)

@@ -205,6 +205,7 @@ def dashboard_context(f: DashboardFilter, *, split: str, today: date, records_ur
             for row in latency
         ],
         "latency_source": latency_source,
+        "latency_sample": f"{dashboard.LATENCY_SAMPLE:,}",
         "budgets": [
             {
                 "scope": row.scope,

@@ -289,3 +289,33 @@ def test_a_model_no_upstream_answered_links_to_the_records_that_asked_for_it(sta
     query = parse_qs(urlsplit(link).query, keep_blank_values=True)
     assert query["requested_model"] == ["mystery-model"] and query["upstream_model__exact"] == [""]
     assert records_total(staff, link) == "1"
+
+
+def test_filtered_latency_reads_at_most_the_latest_records_and_says_so(staff, data, monkeypatch):
+    monkeypatch.setattr("llm.dashboard.LATENCY_SAMPLE", 2)
+    latency = section(staff.get(URL, {"user": "alice"}).content.decode(), "latency")
+    answered = [int(n) for n in re.findall(r"<td><a [^>]+>(\d+)</a></td>", latency)]
+    assert sum(answered) == 2 and UsageRecord.objects.filter(user=data.alice, status="ok").count() == 3
+    assert "Counted from the latest 2 answered requests matching the filter (there are more)." in latency
+
+
+@pytest.mark.django_db(transaction=True)
+def test_streamed_requests_give_time_to_first_token_percentiles(staff, gateway_settings, prices, settings):
+    from tests.live import close_server_thread_connections
+
+    settings.DB_THREAD_ENABLED = True
+    user = account_services.user_create(username="streamer")
+    _, key = account_services.api_token_create(user=user, name="sse")
+    try:
+        response = chat(key, "gpt-4o-mini", "stream it", stream=True)
+        assert response.status_code == 200
+        b"".join(response.streaming_content)
+    finally:
+        close_server_thread_connections()
+    record = UsageRecord.objects.get(stream=True)
+    assert record.status == "ok" and record.time_to_first_token_ms is not None
+    bound = next(bound for bound in LATENCY_BUCKETS_MS if record.time_to_first_token_ms <= bound)
+    for query in ({}, {"user": "streamer"}):  # the rollup, and the records of one user
+        row = re.search(r"<td>openai</td>.*?</tr>", section(staff.get(URL, query).content.decode(), "latency"), re.S)
+        cells = re.findall(r"<td>(.*?)</td>", re.sub(r"</?(span|a)[^>]*>", "", row[0]))
+        assert cells[3] == "1" and cells[4] == f"≤ {bound:,} ms / ≤ {bound:,} ms", (query, cells)
