@@ -76,6 +76,12 @@ def _conninfo(url: str, dbname: str | None = None) -> str:
     return " ".join(f"{key}='{value}'" for key, value in params.items())
 
 
+def _server(url: str) -> str:
+    """host:port and user, never the password."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.username or 'postgres'}@{parts.hostname or '127.0.0.1'}:{parts.port or 5432}"
+
+
 def _dbname(url: str) -> str:
     return urllib.parse.urlsplit(url).path.lstrip("/")
 
@@ -413,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # any failure to connect: say so, loudly
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         message = (
-            f"scale bench MISSING: PostgreSQL is unreachable at {_conninfo(base_url, 'postgres')} ({reason}). "
+            f"scale bench MISSING: PostgreSQL is unreachable at {_server(base_url)} ({reason}). "
             "Start PostgreSQL or set BENCH_DATABASE_URL (BENCH_SCALE=0 skips this step)."
         )
         print(message)

@@ -1,6 +1,6 @@
 """bench/scale.py at a tiny size: its seeding fills the usage table as described and every page it times answers
 200 over real HTTP (the admin dashboard may not exist yet: then it is reported missing, not timed). PostgreSQL only
-(the seeding is PostgreSQL SQL); figures are not asserted."""
+(the seeding is PostgreSQL SQL); figures are not asserted. Without PostgreSQL it says so."""
 
 import pytest
 from django.db import connection
@@ -9,13 +9,14 @@ from bench import scale
 from bench.seed_usage import MODELS
 from llm.models import UsageRecord
 
-pytestmark = pytest.mark.skipif(
+postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="the scale bench seeds with PostgreSQL SQL (set DATABASE_URL)"
 )
 
 ROWS = 5000  # page 50 of the change list (100 a page) exists
 
 
+@postgresql_only
 def test_seeding_fills_the_table_and_every_timed_page_answers(live_djllm):
     info = scale.prepare(ROWS)
 
@@ -40,3 +41,19 @@ def test_seeding_fills_the_table_and_every_timed_page_answers(live_djllm):
         assert result["runs"] == 2 and result["median_ms"] > 0
     assert "changelist, page 50" in scale.table([{**info, "database": "test", "database_action": "reused",
                                                   "pages": results}], runs=2)  # fmt: skip
+
+
+def test_without_postgresql_it_says_the_scale_bench_is_missing_and_why(monkeypatch, tmp_path, capsys):
+    from bench import report
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setenv("BENCH_DATABASE_URL", "postgres://postgres:not-shown@127.0.0.1:9/djllm_bench")
+    monkeypatch.delenv("BENCH_SCALE", raising=False)
+
+    assert scale.main([]) == 0
+
+    out = capsys.readouterr().out
+    assert "scale bench MISSING: PostgreSQL is unreachable at postgres@127.0.0.1:9" in out
+    assert "refused" in out.lower() or "timeout" in out.lower()
+    assert "not-shown" not in out
+    assert "MISSING" in (tmp_path / "scale.json").read_text()
