@@ -8,7 +8,7 @@ WEB_CONCURRENCY ?= 2
 # `make worker` name the production ones).
 export DJANGO_SETTINGS_MODULE ?= config.settings.local
 
-.PHONY: run prepare serve worker beat test lint schema-check bench soak deps dev-deps browser nginx migrate clean
+.PHONY: run prepare serve worker beat test lint schema-check bench bench-peers bench-litellm bench-portkey soak deps dev-deps browser nginx migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -106,15 +106,37 @@ BENCH_WORKBOOKS ?= 1
 # Then the usage pages at 1M and 10M usage records on PostgreSQL (bench/scale.py; BENCH_SCALE=0 skips it;
 # BENCH_SCALE_ROWS sets the sizes, BENCH_DATABASE_URL the server and the database names' stem).
 BENCH_SCALE ?= 1
+# The gateways measured beside djllm in the same run (bench/gateways.py): litellm, portkey, or none. The bench installs
+# each one with its target below (reused when present) and reports one that cannot be installed as missing.
+BENCH_PEERS ?= litellm,portkey
 # Load tool: Debian's wrk (installed here when missing, as root). Options: make bench BENCH_ARGS="--only plain".
 bench: dev-deps
 	@command -v wrk >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null; \
 	  else echo "wrk is missing: sudo apt-get install wrk" >&2; exit 1; fi; }
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench --peers "$(BENCH_PEERS)" $(BENCH_ARGS)
 	@if [ "$(BENCH_WORKBOOKS)" = "1" ]; then $(BIN)/python -m bench.workbook; fi
 	@BENCH_SCALE=$(BENCH_SCALE) $(BIN)/python -m bench.scale
+
+# The peers, pinned: the LiteLLM proxy from PyPI in its own venv (Python 3.11; bench/peers/litellm-requirements.txt),
+# Portkey's gateway from npm (bench/peers/package-lock.json; the machine's node). Installing takes minutes once.
+LITELLM_PYTHON ?= $(shell command -v python3.11 || command -v python3)
+LITELLM_VENV := bench/.venv-litellm
+$(LITELLM_VENV)/.installed: bench/peers/litellm-requirements.txt
+	rm -rf $(LITELLM_VENV)
+	$(LITELLM_PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --disable-pip-version-check -r bench/peers/litellm-requirements.txt
+	touch $@
+bench-litellm: $(LITELLM_VENV)/.installed
+
+bench/peers/node_modules/.installed: bench/peers/package.json bench/peers/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing (Debian: apt-get install npm)" >&2; exit 1; }
+	npm ci --prefix bench/peers --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+bench-portkey: bench/peers/node_modules/.installed
+
+bench-peers: bench-litellm bench-portkey
 
 # Soak test (bench/soak.py): SOAK_SECONDS of mixed traffic with upstream faults against `make serve` (2 workers) on
 # PostgreSQL and Redis, then requests vs usage rows, recorded vs billed cost, unmapped 5xx and worker RSS; fails on a
@@ -126,4 +148,4 @@ soak: deps
 	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache clients/node_modules clients/build
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache clients/node_modules clients/build $(LITELLM_VENV) bench/peers/node_modules

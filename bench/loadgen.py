@@ -21,7 +21,7 @@ class RunResult:
     """One wrk run. Latencies in milliseconds; `rps` is wrk's own figure (completed requests / run duration)."""
 
     name: str
-    target: str  # "djllm" or "direct"
+    target: str  # "djllm", "direct" or a peer gateway's name ("litellm", "portkey")
     concurrency: int
     duration_s: float
     requests: int
@@ -39,6 +39,8 @@ class RunResult:
     cpu_ms_per_request: float | None = None
     # CPUs other processes on the machine kept busy during the run, on average (bench/machine.py).
     other_cpus: float | None = None
+    # Where wrk's own output of this run was kept (raw: its summary and the script's JSON line).
+    raw_path: str | None = None
 
     @property
     def error_count(self) -> int:
@@ -78,13 +80,17 @@ def run_wrk(
     concurrency: int,
     duration_s: float,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
     timestamps: bool = False,
     max_threads: int = 2,
     timeout_s: float = 30.0,
+    raw_path: Path | None = None,
 ) -> RunResult:
+    """One wrk run; `raw_path`, when given, keeps wrk's command line, stdout and stderr there."""
     env = {
         "BENCH_BODY_FILE": str(body_file),
         "BENCH_TOKEN": token or "",
+        "BENCH_HEADERS": "\n".join(f"{name}: {value}" for name, value in (headers or {}).items()),
         "BENCH_TIMESTAMPS": "1" if timestamps else "0",
         "PATH": "/usr/bin:/bin",
     }
@@ -102,6 +108,9 @@ def run_wrk(
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration_s + timeout_s + 30)
     except subprocess.TimeoutExpired as exc:
         raise LoadError(f"wrk did not finish: {' '.join(cmd)}") from exc
+    if raw_path is not None:
+        raw_path.parent.mkdir(parents=True, exist_ok=True)
+        raw_path.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(MARKER)), None)
     if proc.returncode != 0 or line is None:
         raise LoadError(f"wrk failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
@@ -123,4 +132,5 @@ def run_wrk(
         max_ms=lat["max"] / 1000,
         errors={k: v for k, v in data["errors"].items() if v},
         span_s=data["span_s"],
+        raw_path=str(raw_path) if raw_path is not None else None,
     )

@@ -118,6 +118,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its live descendants (a gateway's master and its workers)."""
+    total, stack, seen = 0.0, [pid], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        total += cpu_seconds(current)
+        stack.extend(children(current))
+    return total
+
+
+def rss_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -142,6 +165,7 @@ class Stack:
         default_factory=lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     )
     fake: subprocess.Popen | None = None
+    fake_latency_ms: float = 0
     server: subprocess.Popen | None = None
     token: str = ""
     env: dict[str, str] = field(default_factory=dict)
@@ -163,7 +187,8 @@ class Stack:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         log = self.workdir / "fake_upstream.log"
         self.fake = self.procs.start("fake upstream", cmd, env=env, log=log)
-        self._wait(lambda: http("GET", self.fake_url + "/_fake/stats", timeout=2)[0] == 200, self.fake, log, 20)
+        self.fake_latency_ms = latency_ms
+        self.wait_ready(lambda: http("GET", self.fake_url + "/_fake/stats", timeout=2)[0] == 200, self.fake, log, 20)
 
     def restart_fake(self, latency_ms: float) -> None:
         if self.fake is not None:
@@ -226,9 +251,10 @@ class Stack:
         self.token = self.manage("createtoken", "bench", "--create-user", "--name", "bench").strip().splitlines()[-1]
         gunicorn = Path(sys.executable).with_name("gunicorn")
         runner = [str(gunicorn)] if gunicorn.exists() else [sys.executable, "-m", "gunicorn"]
-        # `make serve`'s command line, minus --access-logfile: a line per request would be measured too.
-        cmd = runner + [self.app, "-k", "uvicorn_worker.UvicornWorker"]
-        cmd += ["--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "30"]
+        # `make serve`'s command line (its gunicorn settings file included: worker class, timeouts, the metrics
+        # directory the workers share), minus --access-logfile: a line per request would be measured too.
+        cmd = runner + [self.app, "-c", str(ROOT / "config" / "gunicorn.py")]
+        cmd += ["--workers", str(self.workers), "--bind", f"127.0.0.1:{self.port}"]
         log = self.workdir / "djllm.log"
         self.server = self.procs.start("djllm", cmd, env=self.env, log=log)
 
@@ -237,10 +263,14 @@ class Stack:
                 return False
             return all(http("GET", self.url + "/api/v1/health", timeout=2)[0] == 200 for _ in range(4))
 
-        self._wait(ready, self.server, log, 60)
+        self.wait_ready(ready, self.server, log, 60)
 
     def worker_pids(self) -> list[int]:
         return children(self.server.pid) if self.server else []
+
+    def worker_rss_bytes(self) -> dict[int, int]:
+        """pid -> resident memory (VmRSS) of each djllm worker."""
+        return {pid: rss for pid in self.worker_pids() if (rss := rss_bytes(pid)) is not None}
 
     def worker_cpu_seconds(self) -> float:
         """User + system CPU time used so far by the djllm workers (all their threads)."""
@@ -264,7 +294,7 @@ class Stack:
                 counts[key] = counts.get(key, 0) + 1
         return [f"{n} x {key}" for key, n in sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
 
-    def _wait(self, check, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    def wait_ready(self, check, proc: subprocess.Popen, log: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -3,6 +3,7 @@
 -- Environment (read by every wrk thread):
 --   BENCH_BODY_FILE   path of the request body (JSON)
 --   BENCH_TOKEN       bearer token (optional)
+--   BENCH_HEADERS     more request headers (optional), one `Name: value` a line (a gateway's routing headers)
 --   BENCH_TIMESTAMPS  "1": also record when each thread started and when its last response arrived
 --                     (monotonic clock via LuaJIT's ffi), so throughput can be taken over the span in which
 --                     requests actually completed instead of wrk's fixed duration (see bench/loadgen.py).
@@ -17,6 +18,12 @@ wrk.headers["Content-Type"] = "application/json"
 local token = os.getenv("BENCH_TOKEN")
 if token and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
+end
+for line in (os.getenv("BENCH_HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^%s*([^:]+):%s*(.-)%s*$")
+  if name then
+    wrk.headers[name] = value
+  end
 end
 
 local threads = {}
