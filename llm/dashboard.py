@@ -78,6 +78,7 @@ class Figures:
     key: object = None
     label: str = ""
     provider: str = ""
+    owner: str = ""  # a token's user
     requests: int = 0
     errors: int = 0
     cache_hits: int = 0
@@ -219,7 +220,7 @@ def _name_users(rows: list[Figures]) -> None:
 
 
 def _name_tokens(rows: list[Figures]) -> None:
-    """One lookup for the prefixes, names and owners of the top tokens (`provider` holds the owner)."""
+    """One lookup for the prefixes, names and owners of the top tokens."""
     tokens = {
         pk: (f"djl_{prefix}" + (f" ({name})" if name else ""), username)
         for pk, prefix, name, username in APIToken.objects.filter(pk__in=[r.key for r in rows if r.key]).values_list(
@@ -227,9 +228,7 @@ def _name_tokens(rows: list[Figures]) -> None:
         )
     }
     for row in rows:
-        row.label, row.provider = (
-            tokens.get(row.key, (f"token #{row.key} (deleted)", "")) if row.key else ("no token", "")
-        )
+        row.label, row.owner = tokens.get(row.key, (f"token #{row.key} (deleted)", "")) if row.key else ("no token", "")
 
 
 # --- Latency -------------------------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def _row(figures: Figures, link: str | None) -> dict:
         "key": figures.key,
         "label": figures.label,
         "provider": figures.provider,
+        "owner": figures.owner,
         "requests": figures.requests,
         "errors": figures.errors,
         "cache_hits": figures.cache_hits,

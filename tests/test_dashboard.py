@@ -114,13 +114,15 @@ def test_top_users_tokens_models_and_latency(staff, data):
     users = section(page, "top-users")
     assert users.index("alice") < users.index("bob")  # by cost
     assert usd(alice_cost) in users
-    link = html.unescape(re.search(r'<td>alice</td><td><a href="([^"]+)"', users).group(1))
+    link = html.unescape(re.search(r'>alice</a></td><td><a href="([^"]+)"', users).group(1))
     assert parse_qs(urlsplit(link).query)["user__id__exact"] == [str(data.alice.pk)]
     assert records_total(staff, link) == "5"
 
     tokens = section(page, "top-tokens")
     assert f"djl_{data.excel.prefix} (excel)" in tokens and f"djl_{data.bobs.prefix} (bob-cli)" in tokens
-    link = html.unescape(re.search(rf'djl_{data.laptop.prefix} \(laptop\).*?<a href="([^"]+)"', tokens, re.S)[1])
+    link = html.unescape(
+        re.search(rf'djl_{data.laptop.prefix} \(laptop\)</a></td><td>alice</td><td><a href="([^"]+)"', tokens)[1]
+    )
     assert parse_qs(urlsplit(link).query)["token__id__exact"] == [str(data.laptop.pk)]
     assert records_total(staff, link) == "2"
 
@@ -128,7 +130,7 @@ def test_top_users_tokens_models_and_latency(staff, data):
     gpt4o = money_sum(UsageRecord.objects.filter(upstream_model="gpt-4o"))
     assert models.index("gpt-4o<") < models.index("claude-haiku-4-5")  # the costliest first
     assert usd(gpt4o) in models
-    link = html.unescape(re.search(r'claude-haiku-4-5</td><td>anthropic</td><td><a href="([^"]+)"', models)[1])
+    link = html.unescape(re.search(r'claude-haiku-4-5</a></td><td>anthropic</td><td><a href="([^"]+)"', models)[1])
     assert parse_qs(urlsplit(link).query)["upstream_model"] == ["claude-haiku-4-5"]
     assert records_total(staff, link) == "1"
 
@@ -140,6 +142,17 @@ def test_top_users_tokens_models_and_latency(staff, data):
     row = re.search(r"<td>anthropic</td>.*?</tr>", latency, re.S)[0]
     assert f"<td>≤ {bound:,} ms / ≤ {bound:,} ms</td>" in re.sub(r"</?span[^>]*>", "", row)
     assert "exact to the bucket" in latency and "all users" in latency
+
+
+def test_names_in_the_tables_narrow_the_dashboard(staff, data):
+    since = str(timezone.now().astimezone(UTC).date() - timedelta(days=3))
+    page = staff.get(URL, {"date_from": since, "split": "model"}).content.decode()
+    narrow = html.unescape(re.search(r'<a class="dash-filter" href="([^"]+)"[^>]*>alice</a>', page)[1])
+    assert parse_qs(urlsplit(narrow).query) == {"date_from": [since], "split": ["model"], "user": [str(data.alice.pk)]}
+    page = staff.get(URL + narrow).content.decode()
+    assert figure(page, "requests") == "5" and f'value="{since}"' in page
+    narrow = html.unescape(re.search(r'<a class="dash-filter" href="([^"]+)"[^>]*>gpt-4o-mini</a>', page)[1])
+    assert figure(staff.get(URL + narrow).content.decode(), "requests") == "3"  # alice's, that model
 
 
 def test_budgets_show_spend_and_reservations_against_the_budget(staff, data):
@@ -285,7 +298,7 @@ def test_a_model_no_upstream_answered_links_to_the_records_that_asked_for_it(sta
     assert (record.status, record.provider, record.upstream_model) == ("client_error", "", "")
 
     models = section(staff.get(URL).content.decode(), "top-models")
-    link = html.unescape(re.search(r'mystery-model</td><td>—</td><td><a href="([^"]+)"', models)[1])
+    link = html.unescape(re.search(r'mystery-model</a></td><td>—</td><td><a href="([^"]+)"', models)[1])
     query = parse_qs(urlsplit(link).query, keep_blank_values=True)
     assert query["requested_model"] == ["mystery-model"] and query["upstream_model__exact"] == [""]
     assert records_total(staff, link) == "1"
