@@ -24,6 +24,7 @@ class Row:
     values: dict[str, float | None] = field(default_factory=dict)  # target -> value
     goal: str = ""
     verdict: str = ""
+    djllm_only: bool = False  # a figure only djllm has (its cache, its workers' memory): no peer cells
 
     def as_dict(self) -> dict:
         return {
@@ -129,10 +130,10 @@ def rows(
     p99.values = {t: (r.p99_ms if (r := find(runs, t, "slow", c)) else None) for t in ["direct", *targets]}
     _bound_goal(p99, "<=", 1150)
     out += [share, p99]
-    cache = Row("cache_hit_vs_miss", f"cache hit vs miss req/s, c={concurrency}", "x", HIGHER, "cache")
+    cache = Row("cache_hit_vs_miss", f"cache hit vs miss req/s, c={concurrency}", "x", HIGHER, "cache", djllm_only=True)
     cache.values = {"djllm": cache_ratio}
     _bound_goal(cache, ">=", 3)
-    rss = Row("rss_growth", "djllm workers' RSS growth", "%", LOWER, "rss")
+    rss = Row("rss_growth", "djllm workers' RSS growth", "%", LOWER, "rss", djllm_only=True)
     rss.values = {"djllm": rss_growth}
     _bound_goal(rss, "<=", 10)
     return out + [cache, rss]
@@ -152,6 +153,8 @@ def cell(row: Row, target: str, missing: dict[str, str], failures: dict[str, dic
     value = row.values.get(target)
     if value is not None:
         return _number(value, row.unit)
+    if row.djllm_only and target != "djllm":
+        return "-"
     if target in missing:
         return "missing"
     if row.scenario in failures.get(target, {}):
@@ -162,7 +165,7 @@ def cell(row: Row, target: str, missing: dict[str, str], failures: dict[str, dic
 def ratio(row: Row, peer: str) -> str:
     """djllm ÷ peer, for the rows where both have a figure (not the djllm-only rows)."""
     mine, theirs = row.values.get("djllm"), row.values.get(peer)
-    if row.unit == "x" or mine is None or theirs is None or theirs == 0:
+    if row.djllm_only or mine is None or theirs is None or theirs == 0:
         return "-"
     return f"{mine / theirs:.2f}x"
 
