@@ -13,12 +13,12 @@ store is skipped, logged at most once a minute per process.
 """
 
 import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 
@@ -40,16 +40,19 @@ def wanted(*, cache_flag: bool | None, temperature: float | None, no_cache_heade
 
 def key_for(*, provider: str, base_url: str | None, api_key: str, user_id: int | None, request: ChatRequest) -> str:
     """The key for `request` sent over one route, in the configured scope. The route's key enters only as a
-    fingerprint; the whole payload is hashed, so nothing of the prompt or the key is readable from the cache."""
+    fingerprint; the whole payload is hashed, so nothing of the prompt or the key is readable from the cache.
+
+    orjson writes the request's dataclasses as they are (no `asdict` copy of every message) with every dict's keys
+    sorted, so the same parameters in another order give the same key."""
     payload = {
         "provider": provider,
         "base_url": base_url or "",
         "key": hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else "",
         "user": user_id if settings.RESPONSE_CACHE_SCOPE == "user" else None,
-        **asdict(request),
+        "request": request,
     }
-    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-    return f"llm:resp:{digest}"
+    encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return f"llm:resp:{hashlib.sha256(encoded).hexdigest()}"
 
 
 def _encode(completion: Completion) -> dict[str, Any]:
