@@ -18,10 +18,13 @@ from django.core import signals
 from django.core.asgi import get_asgi_application
 from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
-from django.http import HttpRequest
+from django.db import close_old_connections, reset_queries
+from django.dispatch import Signal
+from django.http import HttpRequest, HttpResponseBase
 from django.urls import get_resolver, set_script_prefix
 
 from common import shutdown
+from common.db_connections import close_dropped_on_request_started
 from common.errors import AppError, InvalidRequest
 from common.parsers import request_too_large
 
@@ -74,6 +77,37 @@ async def _before_body(request: HttpRequest) -> Exception | None:
     return None
 
 
+# Receivers of the request signals that only look after this thread's database connections. The loop's thread has
+# none (the ORM refuses to run on an event loop; the hot path's queries run on the DB thread), so the lean stack skips
+# them: each walks the thread's connections through asgiref's Local, together ~10 % of a cache hit's CPU.
+_DB_RECEIVERS = frozenset({reset_queries, close_old_connections, close_dropped_on_request_started})
+
+
+def _send_on_loop(signal: Signal, sender, **named) -> None:
+    """`signal.send(sender, **named)` on the event loop's thread, minus the receivers in `_DB_RECEIVERS`."""
+    if not signal.receivers:
+        return
+    sync_receivers, async_receivers = signal._live_receivers(sender)
+    if async_receivers:  # not expected; Django's own send, as before
+        signal.send(sender=sender, **named)
+        return
+    for receiver in sync_receivers:
+        if receiver not in _DB_RECEIVERS:
+            receiver(signal=signal, sender=sender, **named)
+
+
+def _close(response: HttpResponseBase) -> None:
+    """`response.close()`, whose `request_finished` goes through `_send_on_loop`."""
+    for closer in response._resource_closers:
+        try:
+            closer()
+        except Exception:  # noqa: BLE001, S110  (as Django's close: a closer's failure does not stop the others)
+            pass
+    response._resource_closers.clear()
+    response.closed = True
+    _send_on_loop(signals.request_finished, sender=response._handler_class)
+
+
 class APIHandler(ASGIHandler):
     def __init__(self) -> None:
         super().__init__()
@@ -96,14 +130,15 @@ class APIHandler(ASGIHandler):
         `sync_to_async`: two thread hops on every request. Their receivers here do no I/O on the loop's thread:
         `close_old_connections` finds no connection on it (the ORM refuses to run on an event loop; the hot path's
         queries run on the DB thread), and `reset_queries`, `reset_urlconf` and `close_caches` (a no-op for the
-        local-memory and Redis caches) only touch this thread's state. So they run on the loop."""
+        local-memory and Redis caches) only touch this thread's state. So they run on the loop, and the ones that only
+        look after this thread's database connections, which it has none of, are skipped (`_send_on_loop`)."""
         # Headers first: the host, the token and the declared length are checked before the body is read, so an
         # unauthenticated caller cannot make the server take in (and spool to disk) a body at all. An early error is
         # still answered through the middleware (request id, CORS, security headers) by APIErrorMiddleware.
         request, error_response = self.create_request(scope, io.BytesIO())
         if request is None:
             await self.send_response(error_response, send)
-            error_response.close()
+            _close(error_response)
             return
         early_error = await _before_body(request)
         body_file = io.BytesIO()
@@ -119,7 +154,7 @@ class APIHandler(ASGIHandler):
         else:
             request._stream = body_file  # the request was built before its body was read: give it the body now
         set_script_prefix(get_script_prefix(scope))
-        signals.request_started.send(sender=self.__class__, scope=scope)
+        _send_on_loop(signals.request_started, sender=self.__class__, scope=scope)
 
         async def process_request():
             response = await self.run_get_response(request)
@@ -132,7 +167,7 @@ class APIHandler(ASGIHandler):
         if early_error is not None:
             # Answered from the headers alone; the body was never read, so there is no disconnect to listen for
             # (the next message would be the body's).
-            (await process_request()).close()
+            _close(await process_request())
             return
 
         # As in Django: notice a client that hangs up while the view runs, and cancel the view then.
@@ -157,9 +192,9 @@ class APIHandler(ASGIHandler):
         try:
             response = processing.result()
         except asyncio.CancelledError:
-            signals.request_finished.send(sender=self.__class__)
+            _send_on_loop(signals.request_finished, sender=self.__class__)
         else:
-            response.close()
+            _close(response)
         body_file.close()
 
     async def read_body_limited(self, receive, setting: str):

@@ -65,7 +65,7 @@ def close_dropped_connections(*, force: bool = False) -> int:
     return closed
 
 
-def _close_dropped_on_request_started(**kwargs) -> None:
+def close_dropped_on_request_started(**kwargs) -> None:
     close_dropped_connections()
 
 
@@ -88,4 +88,4 @@ def install() -> None:
 
     if not isinstance(SyncToAsync.single_thread_executor, _HealingExecutor):
         SyncToAsync.single_thread_executor = _HealingExecutor(max_workers=1, thread_name_prefix="djllm-sync")
-    request_started.connect(_close_dropped_on_request_started, dispatch_uid="djllm.close_dropped_connections")
+    request_started.connect(close_dropped_on_request_started, dispatch_uid="djllm.close_dropped_connections")
