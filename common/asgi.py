@@ -9,7 +9,9 @@ everything else (admin, account page, docs, calendar OAuth) to the normal one. S
 import asyncio
 import io
 import logging
+import os
 import re
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 
@@ -266,6 +268,17 @@ def build_application():
     return application
 
 
+def server_line() -> str:
+    """What this worker runs on: its event loop and the server's HTTP parser (uvicorn's `auto` picks uvloop and
+    httptools when they are installed, asyncio and h11 otherwise; `make serve` should show the first two)."""
+    loop = type(asyncio.get_running_loop())
+    parsers = [name for name in ("httptools", "h11") if f"uvicorn.protocols.http.{name}_impl" in sys.modules]
+    return (
+        f"Worker {os.getpid()} serving: event loop {loop.__module__}.{loop.__qualname__}, "
+        f"HTTP parser {'/'.join(parsers) or 'not uvicorn'}"
+    )
+
+
 async def lifespan(receive, send) -> None:
     """The ASGI lifespan protocol (Django has none): at start-up, drain on SIGTERM/SIGINT; at shutdown, once the
     server has finished the requests in flight, wait for their background work and flush the usage records
@@ -274,6 +287,7 @@ async def lifespan(receive, send) -> None:
         message = await receive()
         if message["type"] == "lifespan.startup":
             shutdown.install_signal_hooks(asyncio.get_running_loop())
+            logger.info(server_line())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             # A call whose client left is bounded by REQUEST_TIMEOUT from then; the margin covers its record.
