@@ -117,29 +117,41 @@ def _upsert_sql(vendor: str, model: type[models.Model], key: tuple[str, ...], su
     return sql + ", ".join([row] * rows) + f" ON CONFLICT ({', '.join(column[n] for n in key)}) DO UPDATE SET {updates}"
 
 
-def _upsert(connection, model: type[models.Model], key: tuple[str, ...], sums: tuple[str, ...], rows: list[tuple]):
-    """One statement for all the rows, every value a parameter. The values are ints, strs, Decimals and one date,
-    which both drivers adapt as the fields would (Django registers SQLite's adapters for Decimal and date); that
-    skips ~10 `get_db_prep_save` calls per row on the hot path. Rows go in key order, so concurrent writers lock
-    the rows they share in the same order and never deadlock."""
-    sql = _upsert_sql(connection.vendor, model, key, sums, len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [value for values in rows for value in values])
-
-
-def rollups_add(records: Sequence[Any]) -> None:
-    """Add a batch of just-written usage records to the rollups: one upsert per table. Call it inside the
-    transaction that inserts the records, so the rollups and the raw rows commit (or roll back) together."""
+def rollups_statements(records: Sequence[Any]) -> list[tuple[str, list]]:
+    """The statements that add a batch of records to the rollups: one upsert per table, every value a parameter.
+    Worked out before the batch's transaction begins, so that the transaction (which holds SQLite's one write
+    lock) only sends them: each Python step in it is a chance to wait for the GIL with the lock held. The values
+    are ints, strs, Decimals and one date, which both drivers adapt as the fields would (Django registers
+    SQLite's adapters for Decimal and date). Rows go in key order, so concurrent writers lock the rows they share
+    in the same order and never deadlock."""
     from llm.models import UsageDaily, UsageLatencyDaily
 
     if not records:
-        return
+        return []
     daily, latency = _deltas(records)
-    connection = connections[router.db_for_write(UsageDaily)]
-    _upsert(connection, UsageDaily, DAILY_KEY, DAILY_SUMS, [(*key, *daily[key]) for key in sorted(daily)])
+    vendor = connections[router.db_for_write(UsageDaily)].vendor
+    rows = [value for key in sorted(daily) for value in (*key, *daily[key])]
+    statements = [(_upsert_sql(vendor, UsageDaily, DAILY_KEY, DAILY_SUMS, len(daily)), rows)]
     if latency:
-        rows = [(*key, latency[key]) for key in sorted(latency)]
-        _upsert(connection, UsageLatencyDaily, LATENCY_KEY, LATENCY_SUMS, rows)
+        rows = [value for key in sorted(latency) for value in (*key, latency[key])]
+        statements.append((_upsert_sql(vendor, UsageLatencyDaily, LATENCY_KEY, LATENCY_SUMS, len(latency)), rows))
+    return statements
+
+
+def rollups_add(records: Sequence[Any]) -> None:
+    """Add a batch of just-written usage records to the rollups. Call it inside the transaction that inserts the
+    records, so the rollups and the raw rows commit (or roll back) together; `services.usage_records_create` works
+    the statements out first (`rollups_statements`) and sends them with `rollups_execute`."""
+    rollups_execute(rollups_statements(records))
+
+
+def rollups_execute(statements: list[tuple[str, list]]) -> None:
+    from llm.models import UsageDaily
+
+    if statements:
+        with connections[router.db_for_write(UsageDaily)].cursor() as cursor:
+            for sql, params in statements:
+                cursor.execute(sql, params)
 
 
 def rollups_unlink(*, user_ids: Sequence[int] = (), token_ids: Sequence[int] = ()) -> None:

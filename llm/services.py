@@ -197,6 +197,8 @@ def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
         if draft.reservation is not None and draft.reservation.amount:
             for scope, key in draft.reservation.scopes:  # the month it was reserved in, across a month's end
                 release[scope, key, draft.reservation.month] += draft.reservation.amount
+    # Before the transaction: its rollup statements need only the records' own fields (not their ids).
+    rollup_statements = rollups.rollups_statements(records)
     with transaction.atomic():
         _insert(records)
         # One order everywhere (the reservations' too): no deadlock between workers.
@@ -204,7 +206,7 @@ def usage_records_create(*, drafts: Sequence[UsageDraft]) -> list[UsageRecord]:
             amount, released = spend.get((scope, key, month_), Decimal("0")), release.get((scope, key, month_))
             if amount or released:
                 _add_spend(scope, key, month_, amount, released or Decimal("0"))
-        rollups.rollups_add(records)  # after the counters, in key order: the same lock order in every writer
+        rollups.rollups_execute(rollup_statements)  # after the counters, in key order: one lock order everywhere
     return records
 
 
