@@ -79,6 +79,7 @@ class Figures:
     label: str = ""
     provider: str = ""
     owner: str = ""  # a token's user
+    narrow: str = ""  # what the dashboard's filter takes to show only this user, token or model ("": gone)
     requests: int = 0
     errors: int = 0
     cache_hits: int = 0
@@ -180,7 +181,9 @@ def dashboard_breakdown(f: DashboardFilter, *, split: str = "provider") -> Break
     for row in rows:
         totals.add(row)
         key = (row["provider"], row["model"])
-        models.setdefault(key, Figures(key=row["model"], label=row["model"], provider=row["provider"])).add(row)
+        models.setdefault(
+            key, Figures(key=row["model"], label=row["model"], provider=row["provider"], narrow=row["model"])
+        ).add(row)
         if row["status"] == UsageStatus.CACHED:
             cached.setdefault(key, Figures(key=row["model"], label=row["model"], provider=row["provider"])).add(row)
         i = index[row["day"]]
@@ -216,19 +219,24 @@ def _name_users(rows: list[Figures]) -> None:
     """One lookup for the usernames of the top users."""
     names = dict(get_user_model().objects.filter(pk__in=[r.key for r in rows if r.key]).values_list("pk", "username"))
     for row in rows:
-        row.label = names.get(row.key, f"user #{row.key} (deleted)") if row.key else "no user"
+        row.narrow = names.get(row.key, "")
+        row.label = row.narrow or (f"user #{row.key} (deleted)" if row.key else "no user")
 
 
 def _name_tokens(rows: list[Figures]) -> None:
     """One lookup for the prefixes, names and owners of the top tokens."""
     tokens = {
-        pk: (f"djl_{prefix}" + (f" ({name})" if name else ""), username)
+        pk: (f"djl_{prefix}", name, username)
         for pk, prefix, name, username in APIToken.objects.filter(pk__in=[r.key for r in rows if r.key]).values_list(
             "pk", "prefix", "name", "user__username"
         )
     }
     for row in rows:
-        row.label, row.owner = tokens.get(row.key, (f"token #{row.key} (deleted)", "")) if row.key else ("no token", "")
+        if row.key in tokens:
+            row.narrow, name, row.owner = tokens[row.key]
+            row.label = row.narrow + (f" ({name})" if name else "")
+        else:
+            row.label = f"token #{row.key} (deleted)" if row.key else "no token"
 
 
 # --- Latency -------------------------------------------------------------------------------------------------

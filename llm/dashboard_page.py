@@ -82,6 +82,7 @@ def _row(figures: Figures, link: str | None) -> dict:
         "label": figures.label,
         "provider": figures.provider,
         "owner": figures.owner,
+        "narrow": figures.narrow,
         "requests": figures.requests,
         "errors": figures.errors,
         "cache_hits": figures.cache_hits,

@@ -148,11 +148,14 @@ def test_names_in_the_tables_narrow_the_dashboard(staff, data):
     since = str(timezone.now().astimezone(UTC).date() - timedelta(days=3))
     page = staff.get(URL, {"date_from": since, "split": "model"}).content.decode()
     narrow = html.unescape(re.search(r'<a class="dash-filter" href="([^"]+)"[^>]*>alice</a>', page)[1])
-    assert parse_qs(urlsplit(narrow).query) == {"date_from": [since], "split": ["model"], "user": [str(data.alice.pk)]}
+    assert parse_qs(urlsplit(narrow).query) == {"date_from": [since], "split": ["model"], "user": ["alice"]}
     page = staff.get(URL + narrow).content.decode()
     assert figure(page, "requests") == "5" and f'value="{since}"' in page
     narrow = html.unescape(re.search(r'<a class="dash-filter" href="([^"]+)"[^>]*>gpt-4o-mini</a>', page)[1])
     assert figure(staff.get(URL + narrow).content.decode(), "requests") == "3"  # alice's, that model
+    narrow = html.unescape(re.search(rf'<a class="dash-filter" href="([^"]+)"[^>]*>djl_{data.laptop.prefix} ', page)[1])
+    assert parse_qs(urlsplit(narrow).query)["token"] == [f"djl_{data.laptop.prefix}"]
+    assert figure(staff.get(URL + narrow).content.decode(), "requests") == "2"
 
 
 def test_budgets_show_spend_and_reservations_against_the_budget(staff, data):
