@@ -264,6 +264,29 @@ class UsageRecord(models.Model):
             models.Index(fields=["token", "created_at"], name="usage_token_time"),
             models.Index(fields=["status", "created_at"], name="usage_status_time"),
             models.Index(fields=["upstream_model", "created_at"], name="usage_model_time"),
+            # The few records that never reached a model (no upstream model), by the model asked for, with what the
+            # admin's totals sum: the daily rollups file them under that model, and the totals of a model take them
+            # back out (llm/usage_totals.py) from this small index alone (PostgreSQL: no table read).
+            models.Index(
+                fields=["requested_model", "created_at"],
+                include=[
+                    "id",
+                    "user_id",
+                    "token_id",
+                    "provider",
+                    "status",
+                    "priced",
+                    "cost_usd",
+                    "saved_usd",
+                    "input_tokens",
+                    "output_tokens",
+                    "cached_input_tokens",
+                    "cache_write_tokens",
+                    "reasoning_tokens",
+                ],  # fmt: skip
+                condition=models.Q(upstream_model=""),
+                name="usage_unrouted_model",
+            ),
         ]
 
     def __str__(self) -> str:
