@@ -13,13 +13,13 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
 from accounts.rates import parse_rate
 from accounts.token_cache import CachedToken
 from common.errors import RateLimited
 from common.limiter import aguarded
+from common.shared_cache import default_cache
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _hit_redis(cache: RedisCache, counters: list[_Counter]) -> list[int]:
 
 
 def _hit(counters: list[_Counter]) -> list[int]:
-    cache = caches["default"]  # the backend itself: `django.core.cache.cache` is a proxy, never a RedisCache
+    cache = default_cache()  # the backend itself (`django.core.cache.cache` is a proxy, never a RedisCache), one per process
     if isinstance(cache, RedisCache):
         return _hit_redis(cache, counters)
     return _hit_generic(cache, counters)

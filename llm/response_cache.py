@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.cache import cache
 
 from common.aio import run_blocking
+from common.shared_cache import default_cache
 from llm.providers.base import ChatRequest, Completion, Usage
 
 logger = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def _backend_failed(action: str) -> None:
 
 async def get(key: str) -> Completion | None:
     try:
+        cache = default_cache()
         data = cache.get(key) if _local() else await run_blocking(cache.get, key)
     except Exception:  # the cache backend is down: a miss, not an error
         _backend_failed("get")
@@ -103,6 +104,7 @@ async def get(key: str) -> Completion | None:
 async def put(key: str, completion: Completion) -> None:
     data = _encode(completion)
     try:
+        cache = default_cache()
         if _local():
             cache.set(key, data, settings.RESPONSE_CACHE_TTL)
         else:
