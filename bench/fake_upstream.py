@@ -6,7 +6,9 @@ speaks both wire protocols on one port:
     POST /v1/chat/completions   OpenAI: JSON, or SSE with `data: [DONE]`; `stream_options.include_usage` adds
                                 the final `choices: []` + usage chunk (every other chunk then has `usage: null`)
     POST /v1/responses          OpenAI's Responses API: JSON, or SSE `event:` + `data:` response.created,
-                                response.in_progress, output_item.added, content_part.added (text),
+                                response.in_progress, [a reasoning item: output_item.added,
+                                reasoning_summary_part.added, reasoning_summary_text.delta..., the `.done` events,
+                                output_item.done,] output_item.added, content_part.added (text),
                                 output_text.delta / function_call_arguments.delta..., the `.done` events,
                                 response.completed (or response.incomplete), each with its sequence_number;
                                 usage in its own fields (input_tokens with input_tokens_details.cached_tokens)
@@ -50,6 +52,8 @@ Controller (thread-safe; each call applies to the next request):
       anthropic_delta_usage="output"  message_delta usage is {"output_tokens": N} (the documented form);
                                 "full" also repeats the cumulative input/cache counts (a gateway must not add)
       models=(...)              ids listed by GET /v1/models
+      reasoning_summary=None    Responses API: a `reasoning` output item with this summary text comes first (in
+                                the JSON output; streamed as reasoning_summary_text deltas, `chunks` of them)
       refusal=None              OpenAI: the model declines with this text (`message.refusal`, streamed as
                                 `delta.refusal` pieces; content null)
       fault_mix={}              random faults for requests no queued fault matched: {kind: probability}, e.g.
@@ -73,6 +77,8 @@ Controller (thread-safe; each call applies to the next request):
         "malformed"    200 with a broken JSON body; streams: one broken `data:` line after the first delta
         "stream_cut"   streams: headers, preamble and after_chunks deltas (default half), then close without
                        the final events or the terminating chunk; plain requests: half the body, then close
+        "stream_failed" Responses streams: `response.failed` (status failed, its `error`) after after_chunks
+                       deltas, then the end; other streams and plain requests as "stream_error"
         "stream_error" streams: the provider's in-band error event after after_chunks deltas (OpenAI
                        `data: {"error": ...}`, Anthropic `event: error` overloaded_error); plain: a 500
     fake.clear_faults(); fake.pending_faults
@@ -134,7 +140,7 @@ OPENAI = "openai"
 COMPLETION_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 ANTHROPIC = "anthropic"
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o3-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
-FAULT_KINDS = frozenset({"timeout", "reset", "disconnect", "malformed", "stream_cut", "stream_error"})
+FAULT_KINDS = frozenset({"timeout", "reset", "disconnect", "malformed", "stream_cut", "stream_error", "stream_failed"})
 MIX_ONLY_KINDS = frozenset({"stream_stall"})
 LEDGER_TAG = re.compile(rb"\[ledger:([A-Za-z0-9._:-]{1,128})\]")
 
@@ -162,6 +168,7 @@ class FakeConfig:
     anthropic_delta_usage: str = "output"
     models: tuple[str, ...] = DEFAULT_MODELS
     refusal: str | None = None
+    reasoning_summary: str | None = None
     fault_mix: tuple[tuple[str, float], ...] = ()
     fault_hold_s: float = 30.0
     fault_seed: int | None = None
@@ -586,6 +593,14 @@ class _Exchange:
             "content": content,
         }
 
+    def _reasoning_items(self) -> list[dict]:
+        summary = self.cfg.reasoning_summary
+        if summary is None:
+            return []
+        return [
+            {"type": "reasoning", "id": f"rs_fake{self.n:08d}", "summary": [{"type": "summary_text", "text": summary}]}
+        ]
+
     def _responses_object(self, status: str) -> dict:
         done = status != "in_progress"
         incomplete = done and self.tool_name is None and self.cfg.finish_reason == "length"
@@ -598,7 +613,7 @@ class _Exchange:
             "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
             "model": self.model,
-            "output": [self._responses_item("completed")] if done else [],
+            "output": [*self._reasoning_items(), self._responses_item("completed")] if done else [],
             "store": self.body.get("store", True),
             "usage": {
                 "input_tokens": u.input_tokens,
@@ -738,13 +753,26 @@ class _Exchange:
             return f"event: {kind}\ndata: {_dumps({'type': kind, 'sequence_number': next(sequence), **fields})}\n\n".encode()
 
         item = self._responses_item("in_progress")
-        where = {"item_id": item["id"], "output_index": 0}
+        final = self._responses_object("completed")
+        index = len(final["output"]) - 1  # after the reasoning item, when there is one
+        where = {"item_id": item["id"], "output_index": index}
         pre = [
             event("response.created", response=self._responses_object("in_progress")),
             event("response.in_progress", response=self._responses_object("in_progress")),
-            event("response.output_item.added", output_index=0, item=item),
         ]
-        final = self._responses_object("completed")
+        for reasoning in self._reasoning_items():
+            summary = reasoning["summary"][0]["text"]
+            at = {"item_id": reasoning["id"], "output_index": 0, "summary_index": 0}
+            empty = {"type": "summary_text", "text": ""}
+            pre.append(event("response.output_item.added", output_index=0, item={**reasoning, "summary": []}))
+            pre.append(event("response.reasoning_summary_part.added", part=empty, **at))
+            pre.extend(
+                event("response.reasoning_summary_text.delta", delta=p, **at) for p in _split(summary, self.cfg.chunks)
+            )
+            pre.append(event("response.reasoning_summary_text.done", text=summary, **at))
+            pre.append(event("response.reasoning_summary_part.done", part={**empty, "text": summary}, **at))
+            pre.append(event("response.output_item.done", output_index=0, item=reasoning))
+        pre.append(event("response.output_item.added", output_index=index, item=item))
         if self.tool_name is not None:
             deltas = [event("response.function_call_arguments.delta", delta=p, **where) for p in parts]
             trailer = [event("response.function_call_arguments.done", arguments=self.text, **where)]
@@ -758,7 +786,7 @@ class _Exchange:
                 event("response.output_text.done", content_index=0, text=self.text, logprobs=[], **where),
                 event("response.content_part.done", content_index=0, part={**part, "text": self.text}, **where),
             ]
-        trailer.append(event("response.output_item.done", output_index=0, item=final["output"][0]))
+        trailer.append(event("response.output_item.done", output_index=index, item=final["output"][index]))
         last = "response.incomplete" if final["status"] == "incomplete" else "response.completed"
         trailer.append(event(last, response=final))
         return pre, deltas, trailer
@@ -846,7 +874,7 @@ class _Exchange:
             if not stream or self.provider == ANTHROPIC or include_usage or self.responses:
                 rec.usage = self.usage
         if not stream:
-            if kind == "stream_error":
+            if kind in ("stream_error", "stream_failed"):
                 rec.status = 500
                 return self.error_ops(500, fault)
             body = self.plain_body()
@@ -865,7 +893,7 @@ class _Exchange:
         for ev in pre:
             ops.write(_chunk(ev))
         k = len(deltas)
-        if kind in ("stream_cut", "stream_error", "timeout"):
+        if kind in ("stream_cut", "stream_error", "stream_failed", "timeout"):
             k = fault.after_chunks if fault.after_chunks is not None else max(1, len(deltas) // 2)
             k = max(0, min(k, len(deltas)))
         elif kind == "malformed":
@@ -876,8 +904,8 @@ class _Exchange:
         if kind == "stream_cut":
             ops.append((_CLOSE, None))
             return ops
-        if kind == "stream_error":
-            ops.write(_chunk(self._stream_error_event(fault)))
+        if kind in ("stream_error", "stream_failed"):
+            ops.write(_chunk(self._stream_error_event(fault, failed=kind == "stream_failed", sent=len(pre) + k)))
             ops.write(_LAST_CHUNK)
             return ops
         if kind == "malformed":
@@ -897,9 +925,16 @@ class _Exchange:
         ops.write(_LAST_CHUNK)
         return ops
 
-    def _stream_error_event(self, fault: Fault) -> bytes:
+    def _stream_error_event(self, fault: Fault, failed: bool = False, sent: int = 0) -> bytes:
+        """The in-band failure; a Responses event is numbered after the `sent` events before it."""
+        if self.responses and failed:
+            error = {"code": "server_error", "message": fault.message or _OPENAI_ERRORS[500][2]}
+            response = {**self._responses_object("in_progress"), "status": "failed", "error": error}
+            event = {"type": "response.failed", "sequence_number": sent, "response": response}
+            return f"event: response.failed\ndata: {_dumps(event)}\n\n".encode()
         if self.responses:
-            err = {"type": "error", "code": "server_error", "message": fault.message or _OPENAI_ERRORS[500][2]}
+            message = fault.message or _OPENAI_ERRORS[500][2]
+            err = {"type": "error", "sequence_number": sent, "code": "server_error", "message": message, "param": None}
             return f"event: error\ndata: {_dumps(err)}\n\n".encode()
         if self.provider == OPENAI:
             err = {

@@ -448,6 +448,19 @@ async def _complete(call: GatewayCall, flight: _Flight) -> GatewayResult:
         raise
 
 
+# A Responses stream's opening events: sent before the model's first token, so not its time to first token.
+_LIFECYCLE_EVENTS = frozenset({"response.created", "response.in_progress", "response.queued"})
+
+
+def _lifecycle(chunk: Chunk) -> bool:
+    return chunk.event is not None and chunk.event.get("type") in _LIFECYCLE_EVENTS
+
+
+async def _replayed(events: list[dict]) -> AsyncIterator[Chunk]:
+    for event in events:
+        yield Chunk(event=event)
+
+
 @dataclass
 class StreamSession:
     """A stream whose checks passed and whose first chunk has arrived. Iterate `chunks()` exactly once; the usage
@@ -467,6 +480,13 @@ class StreamSession:
     usage: Usage | None = None
     cost_usd: Decimal | None = None
     text: list[str] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)  # a relayed Responses stream's events, for the cache
+
+    @property
+    def relayed(self) -> bool:
+        """The upstream's own Responses events, to relay as they come (`Chunk.event`), rather than chunks to
+        build events from."""
+        return self._first.event is not None
 
     @property
     def upstream_model(self) -> str:
@@ -483,8 +503,11 @@ class StreamSession:
         refusal: list[str] = []
         try:
             chunk = self._first
-            draft.time_to_first_token_ms = _elapsed_ms(self._start)
             while True:
+                if draft.time_to_first_token_ms is None and not _lifecycle(chunk):
+                    draft.time_to_first_token_ms = _elapsed_ms(self._start)
+                if chunk.event is not None and not self.cached:
+                    self.events.append(chunk.event)
                 if chunk.usage is not None:
                     usage = chunk.usage
                 if chunk.finish_reason:
@@ -512,6 +535,8 @@ class StreamSession:
             _cancelled(draft)
             raise
         finally:
+            if draft.time_to_first_token_ms is None:
+                draft.time_to_first_token_ms = _elapsed_ms(self._start)
             if self._rest is not None:
                 await self._rest.aclose()
             await self._finish(usage, completed, finish, model, response_id, tool_parts, "".join(refusal))
@@ -531,6 +556,7 @@ class StreamSession:
             usage=usage,
             tool_calls=tool_calls,
             refusal=refusal or None,
+            events=self.events if self.relayed else None,
         )
         await response_cache.put(self._cache_key, completion)
 
@@ -593,8 +619,11 @@ async def open_stream(call: GatewayCall) -> StreamSession:
                     # Replayed as one delta: streamed tool calls carry their position.
                     tool_calls=[{"index": i, **c} for i, c in enumerate(hit.tool_calls)] if hit.tool_calls else None,
                     refusal=hit.refusal or "",
+                    event=hit.events[0] if hit.events else None,
                 )
-                return StreamSession(route=prepared.route, cached=True, _first=first, _rest=None, **common)
+                # A relayed Responses stream is replayed event by event, as the client that filled the cache got it.
+                rest = _replayed(hit.events[1:]) if hit.events else None
+                return StreamSession(route=prepared.route, cached=True, _first=first, _rest=rest, **common)
 
         async def open_upstream(provider, request):
             iterator = aiter(provider.stream(request))

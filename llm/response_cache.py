@@ -64,6 +64,7 @@ def _encode(completion: Completion) -> dict[str, Any]:
         "tool_calls": completion.tool_calls,
         "refusal": completion.refusal,
         "usage": asdict(completion.usage) if completion.usage else None,
+        "events": completion.events,
     }
 
 
@@ -76,6 +77,7 @@ def _decode(data: dict[str, Any]) -> Completion:
         tool_calls=data.get("tool_calls"),
         refusal=data.get("refusal"),
         usage=Usage(**data["usage"]) if data.get("usage") else None,
+        events=data.get("events"),
     )
 
 

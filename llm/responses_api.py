@@ -448,6 +448,78 @@ async def stream_events(session, shell: Shell, model: str, on_done=None) -> Asyn
     yield event(last(response=final))
 
 
+FINAL_EVENTS = ("response.completed", "response.incomplete")
+
+
+def _frame(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event.get('type')}\ndata: {data}\n\n".encode()
+
+
+def relayed_response(response: dict[str, Any], shell: Shell) -> dict[str, Any]:
+    """An upstream's response object as this request's: djllm's id (the one `GET /v1/responses/{id}` and
+    `previous_response_id` know), and what djllm keeps itself rather than the upstream, which was called statelessly
+    (`store` false, no `previous_response_id`, no `metadata`): the client's values of those."""
+    body = shell.body
+    return {
+        **response,
+        "id": shell.id,
+        "store": body.store,
+        "previous_response_id": body.previous_response_id,
+        "metadata": body.metadata or {},
+    }
+
+
+def _relayed_failure(last: dict[str, Any] | None, shell: Shell, session, model: str, output: list) -> dict[str, Any]:
+    """The `response.failed` djllm closes a broken relayed stream with: the last response object the upstream
+    sent (or djllm's own), failed, with the output items it finished and the error."""
+    error = session.error
+    if last is None:
+        last = json.loads(shell.response(model=model, status="in_progress", output=[]).model_dump_json())
+    usage = json.loads(response_usage(session.usage).model_dump_json()) if session.usage is not None else None
+    failure = {"code": error.code, "message": error.message}
+    return {**last, "status": "failed", "error": failure, "output": output, "usage": usage}
+
+
+async def relay_events(session, shell: Shell, model: str, on_done=None) -> AsyncIterator[bytes]:
+    """An upstream Responses stream relayed event by event, in its order and shape, each as it arrives
+    (`session.relayed`). Only what is djllm's changes: the response object in the `response.*` events is this
+    request's (`relayed_response`). `on_done(response)` is awaited with the final response object (a dict, to
+    store it) before the event that carries it. An upstream failure is relayed as the upstream sent it (its
+    `error`, its `response.failed`); a stream that breaks off, or ends on an `error` alone, is closed by djllm as
+    a translated stream is: an `error` (unless the upstream sent one), then `response.failed`, numbered on from the
+    upstream's last event."""
+    last_response: dict[str, Any] | None = None
+    done_items: dict[int, Any] = {}
+    sequence, errored, failed = -1, False, False
+    async with aclosing(session.chunks()) as chunks:
+        async for chunk in chunks:
+            event = chunk.event
+            if event is None:  # not a relayed stream's chunk (cannot happen: one stream is one kind)
+                continue
+            kind = event.get("type")
+            if isinstance(event.get("response"), dict):
+                event = {**event, "response": relayed_response(event["response"], shell)}
+                last_response = event["response"]
+                if kind in FINAL_EVENTS and on_done is not None:
+                    await on_done(last_response)
+            if kind == "response.output_item.done" and isinstance(event.get("output_index"), int):
+                done_items[event["output_index"]] = event.get("item")
+            if isinstance(event.get("sequence_number"), int):
+                sequence = event["sequence_number"]
+            errored, failed = errored or kind == "error", failed or kind == "response.failed"
+            yield _frame(event)
+    if session.error is None or failed:
+        return
+    error = session.error
+    if not errored:
+        sequence += 1
+        yield _frame(ErrorEvent(sequence_number=sequence, code=error.code, message=error.message).model_dump())
+    output = [done_items[index] for index in sorted(done_items)]
+    response = _relayed_failure(last_response, shell, session, session.upstream_model or model, output)
+    yield _frame({"type": "response.failed", "sequence_number": sequence + 1, "response": response})
+
+
 def stored_items(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A response's output items as the input items that continue it."""
     return [item for item in output if item.get("type") in ("message", "function_call")]

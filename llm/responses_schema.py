@@ -2,9 +2,9 @@
 validates with, the output models its answers and stream events are built from, and the operations' descriptions
 (`common.operations.openapi_operation`), so what the schema shows is what is sent."""
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
 
 from common.openapi import OpenAIError
 from common.operations import Body
@@ -73,6 +73,28 @@ class FunctionCallOut(BaseModel):
     status: Literal["in_progress", "completed", "incomplete"]
 
 
+class OtherOutputItemOut(BaseModel):
+    """Any other output item of an upstream that serves the Responses API (`reasoning`, `web_search_call`...),
+    as it sent it."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Annotated[str, WithJsonSchema({"type": "string", "not": {"enum": ["message", "function_call"]}})]
+    id: str | None = None
+
+
+def _item_kind(item: Any) -> str:
+    kind = item.get("type") if isinstance(item, dict) else getattr(item, "type", None)
+    return kind if kind in ("message", "function_call") else "other"
+
+
+OutputItemOut = Annotated[
+    Annotated[OutputMessageOut, Tag("message")]
+    | Annotated[FunctionCallOut, Tag("function_call")]
+    | Annotated[OtherOutputItemOut, Tag("other")],
+    Discriminator(_item_kind),
+]
+
+
 class InputTokensDetailsOut(BaseModel):
     cached_tokens: int = Field(description="Of the input tokens, read from the provider's cache.")
 
@@ -101,16 +123,19 @@ class IncompleteDetailsOut(BaseModel):
 
 
 class ResponseOut(BaseModel):
+    """djllm's response object; a relayed upstream's keeps its other fields (`reasoning`, `truncation`...)."""
+
+    model_config = ConfigDict(extra="allow")
     id: str
     object: Literal["response"] = "response"
     created_at: int
-    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    status: Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
     error: ResponseErrorOut | None = None
     incomplete_details: IncompleteDetailsOut | None = None
     instructions: str | None = None
     max_output_tokens: int | None = None
     model: str
-    output: list[OutputMessageOut | FunctionCallOut]
+    output: list[OutputItemOut]
     parallel_tool_calls: bool = True
     previous_response_id: str | None = None
     store: bool = True
@@ -148,13 +173,13 @@ class ResponseInProgressEvent(_Event):
 class OutputItemAddedEvent(_Event):
     type: Literal["response.output_item.added"] = "response.output_item.added"
     output_index: int
-    item: OutputMessageOut | FunctionCallOut
+    item: OutputItemOut
 
 
 class OutputItemDoneEvent(_Event):
     type: Literal["response.output_item.done"] = "response.output_item.done"
     output_index: int
-    item: OutputMessageOut | FunctionCallOut
+    item: OutputItemOut
 
 
 class ContentPartAddedEvent(_Event):
@@ -244,7 +269,7 @@ class ErrorEvent(_Event):
     param: str | None = None
 
 
-STREAM_EVENTS = (
+_KNOWN_EVENTS = (
     ResponseCreatedEvent,
     ResponseInProgressEvent,
     OutputItemAddedEvent,
@@ -262,6 +287,18 @@ STREAM_EVENTS = (
     ResponseFailedEvent,
     ErrorEvent,
 )
+_KNOWN_EVENT_TYPES = [event.model_fields["type"].default for event in _KNOWN_EVENTS]
+
+
+class OtherEvent(_Event):
+    """Any other event of an upstream that serves the Responses API (reasoning summaries, `response.queued`, web
+    search...), relayed as it sent it."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(json_schema_extra={"not": {"enum": _KNOWN_EVENT_TYPES}})
+
+
+STREAM_EVENTS = (*_KNOWN_EVENTS, OtherEvent)
 
 RESPONSES_EXAMPLE = {"model": "gpt-4o-mini", "instructions": "Be brief.", "input": "Say hello."}
 RESPONSE_EXAMPLE = {
@@ -330,7 +367,13 @@ RESPONSES = {
         "`response.content_part.added`, `response.output_text.delta`/`.done`, "
         "`response.function_call_arguments.delta`/`.done`, `response.output_item.done`, `response.completed` "
         "or `response.incomplete`; `error` then `response.failed` if the upstream fails mid-stream), each with "
-        "its `sequence_number`, relayed as the upstream's chunks arrive. Through the same gateway as "
+        "its `sequence_number`, relayed as the upstream's chunks arrive. On a route to an upstream Responses "
+        "endpoint every event the upstream sends (reasoning summaries and other output items included) is relayed "
+        "as it comes, in its order, shape and numbering; only the response object in the `response.*` events is "
+        "djllm's (its `id`, and the `store`, `previous_response_id` and `metadata` you sent). An upstream's own "
+        "`error` or `response.failed` is relayed as sent; a stream that breaks off, or ends on an `error` alone, "
+        "ends with djllm's `error` (unless the upstream sent one) then `response.failed`. Through the same "
+        "gateway as "
         "`/v1/chat/completions`: rate limits, budgets, the response cache and one usage record per request "
         "(endpoint `responses`)."
     ),

@@ -37,13 +37,14 @@ async def _history(body: ResponsesIn, user_id: int) -> list[dict]:
 def _store(body: ResponsesIn, user_id: int, history: list[dict]):
     """What keeps a finished response (when `store`): the conversation it answered and its output."""
 
-    async def keep(response: ResponseOut) -> None:
-        if not body.store or response.status == "failed":
+    async def keep(response: ResponseOut | dict) -> None:
+        """`response`: djllm's own response object, or a relayed upstream's (a dict, kept as it was sent)."""
+        payload = json.loads(response.model_dump_json()) if isinstance(response, ResponseOut) else response
+        if not body.store or payload.get("status") == "failed":
             return
-        payload = json.loads(response.model_dump_json())
         await run_in_db_thread(
             stored_response_create,
-            response_id=response.id,
+            response_id=payload["id"],
             user_id=user_id,
             parent_id=body.previous_response_id,
             input=[*history, *responses_api.input_items(body)],
@@ -79,7 +80,9 @@ async def responses(request: HttpRequest, cached_token, body: ResponsesIn) -> Ht
     keep = _store(body, user_id, history)
     if body.stream:
         session = await streaming.open_stream(request, call)
-        events = responses_api.stream_events(session, shell, body.model, on_done=keep)
+        # An upstream that serves the Responses API streams its own events: relayed; other streams are translated.
+        relay = responses_api.relay_events if session.relayed else responses_api.stream_events
+        events = relay(session, shell, body.model, on_done=keep)
         return response_headers(streaming.event_stream_response(request, events), session.rate, cached=session.cached)
     result = await pipeline.complete(call)
     payload = shell.completed(result.completion, result.usage)

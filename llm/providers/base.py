@@ -58,6 +58,9 @@ class Completion:
     usage: Usage | None  # None when the upstream gave no count
     tool_calls: list[dict] | None = None  # OpenAI shape
     refusal: str | None = None  # OpenAI's `message.refusal`: the model declined, in its own words
+    # A streamed answer of an upstream Responses API: every event it sent, as sent, so the response cache replays
+    # the same stream (see `Chunk.event`). None otherwise.
+    events: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class Chunk:
     response_id: str | None = None
     tool_calls: list[dict] | None = None  # OpenAI delta shape
     refusal: str = ""  # a piece of OpenAI's `delta.refusal`
+    # `POST /v1/responses` on an upstream that serves the Responses API: the upstream's event as it came (decoded
+    # JSON), relayed to the client in its order and shape; the fields above are what djllm reads from it.
+    event: dict | None = None
 
 
 def tool_calls_from_deltas(deltas: list[dict]) -> list[dict] | None:

@@ -115,30 +115,32 @@ def _upstream_failure(name: str, event: dict) -> ProviderError:
 
 
 class _ResponsesChunks:
-    """Responses stream events as chunks: text and refusal deltas, each function call opened (its call id and
-    name) then its arguments, and the finish with the usage last."""
+    """Responses stream events as chunks, one per event, each carrying the event as it came (`Chunk.event`, relayed
+    to the client) and what djllm reads from it: text and refusal deltas, each function call opened (its call id
+    and name) then its arguments, and the finish with the usage last."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.calls: dict[int, int] = {}  # output index -> tool-call index
 
-    def chunk(self, event: dict) -> Chunk | None:
+    def chunk(self, event: dict) -> Chunk:
         kind = event.get("type")
         if kind == "response.output_text.delta":
-            return Chunk(text=str(event.get("delta") or ""))
+            return Chunk(text=str(event.get("delta") or ""), event=event)
         if kind == "response.refusal.delta":
-            return Chunk(refusal=str(event.get("delta") or ""))
+            return Chunk(refusal=str(event.get("delta") or ""), event=event)
         if kind == "response.output_item.added" and (event.get("item") or {}).get("type") == "function_call":
             item = event["item"]
             index = self.calls.setdefault(event.get("output_index", len(self.calls)), len(self.calls))
             function = {"name": item.get("name") or "", "arguments": item.get("arguments") or ""}
             call = {"index": index, "id": item.get("call_id") or item.get("id"), "type": "function"}
-            return Chunk(tool_calls=[{**call, "function": function}])
+            return Chunk(tool_calls=[{**call, "function": function}], event=event)
         if kind == "response.function_call_arguments.delta":
             index = self.calls.get(event.get("output_index"))
             if index is None:
                 raise _responses_bad(self.name, "arguments for a function call it never opened")
-            return Chunk(tool_calls=[{"index": index, "function": {"arguments": str(event.get("delta") or "")}}])
+            delta = {"index": index, "function": {"arguments": str(event.get("delta") or "")}}
+            return Chunk(tool_calls=[delta], event=event)
         if kind in ("response.completed", "response.incomplete"):
             response = event.get("response") or {}
             return Chunk(
@@ -146,10 +148,27 @@ class _ResponsesChunks:
                 usage=usage_from_responses(response.get("usage")),
                 model=response.get("model"),
                 response_id=response.get("id"),
+                event=event,
             )
-        if kind in ("error", "response.failed"):
-            raise _upstream_failure(self.name, event)
-        return None  # created, in_progress, the `.done` events: nothing new
+        return Chunk(event=event)  # created, in_progress, reasoning, the `.done` events...: relayed as they are
+
+
+async def _responses_stream(reader: _ResponsesChunks, events: AsyncIterator) -> AsyncIterator[Chunk]:
+    """Every event as a chunk. A failure the upstream reports in-band (`error`, `response.failed`) is relayed
+    first and raised after: at once for `response.failed` (the stream's last word), at the end for `error` (a
+    `response.failed` may still follow it)."""
+    failure = None
+    async for event in events:
+        if not isinstance(event, dict):
+            raise _responses_bad(reader.name, "a stream event")
+        yield reader.chunk(event)
+        kind = event.get("type")
+        if kind == "response.failed":
+            raise _upstream_failure(reader.name, event)
+        if kind == "error" and failure is None:
+            failure = _upstream_failure(reader.name, event)
+    if failure is not None:
+        raise failure
 
 
 class OpenAIProvider(SDKProvider):
@@ -212,15 +231,10 @@ class OpenAIProvider(SDKProvider):
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         native = self._responses_params(request)
         if native is not None:
-            reader = _ResponsesChunks(self.name)
             params = {**native, "stream": True}
             async with self._streaming("/responses", params, cast_to=object, stream_cls=AsyncStream[object]) as events:
-                async for event in events:
-                    if not isinstance(event, dict):
-                        raise _responses_bad(self.name, "a stream event")
-                    chunk = reader.chunk(event)
-                    if chunk is not None:
-                        yield chunk
+                async for chunk in _responses_stream(_ResponsesChunks(self.name), events):
+                    yield chunk
             return
         params = _params(request)
         params["stream"] = True
