@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from common.validation import invalid_request
@@ -452,8 +453,7 @@ FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 
 def _frame(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event.get('type')}\ndata: {data}\n\n".encode()
+    return b"event: " + str(event.get("type")).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def relayed_response(response: dict[str, Any], shell: Shell) -> dict[str, Any]:
