@@ -95,7 +95,9 @@ def _hit_redis(cache: RedisCache, counters: list[_Counter]) -> list[int]:
 
 
 def _hit(counters: list[_Counter]) -> list[int]:
-    cache = default_cache()  # the backend itself (`django.core.cache.cache` is a proxy, never a RedisCache), one per process
+    cache = (
+        default_cache()
+    )  # the backend itself (`django.core.cache.cache` is a proxy, never a RedisCache), one per process
     if isinstance(cache, RedisCache):
         return _hit_redis(cache, counters)
     return _hit_generic(cache, counters)
