@@ -69,6 +69,14 @@ class ModelRouteSerializer(serializers.Serializer):
         return "set" if route.api_key else "not set"
 
 
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class _RouteAlias(serializers.SlugRelatedField):
     """A route by its alias, or null. DRF reads a blank string as null on a nullable relation; the schema (and an
     honest API) says an alias is never blank, so "" is refused rather than silently clearing the fallback."""
@@ -76,6 +84,9 @@ class _RouteAlias(serializers.SlugRelatedField):
     def run_validation(self, data=empty):
         if data == "":
             raise serializers.ValidationError("Send a route's alias, or null for no fallback.")
+        if isinstance(data, str) and ("\x00" in data or not data.isprintable() and _unencodable(data)):
+            # Never looked up: PostgreSQL refuses a NUL byte or a lone surrogate in a query parameter.
+            raise serializers.ValidationError("No route has this alias (it holds a NUL byte or invalid text).")
         return super().run_validation(data)
 
 

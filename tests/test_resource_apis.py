@@ -215,6 +215,10 @@ def test_route_writes_keep_the_key_write_only(call, tokens, settings):
     )  # null removes it; "" is no alias
     _error(blank, 400, "invalid_request")
     assert "fallback" in blank.body["error"]["details"]
+    for hostile in ("back\x00up",):  # never sent to the database (PostgreSQL refuses a NUL byte)
+        refused = call("PATCH", f"{ROUTES_URL}/{route.pk}", tokens["root"], {"fallback": hostile})
+        _error(refused, 400, "invalid_request")
+        assert "NUL byte or invalid text" in str(refused.body["error"]["details"]["fallback"])
     # As in the admin: a base URL must be a host LLM_BASE_URL_ALLOWLIST allows; an alias is unique.
     settings.LLM_BASE_URL_ALLOWLIST = ["api.openai.com"]
     outside = call("PATCH", f"{ROUTES_URL}/{route.pk}", tokens["root"], {"base_url": "https://evil.example.com/v1"})
