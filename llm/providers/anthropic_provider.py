@@ -220,16 +220,16 @@ class AnthropicProvider(SDKProvider):
             api_key=api_key, auth_token="", base_url=base_url, max_retries=0, timeout=timeout, http_client=http_client
         )
         # Only the key given here is ever sent: never ANTHROPIC_AUTH_TOKEN from the environment, and with no key
-        # (a route to a server of its own) no key header at all (see `_options`).
+        # (a route to a server of its own) no key header at all (see `_headers`).
         client.auth_token = None
         if not api_key:
             client.api_key = None
         return client
 
-    def _options(self) -> dict:
+    def _headers(self) -> dict:
         if not self.api_key:
-            # The SDK refuses to send a request without an auth header unless one is explicitly omitted.
-            return {"headers": {"X-Api-Key": anthropic.Omit()}}
+            # The SDK's client would not send a request without an auth header unless one is explicitly omitted.
+            return {"X-Api-Key": anthropic.Omit()}
         return {}
 
     async def complete(self, request: ChatRequest) -> Completion:
