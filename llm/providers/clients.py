@@ -42,43 +42,60 @@ def _http_client(sdk) -> httpx.AsyncClient:
 
 
 class _Sender:
-    """Sends a request through one SDK client's own HTTP client, with the headers the SDK sends (its auth, version
-    and platform headers), its timeout, its exceptions and its SSE stream class, without rebuilding all of that on
-    every call: the SDK's `post()` copies and validates its request options, merges the headers and joins the URL
-    each time (measured: a third of the SDK's CPU per call here). Retries stay off (the clients have max_retries=0;
-    djllm retries itself), so the SDK's retry headers are constant."""
+    """Sends a request through one SDK client's own HTTP transport, with the headers the SDK sends (its auth,
+    version and platform headers over the HTTP client's own), its timeout, its exceptions and its SSE stream class,
+    prepared once per client rather than on every call: the SDK's `post()` copies and validates its request options,
+    merges the headers and joins the URL each time (measured: a third of the SDK's CPU per call here), and the HTTP
+    client's `send()` then merges them again and runs its auth, redirect and cookie steps, none of which applies
+    here (no auth flow, redirects are never followed, and an upstream's cookies are not kept to be sent back with
+    other users' requests). Retries stay off (the clients have max_retries=0; djllm retries itself), so the SDK's
+    retry headers are constant."""
 
     def __init__(self, sdk: ModuleType, client, extra_headers: dict) -> None:
         self.sdk = sdk
         self.client = client
         self.http = client._client  # the httpx client given to the SDK client (`_http_client`)
         timeout = client.timeout
-        headers = {**client.default_headers, **extra_headers}
-        headers["x-stainless-retry-count"] = "0"
+        sdk_headers = {**client.default_headers, **extra_headers}
+        sdk_headers["x-stainless-retry-count"] = "0"
         if isinstance(timeout, httpx.Timeout) and timeout.read is not None:
-            headers["x-stainless-read-timeout"] = str(timeout.read)
-        self.headers = httpx.Headers(
-            {name: value for name, value in headers.items() if not isinstance(value, sdk.Omit)}
-        )
-        self.timeout = timeout
-        self._urls: dict[str, httpx.URL] = {}
+            sdk_headers["x-stainless-read-timeout"] = str(timeout.read)
+        headers = httpx.Headers(self.http.headers)
+        headers.update({name: value for name, value in sdk_headers.items() if not isinstance(value, sdk.Omit)})
+        for name, value in sdk_headers.items():
+            if isinstance(value, sdk.Omit):
+                headers.pop(name, None)
+        self.headers = headers
+        self.timeout = httpx.Timeout(timeout).as_dict()
+        self._targets: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
 
-    def url(self, path: str) -> httpx.URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = self.client._prepare_url(path)
-        return url
+    def target(self, path: str) -> tuple[httpx.URL, httpx.AsyncBaseTransport]:
+        """The URL of `path` and the transport the HTTP client sends it through (a proxy's, if one is mounted)."""
+        target = self._targets.get(path)
+        if target is None:
+            url = self.client._prepare_url(path)
+            target = self._targets[path] = (url, self.http._transport_for_url(url))
+        return target
 
     async def post(self, path: str, body: dict, *, cast_to, stream_cls=None):
-        request = self.http.build_request(
-            "POST", self.url(path), headers=self.headers, content=orjson.dumps(body), timeout=self.timeout
+        url, transport = self.target(path)
+        request = httpx.Request(
+            "POST", url, headers=self.headers, content=orjson.dumps(body), extensions={"timeout": self.timeout}
         )
+        response = None
         try:
-            response = await self.http.send(request, stream=stream_cls is not None)
-        except httpx.TimeoutException as exc:
-            raise self.sdk.APITimeoutError(request=request) from exc
-        except Exception as exc:
-            raise self.sdk.APIConnectionError(request=request) from exc
+            response = await transport.handle_async_request(request)
+            response.request = request
+            if stream_cls is None:
+                await response.aread()  # closes the stream once read: the connection goes back to the pool
+        except BaseException as exc:
+            if response is not None:
+                await response.aclose()
+            if isinstance(exc, httpx.TimeoutException):
+                raise self.sdk.APITimeoutError(request=request) from exc
+            if isinstance(exc, Exception):
+                raise self.sdk.APIConnectionError(request=request) from exc
+            raise
         if not response.is_success:
             await response.aread()
             await response.aclose()
