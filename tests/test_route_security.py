@@ -423,3 +423,63 @@ def test_redact_removes_key_like_text(secret):
 def test_redact_keeps_ordinary_messages():
     message = "The model `gpt-4o-mini-2024-07-18` does not exist or you do not have access to it."
     assert redact(message) == message
+
+
+@pytest.fixture
+def cookie_setter():
+    """An OpenAI-compatible server that sets a cookie on every answer and keeps the headers of what it was sent."""
+    seen: list[dict[str, str]] = []
+
+    class CookieSetter(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            seen.append({name.lower(): value for name, value in self.headers.items()})
+            body = (
+                b'{"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini", '
+                b'"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi."}, '
+                b'"finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}'
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Set-Cookie", "upstream_session=first-callers-session; Path=/")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CookieSetter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_an_upstream_cookie_is_not_sent_back_on_later_requests(
+    live_djllm, token, prices, cookie_setter, settings, transport
+):
+    # Over ASGI, as served: one event loop, so one SDK client per route for every request and every user.
+    settings.LLM_HTTP_TRANSPORT = transport
+    base_url, seen = cookie_setter
+    ModelRoute.objects.create(
+        alias="cookie-jar", provider="openai", upstream_model="gpt-4o-mini", base_url=base_url, api_key=ROUTE_KEY
+    )
+    sdk = openai.OpenAI(base_url=f"{live_djllm.url}/v1", api_key=token[1], max_retries=0, timeout=10)
+    answers = [
+        sdk.chat.completions.create(model="cookie-jar", messages=[{"role": "user", "content": text}])
+        for text in ("Hello", "Again")
+    ]
+    assert [answer.choices[0].message.content for answer in answers] == ["Hi.", "Hi."]
+    assert len(seen) == 2
+    assert "cookie" not in seen[1]  # the first answer's cookie did not travel with the next request
+    # The SDK's own headers still go with every request: the route's key, its retry count, the JSON body.
+    for headers in seen:
+        assert headers["authorization"] == f"Bearer {ROUTE_KEY}"
+        assert headers["x-stainless-retry-count"] == "0"
+        assert headers["content-type"] == "application/json"
+        assert headers["user-agent"].startswith("AsyncOpenAI/Python")
