@@ -13,6 +13,7 @@ store is skipped, logged at most once a minute per process.
 """
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import asdict
@@ -51,7 +52,10 @@ def key_for(*, provider: str, base_url: str | None, api_key: str, user_id: int |
         "user": user_id if settings.RESPONSE_CACHE_SCOPE == "user" else None,
         "request": request,
     }
-    encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    try:
+        encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # what orjson does not write (an integer beyond 64 bits in a schema, say)
+        encoded = json.dumps({**payload, "request": asdict(request)}, sort_keys=True, default=str).encode()
     return f"llm:resp:{hashlib.sha256(encoded).hexdigest()}"
 
 

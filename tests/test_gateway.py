@@ -306,6 +306,25 @@ def test_structured_output_passes_through_both_providers(client, fake_upstream):
     assert sent["tools"][0]["input_schema"] == schema["json_schema"]["schema"]
 
 
+def test_a_schema_with_an_integer_beyond_64_bits_reaches_the_upstream_intact(client, fake_upstream):
+    # JSON has no integer limit; the body is written with the standard library when orjson cannot write it.
+    huge = 2**70
+    schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "count", "schema": {"type": "integer", "maximum": huge}},
+    }
+    fake_upstream.configure(structured={"n": 1})
+    response = chat(client, response_format=schema)
+    assert response.status_code == 200, response.content
+    assert fake_upstream.last_request.body["response_format"]["json_schema"]["schema"]["maximum"] == huge
+    # The response cache's key is written the same way: the second deterministic call is answered from the cache.
+    first, again = (chat(client, response_format=schema, temperature=0) for _ in range(2))
+    assert (first.status_code, first["X-Djllm-Cached"]) == (200, "false"), first.content
+    assert (again.status_code, again["X-Djllm-Cached"]) == (200, "true"), again.content
+    assert again.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+    assert len(fake_upstream.requests) == 2
+
+
 def test_validation_errors_in_openai_shape(client):
     for body, param in (
         ({"model": "gpt-4o-mini", "messages": []}, "messages"),

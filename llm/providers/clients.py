@@ -6,6 +6,7 @@ loop too (slower, but correct).
 """
 
 import asyncio
+import json
 import re
 import typing
 import weakref
@@ -61,10 +62,11 @@ class _Sender:
         if isinstance(timeout, httpx.Timeout) and timeout.read is not None:
             sdk_headers["x-stainless-read-timeout"] = str(timeout.read)
         headers = httpx.Headers(self.http.headers)
-        headers.update({name: value for name, value in sdk_headers.items() if not isinstance(value, sdk.Omit)})
         for name, value in sdk_headers.items():
             if isinstance(value, sdk.Omit):
                 headers.pop(name, None)
+            else:
+                headers[name] = value
         self.headers = headers
         self.timeout = httpx.Timeout(timeout).as_dict()
         self._targets: dict[str, tuple[httpx.URL, httpx.AsyncBaseTransport]] = {}
@@ -80,7 +82,7 @@ class _Sender:
     async def post(self, path: str, body: dict, *, cast_to, stream_cls=None):
         url, transport = self.target(path)
         request = httpx.Request(
-            "POST", url, headers=self.headers, content=orjson.dumps(body), extensions={"timeout": self.timeout}
+            "POST", url, headers=self.headers, content=_json_bytes(body), extensions={"timeout": self.timeout}
         )
         response = None
         try:
@@ -106,6 +108,15 @@ class _Sender:
             return stream_cls(cast_to=event_type, response=response, client=self.client)
         data = orjson.loads(response.content)
         return data if cast_to is object else cast_to.construct(**data)
+
+
+def _json_bytes(body: dict) -> bytes:
+    """The body as JSON: orjson, or the standard library for what orjson does not write (an integer beyond 64 bits
+    in a tool's JSON schema, say), as httpx would have written it."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def sender_for(provider: "type[SDKProvider]", base_url: str | None, api_key: str, extra_headers: dict) -> _Sender:
