@@ -615,6 +615,7 @@ class _Exchange:
             "model": self.model,
             "output": [*self._reasoning_items(), self._responses_item("completed")] if done else [],
             "store": self.body.get("store", True),
+            "tools": self.body.get("tools") or [],  # as OpenAI's response object does: the tools it was given
             "usage": {
                 "input_tokens": u.input_tokens,
                 "input_tokens_details": {"cached_tokens": u.cached_tokens},

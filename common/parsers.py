@@ -4,6 +4,7 @@ is too large with 413 (naming the limit) and one nested too deeply with 400, nev
 import json
 from typing import Any
 
+import orjson
 from django.conf import settings
 from rest_framework import parsers
 
@@ -24,6 +25,15 @@ def loads(raw: bytes | str) -> Any:
         raise InvalidRequest("The JSON body is nested too deeply.", code="too_deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes for the hot path: orjson, or the standard library for what orjson does not write (an integer
+    beyond 64 bits, which JSON allows: a user's tool schema may hold one)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def read_limited(stream, *, length: int, setting: str) -> bytes:

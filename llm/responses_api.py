@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
+from common.parsers import dumps
 from common.validation import invalid_request
 from llm.providers import ChatRequest, Completion, Message, Usage
 from llm.responses_schema import (
@@ -453,7 +453,7 @@ FINAL_EVENTS = ("response.completed", "response.incomplete")
 
 
 def _frame(event: dict[str, Any]) -> bytes:
-    return b"event: " + str(event.get("type")).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"event: " + str(event.get("type")).encode() + b"\ndata: " + dumps(event) + b"\n\n"
 
 
 def relayed_response(response: dict[str, Any], shell: Shell) -> dict[str, Any]:

@@ -128,6 +128,23 @@ def test_every_upstream_event_is_relayed_in_its_order_shape_and_numbering(live_d
     assert record.cost_usd == COST and record.usage_estimated is False
 
 
+def test_a_tool_schema_with_an_integer_beyond_64_bits_is_relayed_intact(live_djllm, token, prices, fake_upstream):
+    huge = 2**70  # JSON allows it; the upstream echoes the tools in its response object
+    tool = {
+        "type": "function",
+        "name": "count_to",
+        "parameters": {"type": "object", "properties": {"n": {"type": "integer", "maximum": huge}}},
+    }
+    body = {"model": GPT, "input": "Count", "stream": True, "tools": [tool]}
+    answer, relayed = sse(f"{live_djllm.url}/v1/responses", body, {"Authorization": f"Bearer {token[1]}"})
+    assert answer.status_code == 200
+    assert fake_upstream.last_request.body["tools"][0]["parameters"]["properties"]["n"]["maximum"] == huge
+    assert [event["type"] for event in relayed][-1] == "response.completed"
+    for event in relayed:
+        if event["type"] in RESPONSE_EVENTS:
+            assert event["response"]["tools"][0]["parameters"]["properties"]["n"]["maximum"] == huge
+
+
 def test_the_sdks_stream_helper_reads_the_relayed_events(client, fake_upstream):
     fake_upstream.configure(reply="one two", chunks=2, usage=USAGE, reasoning_summary=SUMMARY)
     with client.responses.stream(model=GPT, input="Count to two") as stream:

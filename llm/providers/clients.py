@@ -6,7 +6,6 @@ loop too (slower, but correct).
 """
 
 import asyncio
-import json
 import re
 import typing
 import weakref
@@ -18,6 +17,7 @@ import httpx
 import orjson
 from django.conf import settings
 
+from common.parsers import dumps
 from llm.providers.base import ProviderError
 from llm.providers.errors import from_sdk_error
 
@@ -82,7 +82,7 @@ class _Sender:
     async def post(self, path: str, body: dict, *, cast_to, stream_cls=None):
         url, transport = self.target(path)
         request = httpx.Request(
-            "POST", url, headers=self.headers, content=_json_bytes(body), extensions={"timeout": self.timeout}
+            "POST", url, headers=self.headers, content=dumps(body), extensions={"timeout": self.timeout}
         )
         response = None
         try:
@@ -108,15 +108,6 @@ class _Sender:
             return stream_cls(cast_to=event_type, response=response, client=self.client)
         data = orjson.loads(response.content)
         return data if cast_to is object else cast_to.construct(**data)
-
-
-def _json_bytes(body: dict) -> bytes:
-    """The body as JSON: orjson, or the standard library for what orjson does not write (an integer beyond 64 bits
-    in a tool's JSON schema, say), as httpx would have written it."""
-    try:
-        return orjson.dumps(body)
-    except orjson.JSONEncodeError:
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def sender_for(provider: "type[SDKProvider]", base_url: str | None, api_key: str, extra_headers: dict) -> _Sender:
