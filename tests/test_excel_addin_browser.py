@@ -12,6 +12,9 @@ import html
 import json
 import os
 import re
+import time
+import types
+import zlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 from django.db import connections
 
 from accounts import token_cache
+from llm import limits
 from llm.models import UsageRecord
 from tests.browser import DEFAULT_TIMEOUT_MS
 from tests.test_excel_office_script import job_worker  # noqa: F401  (a fixture: jobs run in a thread)
@@ -225,13 +229,17 @@ def test_cell_errors_are_readable(addin, token, prices, settings, fake_upstream)
     assert rejected == {"error": "#N/A", "message": "TOKEN REJECTED: check the token in the djllm task pane"}
 
 
-def test_throttled_cells_say_so(addin, token, prices, fake_upstream):
+def test_throttled_cells_say_so(addin, token, prices, fake_upstream, monkeypatch):
     page = addin
     row = token[0]
-    # One batch a day: the next is answered 429 with a Retry-After of hours (a per-minute window could be a second
-    # from its end, and then a retry inside the cell would go through).
+    # One batch a day: the next is answered 429 with a Retry-After of hours. A window ends at an offset of its own
+    # key's (the token's prefix): the limiter's clock is held a minute into this token's window, or a window ending
+    # within the add-in's 60 s of waiting would let its retry inside the cell through.
     row.rate_limit = "1/d"
     row.save()
+    day, offset = 86400, zlib.crc32(row.prefix.encode()) % 86400
+    window_start = int(time.time()) // day * day + offset
+    monkeypatch.setattr(limits, "time", types.SimpleNamespace(time=lambda: window_start + 60))
     save_token(page, token[1])
     assert cells(page, [("PROMPT", ["one"])]) == [{"value": "ANSWER[one]"}]
     throttled = cells(page, [("PROMPT", ["two"]), ("PROMPT", ["three"])])
