@@ -15,15 +15,20 @@ from decimal import Decimal
 
 from accounts.token_cache import CachedToken
 from common.aio import shielded
-from common.db_thread import run_in_db_thread
+from common.db_thread import in_sqlite_write_turn, run_in_db_thread
 from common.errors import ModelNotPriced
 from llm.limits import budgets_for
 from llm.pricing import Price, aprice_or_fallback, max_cost_of
 from llm.providers import ChatRequest
 from llm.routing import Route
-from llm.services import Reservation, spend_release, spend_reserve
+from llm.services import Reservation
+from llm.services import spend_release as _spend_release
+from llm.services import spend_reserve as _spend_reserve
 
 logger = logging.getLogger(__name__)
+
+spend_reserve = in_sqlite_write_turn(_spend_reserve)
+spend_release = in_sqlite_write_turn(_spend_release)
 
 ADD_PRICE_HINT = "Admin › LLM gateway › Model prices › Add (/admin/llm/modelprice/add/)"
 

@@ -26,7 +26,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from accounts.token_cache import CachedToken
 from common.aio import outlive_caller, shielded
-from common.db_thread import run_in_db_thread
+from common.db_thread import run_in_db_thread, sqlite_write_turn
 from common.errors import AppError, BudgetExceeded, RateLimited, UpstreamError
 from common.shutdown import draining
 from llm import response_cache
@@ -275,7 +275,7 @@ async def record(draft: UsageDraft, call: GatewayCall | None = None, completion:
 
 
 def _record_with_hook(draft: UsageDraft, hook, completion: Completion | None) -> None:
-    with transaction.atomic():
+    with sqlite_write_turn(), transaction.atomic():
         hook(usage_record_create(draft=draft), completion)
 
 

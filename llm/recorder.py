@@ -20,7 +20,7 @@ import threading
 
 from django.conf import settings
 
-from common.db_thread import run_in_db_thread, submit_to_db_thread, with_reconnect
+from common.db_thread import run_in_db_thread, sqlite_write_turn, submit_to_db_thread, with_reconnect
 from llm.metrics import recorder_queue_depth
 from llm.services import UsageDraft, usage_records_create
 
@@ -79,7 +79,8 @@ class UsageRecorder:
 
     def _write(self, batch) -> None:
         try:
-            with_reconnect(usage_records_create, drafts=[draft for draft, _, _ in batch])
+            with sqlite_write_turn():
+                with_reconnect(usage_records_create, drafts=[draft for draft, _, _ in batch])
         except Exception:
             if len(batch) == 1:
                 raise
@@ -93,7 +94,8 @@ class UsageRecorder:
     def _write_one(self, item) -> None:
         draft, loop, future = item
         try:
-            with_reconnect(usage_records_create, drafts=[draft])
+            with sqlite_write_turn():
+                with_reconnect(usage_records_create, drafts=[draft])
         except Exception as error:
             logger.exception("Usage record %s not written", draft.request_id)
             self._notify(loop, future, error)

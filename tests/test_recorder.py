@@ -150,3 +150,29 @@ async def test_flush_returns_once_every_queued_record_is_written(token, db_threa
     release.set()
     await asyncio.wait_for(flushing, timeout=30)
     assert await UsageRecord.objects.acount() == 25
+
+
+async def test_on_a_sqlite_file_a_batch_waits_for_another_process_writing(token, db_thread):
+    """`make serve`'s workers take turns at the SQLite file's writer lock file, so a worker waits in the kernel for
+    the other's write to end (and is woken when it does) rather than in SQLite's sleeping busy handler."""
+    import fcntl
+    import os
+
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the writer lock file is SQLite's: PostgreSQL takes concurrent writers itself")
+    row, _ = token
+    # As another worker process would: its own open file description of the same lock file, locked.
+    other = os.open(f"{connection.settings_dict['NAME']}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        writing = asyncio.ensure_future(write_usage_record(_draft(row, 1)))
+        await asyncio.sleep(0.5)
+        assert not writing.done()
+        assert await UsageRecord.objects.acount() == 0
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await asyncio.wait_for(writing, timeout=30)
+    finally:
+        os.close(other)
+    assert [r async for r in UsageRecord.objects.values_list("request_id", flat=True)] == ["req-1"]
