@@ -87,3 +87,32 @@ async def test_a_client_that_hangs_up_cancels_the_view(monkeypatch):
     await asyncio.wait_for(handling, timeout=10)
     assert cancelled.is_set()
     assert sent == []  # nothing was answered to a client that is gone
+
+
+async def test_the_lifespan_start_up_freezes_what_the_worker_built_while_starting(monkeypatch, caplog):
+    """A worker's start-up objects (Django, the URLconf and its views, the SDKs) are moved out of the cycle
+    collector's reach once it starts serving, so its full passes don't go over them while requests wait."""
+    import gc
+    import logging
+    import re
+    import sys
+
+    from common import asgi, shutdown
+
+    monkeypatch.setattr(shutdown, "install_signal_hooks", lambda loop: None)  # the test runner keeps its signals
+    inbox: asyncio.Queue = asyncio.Queue()
+    outbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+    gc.unfreeze()
+    with caplog.at_level(logging.INFO, logger="common.asgi"):
+        running = asyncio.ensure_future(asgi.lifespan(inbox.get, outbox.put))
+        try:
+            assert await asyncio.wait_for(outbox.get(), timeout=30) == {"type": "lifespan.startup.complete"}
+            frozen = gc.get_freeze_count()
+        finally:
+            running.cancel()
+            gc.unfreeze()
+    assert frozen > 10_000
+    assert "config.urls" in sys.modules and "llm.apis.chat" in sys.modules
+    logged = re.search(r"serving: .*; (\d+) start-up objects frozen", caplog.text)
+    assert logged and int(logged.group(1)) > 10_000  # frozen objects the requests since have freed leave the count
