@@ -211,8 +211,14 @@ class UsageRecord(models.Model):
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     request_id = models.CharField(max_length=128, db_index=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    token = models.ForeignKey("accounts.APIToken", null=True, on_delete=models.SET_NULL, related_name="+")
+    # No index of their own: the composite indexes below lead with user and with token and serve every lookup by
+    # either (and the SET NULL of a deleted user or token); each index more is another B-tree every record updates.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    token = models.ForeignKey(
+        "accounts.APIToken", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     endpoint = models.CharField(max_length=40)
     provider = models.CharField(max_length=20, blank=True)
     requested_model = models.CharField(max_length=100, blank=True)

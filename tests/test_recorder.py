@@ -176,3 +176,17 @@ async def test_on_a_sqlite_file_a_batch_waits_for_another_process_writing(token,
     finally:
         os.close(other)
     assert [r async for r in UsageRecord.objects.values_list("request_id", flat=True)] == ["req-1"]
+
+
+def test_a_record_insert_updates_no_index_that_another_already_covers():
+    """Every index on the usage table is one more B-tree each record's INSERT updates. The user's and the token's
+    own single-column indexes are gone (migration 0021): the composite indexes that lead with them serve every
+    lookup by either, and stay."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, UsageRecord._meta.db_table)
+    indexed = [info["columns"] for info in constraints.values() if info["index"] and not info["primary_key"]]
+    assert ["user_id"] not in indexed and ["token_id"] not in indexed, indexed
+    leading = {columns[0] for columns in indexed}
+    assert {"user_id", "token_id", "created_at", "request_id"} <= leading, indexed
