@@ -72,7 +72,10 @@ def sqlite_write_turn():
     """On a SQLite file: wait for this machine's other processes' hot-path writes to end, in the kernel, before
     writing. SQLite's own wait for its write lock (busy_timeout) sleeps 1, 2, 5, ... up to 100 ms between tries, so
     a process that keeps writing (another worker's busy recorder) can keep a waiting one out for hundreds of ms; a
-    `flock` waiter is woken as soon as the lock is let go. Other databases: nothing to do."""
+    `flock` waiter is woken as soon as the lock is let go. Other databases: nothing to do.
+
+    It orders processes, not the threads of one process: they share one open file description, which `flock`
+    treats as one holder. In a server only the process's database thread writes through it."""
     fd = _sqlite_turn_fd()
     if fd is None:
         yield

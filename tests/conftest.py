@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import pytest
@@ -74,9 +75,16 @@ def auth_client(token):
 def _close_thread_connections_at_end(django_db_setup, django_db_blocker):
     """Async tests run their sync database calls on asgiref's shared thread (and some on the hot path's database
     thread); connections opened there outlive the test. Close them before the test database is dropped, which
-    PostgreSQL refuses while a session is still connected."""
+    PostgreSQL refuses while a session is still connected. On a SQLite file, the writers' lock file beside it
+    (common/db_thread.py) goes with it."""
     yield
+    from django.db import connections
+
     from tests.live import close_server_thread_connections
 
     with django_db_blocker.unblock():
         close_server_thread_connections()
+    default = connections["default"]
+    if default.vendor == "sqlite" and not default.is_in_memory_db():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{default.settings_dict['NAME']}-writer.lock")
